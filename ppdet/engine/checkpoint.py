@@ -1,0 +1,104 @@
+"""Training checkpoints: ``<prefix>.pdparams`` (model weights, PaddleDetection format) and
+``<prefix>.pdopt`` (optimizer + LR state, epoch, iteration, resolved config).
+
+Both files are written atomically, weights first: a ``.pdopt`` only exists beside the
+weights it belongs to, so a checkpoint with a ``.pdopt`` is always complete.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+import paddle
+
+from ppdet.atomic_io import atomic_path
+from ppdet.zoo.weights import WeightsError, load_weights
+
+STATE_VERSION = 1
+
+
+def save_weights(model: paddle.nn.Layer, prefix: str) -> str:
+    """Write ``<prefix>.pdparams`` atomically; returns its path."""
+    path = prefix + ".pdparams"
+    with atomic_path(path) as tmp:
+        paddle.save(model.state_dict(), tmp)
+    return path
+
+
+def save_checkpoint(
+    prefix: str,
+    model: paddle.nn.Layer,
+    optimizer: paddle.optimizer.Optimizer,
+    *,
+    epoch: int,
+    iteration: int,
+    config_text: str,
+    extra: dict | None = None,
+) -> str:
+    """Save a resumable checkpoint. ``epoch`` = epochs completed, ``iteration`` = steps done."""
+    save_weights(model, prefix)
+    state = {
+        "version": STATE_VERSION,
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "iteration": iteration,
+        "config": config_text,
+        "extra": extra or {},
+    }
+    with atomic_path(prefix + ".pdopt") as tmp:
+        paddle.save(state, tmp)
+    return prefix
+
+
+def _strip_suffix(path: str) -> str:
+    for suffix in (".pdparams", ".pdopt"):
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+def latest_checkpoint(folder: str) -> str | None:
+    """Prefix of the complete checkpoint with the most iterations in ``folder``, or None."""
+    best, best_iter = None, -1
+    for opt in glob.glob(os.path.join(folder, "*.pdopt")):
+        prefix = opt[: -len(".pdopt")]
+        if not os.path.isfile(prefix + ".pdparams"):
+            continue
+        match = re.search(r"(\d+)$", os.path.basename(prefix))
+        step = int(match.group(1)) if match else -1
+        if step > best_iter:
+            best, best_iter = prefix, step
+    return best
+
+
+def resolve_resume(path: str) -> str:
+    """A checkpoint prefix from a prefix, a ``.pdparams``/``.pdopt`` file or a run folder."""
+    if os.path.isdir(path):
+        prefix = latest_checkpoint(path)
+        if prefix is None:
+            raise WeightsError(f"no complete checkpoint (.pdparams + .pdopt) in folder {path}")
+        return prefix
+    prefix = _strip_suffix(path)
+    if not os.path.isfile(prefix + ".pdopt"):
+        raise WeightsError(
+            f"cannot resume from {path}: {prefix}.pdopt is missing "
+            "(a weights-only file can be fine-tuned from with -o pretrain_weights=...)"
+        )
+    return prefix
+
+
+def load_checkpoint(
+    prefix: str, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer
+) -> dict:
+    """Restore model and optimizer (with its LR scheduler) from ``prefix``; return the state."""
+    prefix = resolve_resume(prefix)
+    load_weights(model, prefix + ".pdparams", strict=True)
+    try:
+        state = paddle.load(prefix + ".pdopt")
+    except Exception as e:
+        raise WeightsError(f"{prefix}.pdopt: unreadable training state ({e})") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise WeightsError(f"{prefix}.pdopt: not a ppdet training state (version mismatch)")
+    optimizer.set_state_dict(state["optimizer"])
+    return state

@@ -1,0 +1,376 @@
+"""Learning-rate schedule and optimizer from PaddleDetection-shaped config sections.
+
+```yaml
+LearningRate:
+  base_lr: 0.001
+  schedulers:
+  - {name: PiecewiseDecay, gamma: 0.1, milestones: [216, 243]}   # or CosineDecay
+  - {name: LinearWarmup, start_factor: 0.0, steps: 4000}
+OptimizerBuilder:
+  optimizer: {type: Momentum, momentum: 0.9}                      # or Adam, AdamW
+  regularizer: {type: L2, factor: 0.0005}
+  clip_grad_by_norm: null
+```
+
+The schedule is one ``LRScheduler`` stepped once per iteration. Its value at iteration ``t``
+is ``decay(t) * warmup(t)``: a pure function of ``t``, so the scheduler's ``state_dict``
+(``last_epoch`` = iteration) is all a resumed run needs. Decay milestones (and CosineDecay's
+``max_epochs``) count epochs in an epoch-based run and iterations in an iteration-based one;
+warmup ``steps`` always count iterations (``epochs`` counts epochs).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any
+
+import paddle
+from paddle.optimizer.lr import LRScheduler
+
+from ppdet.config.errors import ConfigError
+
+_NUMBER = (int, float)
+
+
+# ---------------------------------------------------------------- config checking helpers
+def _check_keys(section: Any, path: str, allowed: dict[str, tuple], required=()) -> dict:
+    """``section`` must be a dict whose keys are in ``allowed`` (key -> accepted types)."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {type(section).__name__}")
+    for key, value in section.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"{path}.{key}: unknown key; accepted: {', '.join(sorted(allowed))}"
+            )
+        types = allowed[key]
+        ok = value is None and type(None) in types
+        ok = ok or (isinstance(value, types) and not (isinstance(value, bool) and bool not in types))
+        if not ok:
+            names = "/".join(t.__name__ for t in types)
+            raise ConfigError(f"{path}.{key}: expected {names}, got {value!r}")
+    for key in required:
+        if section.get(key) is None:
+            raise ConfigError(f"{path}.{key}: required")
+    return section
+
+
+def _number_list(value: Any, path: str) -> list[float]:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, _NUMBER) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"{path}: expected a list of numbers, got {value!r}")
+    return [float(v) for v in value]
+
+
+# ---------------------------------------------------------------- the schedule
+class WarmupDecayLR(LRScheduler):
+    """LR at iteration ``t`` (= ``last_epoch``): ``decay(t) * warmup(t)``.
+
+    Args:
+        base_lr: learning rate before any decay.
+        boundaries, values: piecewise decay; ``values[i]`` holds from ``boundaries[i-1]``
+            (inclusive) to ``boundaries[i]`` (exclusive) iterations; ``len(values) ==
+            len(boundaries) + 1``. Used when ``cosine_iters`` is None.
+        cosine_iters: cosine decay from ``base_lr`` to ``min_lr`` over this many iterations,
+            then ``min_lr``.
+        warmup_steps, warmup_start_factor: ``warmup(t)`` rises linearly from the start
+            factor at t = 0 to 1 at t = warmup_steps, and stays 1.
+    """
+
+    def __init__(
+        self,
+        base_lr: float,
+        boundaries: list[int] | None = None,
+        values: list[float] | None = None,
+        cosine_iters: int | None = None,
+        min_lr: float = 0.0,
+        warmup_steps: int = 0,
+        warmup_start_factor: float = 1.0,
+        last_epoch: int = -1,
+    ):
+        self.boundaries = list(boundaries or [])
+        self.values = list(values or [base_lr])
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError("piecewise decay needs len(values) == len(boundaries) + 1")
+        self.cosine_iters = cosine_iters
+        self.min_lr = float(min_lr)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_start_factor = float(warmup_start_factor)
+        super().__init__(float(base_lr), last_epoch)
+
+    def decay(self, t: int) -> float:
+        """The decayed LR at iteration ``t``, before warmup."""
+        if self.cosine_iters is not None:
+            if t >= self.cosine_iters:
+                return self.min_lr
+            cos = 0.5 * (1.0 + math.cos(math.pi * t / self.cosine_iters))
+            return self.min_lr + (self.base_lr - self.min_lr) * cos
+        return self.values[bisect.bisect_right(self.boundaries, t)]
+
+    def warmup(self, t: int) -> float:
+        """The warmup factor at iteration ``t``, in [start_factor, 1]."""
+        if t >= self.warmup_steps:
+            return 1.0
+        alpha = t / self.warmup_steps
+        return self.warmup_start_factor + (1.0 - self.warmup_start_factor) * alpha
+
+    def get_lr(self) -> float:
+        t = max(self.last_epoch, 0)
+        return self.decay(t) * self.warmup(t)
+
+
+_SCHEDULER_KEYS: dict[str, dict[str, tuple]] = {
+    "PiecewiseDecay": {
+        "name": (str,),
+        "gamma": (int, float, list),
+        "milestones": (list,),
+        "values": (list, type(None)),
+        "use_warmup": (bool,),
+    },
+    "CosineDecay": {
+        "name": (str,),
+        "max_epochs": (int, float),
+        "min_lr_ratio": (int, float),
+        "min_lr": (int, float, type(None)),
+        "last_plateau_epochs": (int,),
+        "use_warmup": (bool,),
+    },
+    "LinearWarmup": {
+        "name": (str,),
+        "steps": (int,),
+        "start_factor": (int, float),
+        "epochs": (int, float, type(None)),
+        "epochs_first": (bool,),
+    },
+}
+
+
+def build_lr(cfg_section: dict, steps_per_epoch: int, epoch_based: bool) -> WarmupDecayLR:
+    """The per-iteration LR scheduler described by the ``LearningRate`` section.
+
+    Args:
+        cfg_section: ``{base_lr, schedulers: [decay, (warmup)]}``. Decays: PiecewiseDecay
+            (``milestones``, ``gamma`` float or one per milestone, or explicit ``values``),
+            CosineDecay (``max_epochs``, ``min_lr_ratio`` or ``min_lr``,
+            ``last_plateau_epochs``). Warmup: LinearWarmup (``steps``, ``start_factor``
+            default 1/3, or ``epochs``). ``use_warmup: false`` on the decay disables warmup.
+        steps_per_epoch: iterations per epoch (used for epoch units and warmup ``epochs``).
+        epoch_based: milestones/max_epochs count epochs (True) or iterations (False).
+    Raises:
+        ConfigError (a ValueError) naming the key path, e.g. ``LearningRate.schedulers[0].gamma``.
+    """
+    root = "LearningRate"
+    sec = _check_keys(
+        cfg_section, root, {"base_lr": _NUMBER, "schedulers": (list,)}, required=("base_lr",)
+    )
+    base_lr = float(sec["base_lr"])
+    if base_lr < 0:
+        raise ConfigError(f"{root}.base_lr: must be >= 0, got {base_lr}")
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    unit = steps_per_epoch if epoch_based else 1
+
+    kwargs: dict[str, Any] = {"base_lr": base_lr}
+    decay_seen = warmup_seen = False
+    use_warmup = True
+    warmup: dict[str, Any] = {}
+    for i, sched in enumerate(sec.get("schedulers") or []):
+        path = f"{root}.schedulers[{i}]"
+        name = sched.get("name") if isinstance(sched, dict) else None
+        if name not in _SCHEDULER_KEYS:
+            raise ConfigError(
+                f"{path}.name: unknown scheduler {name!r}; accepted: {', '.join(_SCHEDULER_KEYS)}"
+            )
+        _check_keys(sched, path, _SCHEDULER_KEYS[name])
+        if name == "LinearWarmup":
+            if warmup_seen:
+                raise ConfigError(f"{path}: only one warmup scheduler is allowed")
+            warmup_seen = True
+            warmup = _warmup_kwargs(sched, path, steps_per_epoch)
+            continue
+        if decay_seen:
+            raise ConfigError(f"{path}: only one decay scheduler is allowed")
+        decay_seen = True
+        use_warmup = sched.get("use_warmup", True)
+        if name == "PiecewiseDecay":
+            kwargs.update(_piecewise_kwargs(sched, path, base_lr, unit))
+        else:
+            kwargs.update(_cosine_kwargs(sched, path, base_lr, unit))
+    if use_warmup:
+        kwargs.update(warmup)
+    return WarmupDecayLR(**kwargs)
+
+
+def _piecewise_kwargs(sched: dict, path: str, base_lr: float, unit: int) -> dict[str, Any]:
+    milestones = _number_list(sched.get("milestones", []), f"{path}.milestones")
+    if milestones != sorted(milestones):
+        raise ConfigError(f"{path}.milestones: must be increasing, got {milestones}")
+    boundaries = [int(round(m * unit)) for m in milestones]
+    if sched.get("values") is not None:
+        values = _number_list(sched["values"], f"{path}.values")
+        if len(values) != len(milestones) + 1:
+            raise ConfigError(f"{path}.values: needs len(milestones) + 1 = {len(milestones) + 1}")
+        return {"boundaries": boundaries, "values": values}
+    gamma = sched.get("gamma", 0.1)
+    if isinstance(gamma, list):
+        factors = _number_list(gamma, f"{path}.gamma")
+        if len(factors) != len(milestones):
+            raise ConfigError(f"{path}.gamma: a list needs one factor per milestone")
+    else:
+        factors = [float(gamma) ** (k + 1) for k in range(len(milestones))]
+    return {"boundaries": boundaries, "values": [base_lr] + [base_lr * f for f in factors]}
+
+
+def _cosine_kwargs(sched: dict, path: str, base_lr: float, unit: int) -> dict[str, Any]:
+    max_epochs = sched.get("max_epochs", 1000)
+    plateau = sched.get("last_plateau_epochs", 0)
+    if not 0 <= plateau < max_epochs:
+        raise ConfigError(f"{path}.last_plateau_epochs: must be in [0, max_epochs)")
+    if sched.get("min_lr") is not None:
+        if "min_lr_ratio" in sched:
+            raise ConfigError(f"{path}.min_lr: give min_lr or min_lr_ratio, not both")
+        min_lr = float(sched["min_lr"])
+    else:
+        min_lr = base_lr * float(sched.get("min_lr_ratio", 0.0))
+    return {"cosine_iters": int(round((max_epochs - plateau) * unit)), "min_lr": min_lr}
+
+
+def _warmup_kwargs(sched: dict, path: str, steps_per_epoch: int) -> dict[str, Any]:
+    steps = sched.get("steps", 500)
+    if sched.get("epochs") is not None and (sched.get("epochs_first", True) or "steps" not in sched):
+        steps = int(round(sched["epochs"] * steps_per_epoch))
+    if steps < 0:
+        raise ConfigError(f"{path}.steps: must be >= 0, got {steps}")
+    start = float(sched.get("start_factor", 1.0 / 3.0))
+    return {"warmup_steps": steps, "warmup_start_factor": start}
+
+
+# ---------------------------------------------------------------- the optimizer
+_OPTIMIZER_KEYS: dict[str, dict[str, tuple]] = {
+    "Momentum": {"type": (str,), "momentum": _NUMBER, "use_nesterov": (bool,)},
+    "Adam": {"type": (str,), "beta1": _NUMBER, "beta2": _NUMBER, "epsilon": _NUMBER},
+    "AdamW": {
+        "type": (str,),
+        "beta1": _NUMBER,
+        "beta2": _NUMBER,
+        "epsilon": _NUMBER,
+        "weight_decay": _NUMBER,
+    },
+}
+_REGULARIZERS = {"L2": paddle.regularizer.L2Decay, "L1": paddle.regularizer.L1Decay}
+_NORM_TYPES = (
+    paddle.nn.layer.norm._BatchNormBase,
+    paddle.nn.LayerNorm,
+    paddle.nn.GroupNorm,
+    paddle.nn.layer.norm._InstanceNormBase,
+)
+
+
+def is_norm_layer(layer: paddle.nn.Layer) -> bool:
+    """Paddle's norm layers, plus project ones whose class name ends in Norm/BN or is
+    AffineChannel (e.g. FrozenBatchNorm, EvoNorm)."""
+    name = type(layer).__name__
+    return isinstance(layer, _NORM_TYPES) or name.endswith(("Norm", "BN")) or name == "AffineChannel"
+
+
+def norm_parameter_names(model: paddle.nn.Layer) -> set[str]:
+    """``Parameter.name`` of every parameter owned directly by a norm layer of ``model``."""
+    names = set()
+    for _, layer in model.named_sublayers(include_self=True):
+        if is_norm_layer(layer):
+            names.update(p.name for p in layer.parameters(include_sublayers=False))
+    return names
+
+
+def build_optimizer(
+    cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer
+) -> paddle.optimizer.Optimizer:
+    """The optimizer described by the ``OptimizerBuilder`` section, over ``model``'s
+    trainable parameters.
+
+    Args:
+        cfg_section: ``optimizer: {type: Momentum|Adam|AdamW, ...}``, ``regularizer:
+            {type: L2|L1, factor}`` (coupled decay, added to the gradient; not for AdamW, which
+            takes ``optimizer.weight_decay``), ``clip_grad_by_norm`` (global-norm clip),
+            ``clip_grad_by_value``, ``no_weight_decay_on_norm`` (bool: norm-layer parameters
+            get no decay).
+        lr: the scheduler from ``build_lr`` (or a constant float).
+    Raises:
+        ConfigError (a ValueError) naming the key path, e.g. ``OptimizerBuilder.optimizer.type``.
+    """
+    root = "OptimizerBuilder"
+    sec = _check_keys(
+        cfg_section,
+        root,
+        {
+            "optimizer": (dict,),
+            "regularizer": (dict, type(None)),
+            "clip_grad_by_norm": (int, float, type(None)),
+            "clip_grad_by_value": (int, float, type(None)),
+            "no_weight_decay_on_norm": (bool,),
+        },
+        required=("optimizer",),
+    )
+    opt_cfg = sec["optimizer"]
+    opt_type = opt_cfg.get("type")
+    if opt_type not in _OPTIMIZER_KEYS:
+        raise ConfigError(
+            f"{root}.optimizer.type: unknown optimizer {opt_type!r}; "
+            f"accepted: {', '.join(_OPTIMIZER_KEYS)}"
+        )
+    _check_keys(opt_cfg, f"{root}.optimizer", _OPTIMIZER_KEYS[opt_type])
+    opt_args = {k: v for k, v in opt_cfg.items() if k != "type"}
+
+    regularizer = None
+    if sec.get("regularizer") is not None:
+        path = f"{root}.regularizer"
+        reg = _check_keys(
+            sec["regularizer"], path, {"type": (str,), "factor": _NUMBER}, ("type", "factor")
+        )
+        if reg["type"] not in _REGULARIZERS:
+            raise ConfigError(
+                f"{path}.type: unknown regularizer {reg['type']!r}; "
+                f"accepted: {', '.join(_REGULARIZERS)}"
+            )
+        if opt_type == "AdamW":
+            raise ConfigError(
+                f"{path}: AdamW decays weights itself; set {root}.optimizer.weight_decay instead"
+            )
+        regularizer = _REGULARIZERS[reg["type"]](float(reg["factor"]))
+
+    if sec.get("clip_grad_by_norm") is not None and sec.get("clip_grad_by_value") is not None:
+        raise ConfigError(f"{root}.clip_grad_by_value: give one of clip_grad_by_norm/_by_value")
+    grad_clip = None
+    if sec.get("clip_grad_by_norm") is not None:
+        grad_clip = paddle.nn.ClipGradByGlobalNorm(float(sec["clip_grad_by_norm"]))
+    elif sec.get("clip_grad_by_value") is not None:
+        grad_clip = paddle.nn.ClipGradByValue(float(sec["clip_grad_by_value"]))
+
+    params = [p for p in model.parameters() if not p.stop_gradient]
+    skip_norm = sec.get("no_weight_decay_on_norm", False)
+    norm_names = norm_parameter_names(model) if skip_norm else set()
+
+    if opt_type == "AdamW":
+        return paddle.optimizer.AdamW(
+            learning_rate=lr,
+            parameters=params,
+            weight_decay=float(opt_args.pop("weight_decay", 0.01)),
+            apply_decay_param_fun=(lambda name: name not in norm_names) if skip_norm else None,
+            grad_clip=grad_clip,
+            **opt_args,
+        )
+    if skip_norm and regularizer is not None:
+        # Param groups: a group-level weight_decay of 0.0 overrides the optimizer's.
+        decayed = [p for p in params if p.name not in norm_names]
+        plain = [p for p in params if p.name in norm_names]
+        params = [{"params": decayed}] + ([{"params": plain, "weight_decay": 0.0}] if plain else [])
+    cls = paddle.optimizer.Momentum if opt_type == "Momentum" else paddle.optimizer.Adam
+    return cls(
+        learning_rate=lr,
+        parameters=params,
+        weight_decay=regularizer,
+        grad_clip=grad_clip,
+        **opt_args,
+    )

@@ -1,0 +1,217 @@
+"""The training / evaluation loop. It knows no architecture and no metric: the model returns
+named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator scores them.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+
+import numpy as np
+import paddle
+import paddle.distributed as dist
+from tqdm import tqdm
+
+from ppdet import build_model
+from ppdet.config import dump_config
+from ppdet.engine import checkpoint
+from ppdet.engine.logger import TrainLogger
+from ppdet.zoo.weights import load_weights
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the message names the iteration and the losses."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    paddle.seed(seed)
+
+
+def _to_numpy(outputs: dict) -> dict:
+    return {k: v.numpy() if isinstance(v, paddle.Tensor) else v for k, v in outputs.items()}
+
+
+class Trainer:
+    """Builds the model from ``cfg`` and trains, evaluates or predicts with it.
+
+    ``output_dir`` holds checkpoints (default ``<save_dir>/<config name>``).
+    """
+
+    def __init__(self, cfg: dict, *, output_dir: str | None = None, amp: bool = False, use_vdl: bool = False) -> None:
+        self.cfg = cfg
+        self.world_size = dist.get_world_size()
+        self.rank = dist.get_rank()
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_parallel_env()
+        self.seed = int(cfg.get("seed") or 0)
+        seed_everything(self.seed)
+        self.model = build_model(cfg)
+        name = os.path.splitext(os.path.basename(getattr(cfg, "path", "") or "model"))[0]
+        self.output_dir = output_dir or os.path.join(cfg.get("save_dir", "output"), name)
+        self.amp = bool(amp or cfg.get("amp", False))
+        if self.amp and not paddle.is_compiled_with_cuda():
+            print("--amp: mixed precision needs a GPU; training in float32 on this CPU")
+            self.amp = False
+        self.use_vdl = bool(use_vdl or cfg.get("use_vdl", False))
+        self._eval_data = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ---------------------------------------------------------------- weights
+    def load_weights(self, path: str, strict: bool = True):
+        """Load ``path`` into the model (strict: every parameter must fit)."""
+        return load_weights(self.model, path, strict=strict, quiet=not self.is_main)
+
+    # ---------------------------------------------------------------- training
+    def _schedule(self, steps_per_epoch: int) -> tuple[int, int, bool]:
+        """(total iterations, epochs, epoch_based) from ``epoch`` or ``max_iters``."""
+        if self.cfg.get("max_iters"):
+            total = int(self.cfg["max_iters"])
+            return total, math.ceil(total / steps_per_epoch), False
+        epochs = int(self.cfg.get("epoch") or 1)
+        return epochs * steps_per_epoch, epochs, True
+
+    def train(self, validate: bool = False, resume: str | None = None) -> dict:
+        """Train for the configured schedule; returns the last eval metrics (if validating)."""
+        from ppdet.data.loader import build_dataset, build_loader
+        from ppdet.engine.optim import build_lr, build_optimizer
+
+        cfg = self.cfg
+        dataset = build_dataset(cfg, "train")
+        loader = build_loader(cfg, "train", dataset, distributed=self.world_size > 1)
+        steps_per_epoch = len(loader)
+        if steps_per_epoch == 0:
+            raise ValueError("TrainReader: the training set gives no batch (fewer images than batch_size with drop_last)")
+        total, epochs, epoch_based = self._schedule(steps_per_epoch)
+        lr = build_lr(cfg["LearningRate"], steps_per_epoch, epoch_based)
+        optimizer = build_optimizer(cfg.get("OptimizerBuilder") or {}, lr, self.model)
+
+        start_iter = 0
+        if resume:
+            state = checkpoint.load_checkpoint(resume, self.model, optimizer)
+            start_iter = int(state["iteration"])
+            if self.is_main:
+                print(f"resumed from {resume} at iteration {start_iter} (lr {optimizer.get_lr():.6f})")
+        elif cfg.get("pretrain_weights"):
+            self._load_pretrained(cfg["pretrain_weights"])
+
+        model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
+        scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if self.amp else None
+        logger = TrainLogger(
+            total,
+            int(cfg.get("log_iter", 20)),
+            vdl_dir=cfg.get("vdl_log_dir", os.path.join(self.output_dir, "vdl")) if self.use_vdl and self.is_main else None,
+        )
+        config_text = dump_config(cfg)
+        snapshot_epoch = int(cfg.get("snapshot_epoch", 1))
+        snapshot_iter = int(cfg.get("snapshot_iter") or max(1, total // 10))
+        best, metrics, last_saved = -math.inf, {}, None
+
+        iteration = start_iter
+        start_epoch = start_iter // steps_per_epoch
+        skip = start_iter % steps_per_epoch
+        model.train()
+        for epoch in range(start_epoch, epochs):
+            seed_everything(self.seed + epoch)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            if hasattr(loader, "batch_sampler") and hasattr(loader.batch_sampler, "set_epoch"):
+                loader.batch_sampler.set_epoch(epoch)
+            tic = time.time()
+            for step, batch in enumerate(loader):
+                if epoch == start_epoch and step < skip:
+                    continue
+                data_time = time.time() - tic
+                losses = self._train_step(model, batch, optimizer, scaler, iteration + 1, last_saved)
+                iteration += 1
+                if logger is not None and self.is_main:
+                    logger.step(epoch, epochs, iteration, optimizer.get_lr(), losses, data_time)
+                if not epoch_based and (iteration % snapshot_iter == 0 or iteration == total):
+                    last_saved = self._save(f"iter_{iteration}", optimizer, epoch, iteration, config_text)
+                    metrics, best = self._maybe_validate(validate, iteration, metrics, best, logger)
+                tic = time.time()
+                if iteration >= total:
+                    break
+            if epoch_based and ((epoch + 1) % snapshot_epoch == 0 or epoch + 1 == epochs):
+                last_saved = self._save(f"epoch_{epoch + 1}", optimizer, epoch + 1, iteration, config_text)
+                metrics, best = self._maybe_validate(validate, iteration, metrics, best, logger)
+            if iteration >= total:
+                break
+        if self.is_main:
+            path = checkpoint.save_weights(self.model, os.path.join(self.output_dir, "model_final"))
+            print(f"training done: {iteration} iterations; final weights {path}")
+        return metrics
+
+    def _train_step(self, model, batch, optimizer, scaler, iteration: int, last_saved: str | None) -> dict:
+        with paddle.amp.auto_cast(enable=self.amp):
+            outputs = model(batch)
+        loss = outputs["loss"]
+        values = {k: float(v.item()) for k, v in outputs.items() if k.startswith("loss")}
+        if not all(math.isfinite(v) for v in values.values()):
+            named = ", ".join(f"{k}={v}" for k, v in values.items())
+            kept = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint was saved yet"
+            raise TrainingDiverged(f"loss is not finite at iteration {iteration} ({named}); {kept}; try a lower learning rate")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.minimize(optimizer, loss)
+        else:
+            loss.backward()
+            optimizer.step()
+        optimizer.clear_grad()
+        if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
+            optimizer._learning_rate.step()
+        return values
+
+    def _save(self, name: str, optimizer, epoch: int, iteration: int, config_text: str) -> str:
+        prefix = os.path.join(self.output_dir, name)
+        if self.is_main:
+            checkpoint.save_checkpoint(prefix, self.model, optimizer, epoch=epoch, iteration=iteration, config_text=config_text)
+            print(f"saved checkpoint {prefix}")
+        return prefix
+
+    def _maybe_validate(self, validate: bool, iteration: int, metrics: dict, best: float, logger) -> tuple[dict, float]:
+        if not validate:
+            return metrics, best
+        metrics = self.evaluate()
+        self.model.train()
+        key = metrics.get("primary_metric")
+        value = metrics.get(key, -math.inf) if key else -math.inf
+        if self.is_main:
+            logger.scalars("eval", metrics, iteration)
+            if value > best:
+                best = value
+                checkpoint.save_weights(self.model, os.path.join(self.output_dir, "best_model"))
+                print(f"best {key} so far: {value:.4f}; saved {os.path.join(self.output_dir, 'best_model')}.pdparams")
+        return metrics, best
+
+    def _load_pretrained(self, path: str) -> None:
+        if self.is_main:
+            print(f"fine-tuning from {path} (parameters that do not fit are skipped)")
+        load_weights(self.model, path, strict=False, quiet=not self.is_main)
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self) -> dict:
+        """Run the EvalDataset through the model and score it with ``metric``."""
+        from ppdet.data.loader import build_dataset, build_loader
+        from ppdet.evaluation import build_evaluator
+
+        if self._eval_data is None:
+            dataset = build_dataset(self.cfg, "eval")
+            loader = build_loader(self.cfg, "eval", dataset)
+            self._eval_data = (dataset, loader)
+        dataset, loader = self._eval_data
+        evaluator = build_evaluator(self.cfg.get("metric", "COCO"), dataset, output_dir=self.output_dir)
+        evaluator.reset()
+        self.model.eval()
+        with paddle.no_grad():
+            for batch in tqdm(loader, desc="eval", unit="batch", disable=not self.is_main, leave=False):
+                out = _to_numpy(self.model(batch))
+                evaluator.update(batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"])
+        metrics = evaluator.accumulate()
+        metrics["primary_metric"] = evaluator.primary_metric
+        return metrics

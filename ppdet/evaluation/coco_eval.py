@@ -1,0 +1,162 @@
+"""COCO-style box evaluation with pycocotools.
+
+The evaluator gathers the model's detections as COCO result dicts (one per box), then runs
+``COCOeval`` on the dataset's annotation json and returns the 12 standard AP/AR numbers.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from ppdet.config.registry import register
+
+# Names of COCOeval.stats[0..11], in order.
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def split_by_image(bbox: np.ndarray, bbox_num: np.ndarray) -> list[np.ndarray]:
+    """Split the batch's stacked detections ``bbox`` [N,6] into one [n_i,6] array per image.
+
+    ``bbox_num`` [B] holds n_i; it must sum to N.
+    """
+    bbox = np.asarray(bbox, dtype=np.float32).reshape(-1, 6)  # [N, 6]
+    counts = np.asarray(bbox_num, dtype=np.int64).reshape(-1)  # [B]
+    if counts.sum() != len(bbox):
+        raise ValueError(f"bbox_num sums to {counts.sum()} but bbox has {len(bbox)} rows")
+    return np.split(bbox, np.cumsum(counts)[:-1])
+
+
+def detections_to_coco(
+    im_id: int, dets: np.ndarray, clsid2catid: dict[int, int]
+) -> list[dict[str, Any]]:
+    """One image's detections [n,6] (class id, score, x1, y1, x2, y2) as COCO result dicts.
+
+    Rows with a negative class id (padding some post-processors emit) are skipped.
+    """
+    results = []
+    for cls, score, x1, y1, x2, y2 in dets.tolist():
+        cls = int(round(cls))
+        if cls < 0:
+            continue
+        results.append(
+            {
+                "image_id": int(im_id),
+                "category_id": int(clsid2catid[cls]),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],  # x, y, w, h in pixels
+                "score": score,
+            }
+        )
+    return results
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    """Write ``obj`` as json to ``path`` via a temp file in the same folder and os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+@register("evaluator")
+class COCOEvaluator:
+    """COCO bbox mAP over a dataset with ``anno_path``, ``clsid2catid`` and ``records``.
+
+    Args:
+        dataset: gives ``anno_path`` (COCO json), ``clsid2catid`` (0-based class id ->
+            category id), ``label_list`` and ``records`` (whose ``im_id`` select the images
+            that are evaluated).
+        output_dir: if set, ``accumulate`` also writes the detections to
+            ``<output_dir>/bbox.json``.
+        classwise: also report one AP per category (keys ``"AP/<name>"``) and print them.
+    """
+
+    primary_metric = "AP"
+
+    def __init__(self, dataset: Any, output_dir: str | None = None, classwise: bool = False):
+        self.anno_path = dataset.anno_path
+        self.clsid2catid = {int(k): int(v) for k, v in dataset.clsid2catid.items()}
+        self.label_list = list(getattr(dataset, "label_list", []) or [])
+        records = getattr(dataset, "records", None) or []
+        self.im_ids = sorted({int(np.asarray(r["im_id"]).reshape(-1)[0]) for r in records})
+        self.output_dir = output_dir
+        self.classwise = classwise
+        self.results: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        """Forget all detections gathered so far."""
+        self.results = []
+
+    def update(self, im_id: np.ndarray, bbox: np.ndarray, bbox_num: np.ndarray) -> None:
+        """Add one batch: ``im_id`` [B] (or [B,1]), ``bbox`` [N,6], ``bbox_num`` [B]."""
+        ids = np.asarray(im_id).reshape(-1)  # [B]
+        per_image = split_by_image(bbox, bbox_num)
+        if len(per_image) != len(ids):
+            raise ValueError(f"{len(ids)} image ids but bbox_num has {len(per_image)} entries")
+        for i, dets in zip(ids.tolist(), per_image):
+            self.results.extend(detections_to_coco(i, dets, self.clsid2catid))
+
+    def accumulate(self) -> dict[str, float]:
+        """Run COCOeval (bbox) on the gathered detections; print and return the 12 stats."""
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        if self.output_dir:
+            _write_json_atomic(os.path.join(self.output_dir, "bbox.json"), self.results)
+        if not self.results:
+            print("COCO bbox eval: no detections at all; every AP and AR is 0.")
+            return {name: 0.0 for name in STAT_NAMES}
+
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress chatter
+            coco_gt = COCO(self.anno_path)
+            unknown = {r["image_id"] for r in self.results} - set(coco_gt.getImgIds())
+            if unknown:
+                raise ValueError(
+                    f"detections for image ids not in {self.anno_path}: {sorted(unknown)[:5]}"
+                )
+            coco_dt = coco_gt.loadRes(self.results)
+            coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
+            if self.im_ids:
+                coco_eval.params.imgIds = self.im_ids
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+        coco_eval.summarize()  # prints the 12 standard lines
+        metrics = {name: float(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
+        if self.classwise:
+            metrics.update(self._per_class_ap(coco_eval))
+        return metrics
+
+    def _per_class_ap(self, coco_eval: Any) -> dict[str, float]:
+        """AP@[.5:.95] per category from ``coco_eval.eval["precision"]``, printed as a table."""
+        # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
+        precision = coco_eval.eval["precision"]
+        catid2clsid = {c: k for k, c in self.clsid2catid.items()}
+        out = {}
+        for k, cat_id in enumerate(coco_eval.params.catIds):
+            p = precision[:, :, k, 0, -1]  # area "all", largest maxDets
+            p = p[p > -1]
+            ap = float(p.mean()) if p.size else float("nan")
+            cls = catid2clsid.get(cat_id)
+            name = (
+                self.label_list[cls]
+                if cls is not None and cls < len(self.label_list)
+                else str(cat_id)
+            )
+            out[f"AP/{name}"] = ap
+        width = max([len(n) for n in out] + [8])
+        print("Per-category bbox AP:")
+        for name, ap in out.items():
+            print(f"  {name[3:]:<{width}} {ap:.3f}")
+        return out

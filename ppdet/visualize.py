@@ -1,0 +1,145 @@
+"""Draw detections on images and write them as JSON (used by tools/infer.py).
+
+Detections follow the model contract: ``bbox`` [N,6] rows of (class id, score, x1, y1, x2, y2)
+in original-image pixels.
+"""
+from __future__ import annotations
+
+import colorsys
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A stable, saturated BGR colour for ``class_id`` (hues spread by the golden ratio)."""
+    hue = (class_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def _class_name(class_id: int, label_list: Sequence[str] | None) -> str:
+    if label_list is not None and 0 <= class_id < len(label_list):
+        return str(label_list[class_id])
+    return str(class_id)
+
+
+def draw_detections(
+    image: np.ndarray,
+    bbox: np.ndarray,
+    label_list: Sequence[str] | None = None,
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """A copy of ``image`` (HxWx3 BGR uint8) with boxes scoring >= ``threshold`` drawn.
+
+    Each box gets its class colour and a filled label "name score" above it (inside the
+    box when there is no room above). Line width and font scale follow the image size.
+    """
+    out = np.ascontiguousarray(image, dtype=np.uint8).copy()
+    h, w = out.shape[:2]
+    bbox = np.asarray(bbox, dtype=np.float32).reshape(-1, 6)  # [N, 6]
+    thickness = max(1, round(min(h, w) / 320))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    font_scale = float(np.clip(min(h, w) / 900, 0.35, 1.2))
+    font_thick = 1 if font_scale < 0.8 else 2
+    # draw lowest scores first so the most confident labels end up on top
+    for cls, score, x1, y1, x2, y2 in bbox[np.argsort(bbox[:, 1])].tolist():
+        if score < threshold or cls < 0:
+            continue
+        cls = int(round(cls))
+        color = class_color(cls)
+        p1 = (int(round(np.clip(x1, 0, w - 1))), int(round(np.clip(y1, 0, h - 1))))
+        p2 = (int(round(np.clip(x2, 0, w - 1))), int(round(np.clip(y2, 0, h - 1))))
+        cv2.rectangle(out, p1, p2, color, thickness, cv2.LINE_AA)
+
+        text = f"{_class_name(cls, label_list)} {score:.2f}"
+        (tw, th), baseline = cv2.getTextSize(text, font, font_scale, font_thick)
+        box_h = th + baseline + 2
+        top = p1[1] - box_h if p1[1] - box_h >= 0 else p1[1]  # above the box, else inside
+        left = min(p1[0], max(0, w - tw - 2))
+        cv2.rectangle(out, (left, top), (left + tw + 2, top + box_h), color, cv2.FILLED)
+        luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+        text_color = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        cv2.putText(
+            out, text, (left + 1, top + th + 1), font, font_scale, text_color, font_thick,
+            cv2.LINE_AA,
+        )
+    return out
+
+
+def detections_to_json(
+    image: str,
+    im_id: int,
+    bbox: np.ndarray,
+    label_list: Sequence[str] | None = None,
+    threshold: float = 0.0,
+) -> dict[str, Any]:
+    """One image's entry: ``{"image", "im_id", "detections": [{class_id, category, score,
+    bbox: [x1, y1, x2, y2]}]}`` for rows of ``bbox`` [n,6] scoring >= ``threshold``,
+    highest score first."""
+    bbox = np.asarray(bbox, dtype=np.float32).reshape(-1, 6)  # [n, 6]
+    dets = []
+    for cls, score, x1, y1, x2, y2 in bbox[np.argsort(-bbox[:, 1], kind="stable")].tolist():
+        if score < threshold or cls < 0:
+            continue
+        cls = int(round(cls))
+        dets.append(
+            {
+                "class_id": cls,
+                "category": _class_name(cls, label_list),
+                "score": round(score, 5),
+                "bbox": [round(v, 2) for v in (x1, y1, x2, y2)],
+            }
+        )
+    return {"image": str(image), "im_id": int(im_id), "detections": dets}
+
+
+def batch_to_json(
+    images: Sequence[str],
+    im_ids: Sequence[int] | np.ndarray,
+    bbox: np.ndarray,
+    bbox_num: np.ndarray,
+    label_list: Sequence[str] | None = None,
+    threshold: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Entries for a batch: ``bbox`` [N,6] split per image by ``bbox_num`` [B]."""
+    bbox = np.asarray(bbox, dtype=np.float32).reshape(-1, 6)  # [N, 6]
+    counts = np.asarray(bbox_num, dtype=np.int64).reshape(-1)  # [B]
+    ids = np.asarray(im_ids).reshape(-1)  # [B]
+    if not len(images) == len(ids) == len(counts) or counts.sum() != len(bbox):
+        raise ValueError(
+            f"batch mismatch: {len(images)} images, {len(ids)} ids, bbox_num {counts.tolist()} "
+            f"for {len(bbox)} boxes"
+        )
+    parts = np.split(bbox, np.cumsum(counts)[:-1])
+    return [
+        detections_to_json(path, int(i), part, label_list, threshold)
+        for path, i, part in zip(images, ids.tolist(), parts)
+    ]
+
+
+def write_detections_json(path: str, entries: list[dict[str, Any]]) -> None:
+    """Write the entries list to ``path`` atomically (temp file in the same folder, then
+    os.replace), so a reader never sees a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(entries, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_detections_json(path: str) -> list[dict[str, Any]]:
+    """The entries list written by ``write_detections_json``."""
+    with open(path) as f:
+        return json.load(f)

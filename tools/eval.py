@@ -1,0 +1,28 @@
+"""Evaluate a detector: python tools/eval.py -c CONFIG -o weights=output/demo/model_final"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ppdet.engine.cli import base_parser, load_from_args, run  # noqa: E402
+
+
+def main() -> int:
+    parser = base_parser(__doc__)
+    parser.add_argument("--output_dir", default=None, help="where bbox.json is written")
+    args = parser.parse_args()
+    cfg = load_from_args(args)
+    if not cfg.get("weights"):
+        print("error: no weights to evaluate: pass -o weights=PATH", file=sys.stderr)
+        return 1
+
+    from ppdet.engine.trainer import Trainer
+
+    trainer = Trainer(cfg, output_dir=args.output_dir)
+    trainer.load_weights(cfg["weights"], strict=True)
+    trainer.evaluate()
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
