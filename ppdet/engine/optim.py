@@ -365,7 +365,8 @@ def build_optimizer(
         # Param groups: a group-level weight_decay of 0.0 overrides the optimizer's.
         decayed = [p for p in params if p.name not in norm_names]
         plain = [p for p in params if p.name in norm_names]
-        params = [{"params": decayed}] + ([{"params": plain, "weight_decay": 0.0}] if plain else [])
+        groups = [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
+        params = [g for g in groups if g["params"]]
     cls = paddle.optimizer.Momentum if opt_type == "Momentum" else paddle.optimizer.Adam
     return cls(
         learning_rate=lr,

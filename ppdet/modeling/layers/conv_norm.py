@@ -1,0 +1,139 @@
+"""Convolution + normalisation (+ activation) units shared by backbones and necks.
+
+Two classes differ only in their sublayer names, which are the checkpoint format
+(PaddleDetection 2.x ``.pdparams``):
+
+- ``ConvNormLayer``: ``conv.weight`` + ``batch_norm.*`` (DarkNet, the YOLOv3 neck).
+- ``MobileConvNormLayer``: ``_conv.weight`` + ``_batch_norm.*`` (MobileNetV1).
+
+The convolution has no bias (the norm layer provides it); padding keeps ``H/stride``.
+"""
+from __future__ import annotations
+
+import paddle
+import paddle.nn.functional as F
+from paddle import ParamAttr, nn
+from paddle.nn.initializer import KaimingNormal
+from paddle.regularizer import L2Decay
+
+__all__ = ["ConvNormLayer", "MobileConvNormLayer", "build_norm", "activate"]
+
+NORM_TYPES = ("bn",)
+ACTIVATIONS = (None, "relu", "leaky", "relu6")
+LEAKY_SLOPE = 0.1  # YOLOv3's leaky ReLU
+
+
+def build_norm(
+    channels: int, norm_type: str = "bn", norm_decay: float = 0.0, freeze_norm: bool = False
+) -> nn.Layer:
+    """A 2-D norm layer over ``channels``; parameters ``weight``, ``bias``, ``_mean``,
+    ``_variance``.
+
+    norm_decay: L2 weight decay on the affine parameters (0 keeps them out of the global decay).
+    freeze_norm: zero learning rate on the affine parameters (running statistics still follow
+    ``model.train()``/``eval()``).
+    """
+    if norm_type not in NORM_TYPES:
+        raise ValueError(f"norm_type {norm_type!r} is not supported yet (known: {NORM_TYPES})")
+    lr = 0.0 if freeze_norm else 1.0
+    weight_attr = ParamAttr(learning_rate=lr, regularizer=L2Decay(norm_decay))
+    bias_attr = ParamAttr(learning_rate=lr, regularizer=L2Decay(norm_decay))
+    norm = nn.BatchNorm2D(channels, weight_attr=weight_attr, bias_attr=bias_attr)
+    if freeze_norm:
+        for p in norm.parameters():
+            p.stop_gradient = True
+    return norm
+
+
+def activate(x: paddle.Tensor, act: str | None) -> paddle.Tensor:
+    """Apply the activation named ``act`` (None: identity)."""
+    if act is None:
+        return x
+    if act == "relu":
+        return F.relu(x)
+    if act == "leaky":
+        return F.leaky_relu(x, LEAKY_SLOPE)
+    if act == "relu6":
+        return F.relu6(x)
+    raise ValueError(f"unknown activation {act!r} (known: {ACTIVATIONS})")
+
+
+def _check_act(act: str | None) -> str | None:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r} (known: {ACTIVATIONS})")
+    return act
+
+
+def _conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int,
+    groups: int,
+    conv_decay: float | None,
+) -> nn.Conv2D:
+    regularizer = None if conv_decay is None else L2Decay(conv_decay)
+    return nn.Conv2D(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=(kernel_size - 1) // 2,
+        groups=groups,
+        weight_attr=ParamAttr(initializer=KaimingNormal(), regularizer=regularizer),
+        bias_attr=False,
+    )
+
+
+class ConvNormLayer(nn.Layer):
+    """Conv2D (no bias) -> norm -> activation, as ``conv`` and ``batch_norm`` sublayers.
+
+    x: [B, in_channels, H, W] -> [B, out_channels, ceil(H / stride), ceil(W / stride)].
+    conv_decay: L2 decay on the conv weight; None leaves it to the optimizer's global decay.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        act: str | None = "leaky",
+        norm_type: str = "bn",
+        norm_decay: float = 0.0,
+        conv_decay: float | None = None,
+        freeze_norm: bool = False,
+    ):
+        super().__init__()
+        self.act = _check_act(act)
+        self.conv = _conv(in_channels, out_channels, kernel_size, stride, groups, conv_decay)
+        self.batch_norm = build_norm(out_channels, norm_type, norm_decay, freeze_norm)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return activate(self.batch_norm(self.conv(x)), self.act)
+
+
+class MobileConvNormLayer(nn.Layer):
+    """As ``ConvNormLayer`` but with sublayers ``_conv`` and ``_batch_norm`` (MobileNetV1)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        act: str | None = "relu",
+        norm_type: str = "bn",
+        norm_decay: float = 0.0,
+        conv_decay: float | None = None,
+        freeze_norm: bool = False,
+    ):
+        super().__init__()
+        self.act = _check_act(act)
+        self._conv = _conv(in_channels, out_channels, kernel_size, stride, groups, conv_decay)
+        self._batch_norm = build_norm(out_channels, norm_type, norm_decay, freeze_norm)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return activate(self._batch_norm(self._conv(x)), self.act)
