@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import colorsys
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
+from ppdet.atomic_io import atomic_write_text
+
 
 def class_color(class_id: int) -> tuple[int, int, int]:
-    """A stable, saturated BGR colour for ``class_id`` (hues spread by the golden ratio)."""
+    """A stable, saturated BGR colour for ``class_id``: hues spread by the golden ratio,
+    brightness alternating with the class id's parity so near-equal hues still differ."""
     hue = (class_id * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95 if class_id % 2 == 0 else 0.7)
     return int(b * 255), int(g * 255), int(r * 255)
 
 
@@ -123,20 +124,25 @@ def batch_to_json(
     ]
 
 
-def write_detections_json(path: str, entries: list[dict[str, Any]]) -> None:
-    """Write the entries list to ``path`` atomically (temp file in the same folder, then
-    os.replace), so a reader never sees a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(entries, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def write_detections_json(
+    path: str,
+    results: Sequence[dict[str, Any]],
+    label_list: Sequence[str] | None = None,
+    threshold: float = 0.0,
+) -> None:
+    """Write the JSON list of per-image entries to ``path`` atomically.
+
+    ``results`` holds either entries made by ``detections_to_json`` (written as they are) or
+    the Predictor's raw results ``{"im_file", "im_id", "bbox" [n,6]}`` (converted here with
+    ``label_list`` and ``threshold``).
+    """
+    entries = [
+        r
+        if "detections" in r
+        else detections_to_json(r["im_file"], r["im_id"], r["bbox"], label_list, threshold)
+        for r in results
+    ]
+    atomic_write_text(path, json.dumps(entries, indent=1))
 
 
 def read_detections_json(path: str) -> list[dict[str, Any]]:

@@ -1,0 +1,18 @@
+"""Data pipeline: datasets -> sample transforms -> batch transforms -> paddle DataLoader.
+
+Importing ``ppdet.data`` registers every dataset and transform class.
+"""
+
+from . import datasets, transforms
+from .errors import DatasetError, ImageDecodeError
+from .loader import build_dataset, build_loader, set_loader_epoch
+
+__all__ = [
+    "DatasetError",
+    "ImageDecodeError",
+    "build_dataset",
+    "build_loader",
+    "datasets",
+    "set_loader_epoch",
+    "transforms",
+]

@@ -45,8 +45,8 @@ def _check_keys(section: Any, path: str, allowed: dict[str, tuple], required=())
                 f"{path}.{key}: unknown key; accepted: {', '.join(sorted(allowed))}"
             )
         types = allowed[key]
-        ok = value is None and type(None) in types
-        ok = ok or (isinstance(value, types) and not (isinstance(value, bool) and bool not in types))
+        is_bool = isinstance(value, bool)  # bool is an int subclass: reject unless listed
+        ok = isinstance(value, types) and (bool in types or not is_bool)
         if not ok:
             names = "/".join(t.__name__ for t in types)
             raise ConfigError(f"{path}.{key}: expected {names}, got {value!r}")
@@ -239,7 +239,8 @@ def _cosine_kwargs(sched: dict, path: str, base_lr: float, unit: int) -> dict[st
 
 def _warmup_kwargs(sched: dict, path: str, steps_per_epoch: int) -> dict[str, Any]:
     steps = sched.get("steps", 500)
-    if sched.get("epochs") is not None and (sched.get("epochs_first", True) or "steps" not in sched):
+    epochs = sched.get("epochs")
+    if epochs is not None and (sched.get("epochs_first", True) or "steps" not in sched):
         steps = int(round(sched["epochs"] * steps_per_epoch))
     if steps < 0:
         raise ConfigError(f"{path}.steps: must be >= 0, got {steps}")
@@ -272,7 +273,9 @@ def is_norm_layer(layer: paddle.nn.Layer) -> bool:
     """Paddle's norm layers, plus project ones whose class name ends in Norm/BN or is
     AffineChannel (e.g. FrozenBatchNorm, EvoNorm)."""
     name = type(layer).__name__
-    return isinstance(layer, _NORM_TYPES) or name.endswith(("Norm", "BN")) or name == "AffineChannel"
+    if isinstance(layer, _NORM_TYPES):
+        return True
+    return name.endswith(("Norm", "BN")) or name == "AffineChannel"
 
 
 def norm_parameter_names(model: paddle.nn.Layer) -> set[str]:

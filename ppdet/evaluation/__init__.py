@@ -17,7 +17,7 @@ def build_evaluator(metric: str, dataset: Any, **kw: Any) -> COCOEvaluator | VOC
     """The evaluator for ``metric`` ("COCO" or "VOC", any case) over ``dataset``.
 
     ``kw`` go to its constructor (COCO: output_dir, classwise; VOC: map_type, iou_thresh,
-    ignore_difficult).
+    ignore_difficult, output_dir).
     """
     key = str(metric).upper()
     if key not in EVALUATORS:

@@ -9,15 +9,17 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from ppdet.atomic_io import atomic_write_text
 from ppdet.config.registry import register
 
 # Names of COCOeval.stats[0..11], in order.
-STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+STAT_NAMES = (
+    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"
+)
 
 
 def split_by_image(bbox: np.ndarray, bbox_num: np.ndarray) -> list[np.ndarray]:
@@ -53,21 +55,6 @@ def detections_to_coco(
             }
         )
     return results
-
-
-def _write_json_atomic(path: str, obj: Any) -> None:
-    """Write ``obj`` as json to ``path`` via a temp file in the same folder and os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 @register("evaluator")
@@ -114,7 +101,8 @@ class COCOEvaluator:
         from pycocotools.cocoeval import COCOeval
 
         if self.output_dir:
-            _write_json_atomic(os.path.join(self.output_dir, "bbox.json"), self.results)
+            path = os.path.join(self.output_dir, "bbox.json")
+            atomic_write_text(path, json.dumps(self.results))
         if not self.results:
             print("COCO bbox eval: no detections at all; every AP and AR is 0.")
             return {name: 0.0 for name in STAT_NAMES}

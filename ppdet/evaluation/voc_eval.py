@@ -13,11 +13,14 @@ Boxes are in pixels without the legacy "+1" width convention.
 """
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
+from ppdet.atomic_io import atomic_write_text
 from ppdet.config.registry import register
 from ppdet.evaluation.coco_eval import split_by_image
 
@@ -122,6 +125,8 @@ class VOCEvaluator:
         iou_thresh: a detection matches a box when their IoU is strictly greater.
         ignore_difficult: difficult boxes are neither TP nor FP nor counted in recall;
             if False they are ordinary ground truth.
+        output_dir: if set, ``accumulate`` also writes the metrics dict to
+            ``<output_dir>/voc_metrics.json``.
     Returns from ``accumulate``: ``"mAP"``, ``"mAP_11point"``, ``"mAP_area"`` and
     ``"AP/<class name>"`` for each class with ground truth.
     """
@@ -134,12 +139,14 @@ class VOCEvaluator:
         map_type: str = "11point",
         iou_thresh: float = 0.5,
         ignore_difficult: bool = True,
+        output_dir: str | None = None,
     ):
         if map_type not in MAP_TYPES:
             raise ValueError(f"map_type must be one of {', '.join(MAP_TYPES)}; got {map_type!r}")
         self.map_type = map_type
         self.iou_thresh = float(iou_thresh)
         self.ignore_difficult = ignore_difficult
+        self.output_dir = output_dir
         self.label_list = list(dataset.label_list)
         # gts[class id][im_id] = (boxes [M,4], difficult [M] bool)
         self.gts: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
@@ -215,6 +222,9 @@ class VOCEvaluator:
             f"[11point {metrics['mAP_11point']:.4f}, area {metrics['mAP_area']:.4f}, "
             f"{len(aps['area'])} classes]"
         )
+        if self.output_dir:
+            path = os.path.join(self.output_dir, "voc_metrics.json")
+            atomic_write_text(path, json.dumps(metrics, indent=1))
         return metrics
 
     def _name(self, cls: int) -> str:

@@ -5,15 +5,16 @@ Boxes are ``[..., 4]`` float tensors. ``xyxy`` is (x1, y1, x2, y2) and ``cxcywh`
 of the image). No "+1" convention: a box from 0 to 10 is 10 wide. Every function accepts any
 number of leading batch dimensions, including empty ones (N = 0).
 """
+
 from __future__ import annotations
 
 import paddle
 
 __all__ = [
     "box_area",
+    "box_cxcywh_to_xyxy",
     "box_iou",
     "box_xyxy_to_cxcywh",
-    "box_cxcywh_to_xyxy",
     "clip_boxes",
 ]
 

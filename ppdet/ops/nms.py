@@ -12,6 +12,7 @@ then keeps the ``keep_top_k`` highest scoring detections of the image over all c
 when -1). Rows come grouped by class (ascending), by decreasing score within a class.
 tests/modeling/test_nms.py checks this behaviour against a plain numpy implementation.
 """
+
 from __future__ import annotations
 
 import paddle

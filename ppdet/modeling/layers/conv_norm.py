@@ -8,6 +8,7 @@ Two classes differ only in their sublayer names, which are the checkpoint format
 
 The convolution has no bias (the norm layer provides it); padding keeps ``H/stride``.
 """
+
 from __future__ import annotations
 
 import paddle
@@ -16,7 +17,7 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import KaimingNormal
 from paddle.regularizer import L2Decay
 
-__all__ = ["ConvNormLayer", "MobileConvNormLayer", "build_norm", "activate"]
+__all__ = ["ConvNormLayer", "MobileConvNormLayer", "activate", "build_norm"]
 
 NORM_TYPES = ("bn",)
 ACTIVATIONS = (None, "relu", "leaky", "relu6")

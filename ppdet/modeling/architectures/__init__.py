@@ -1,0 +1,2 @@
+from . import yolov3  # noqa: F401
+from .yolov3 import YOLOv3  # noqa: F401

@@ -1,0 +1,2 @@
+from . import yolo_head  # noqa: F401
+from .yolo_head import YOLOv3Head  # noqa: F401

@@ -1,0 +1,2 @@
+from . import yolo_loss  # noqa: F401
+from .yolo_loss import YOLOv3Loss  # noqa: F401

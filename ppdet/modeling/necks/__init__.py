@@ -1,0 +1,2 @@
+from . import yolo_fpn  # noqa: F401
+from .yolo_fpn import YOLOv3FPN  # noqa: F401

@@ -1,0 +1,219 @@
+"""LR schedules and optimizers from PaddleDetection-shaped config sections."""
+import math
+import re
+
+import numpy as np
+import paddle
+import pytest
+
+from ppdet.engine.optim import build_lr, build_optimizer
+
+
+def lr_values(sched, n):
+    """LR used at iterations 0..n-1 (the scheduler is stepped after each iteration)."""
+    out = []
+    for _ in range(n):
+        out.append(sched())
+        sched.step()
+    return out
+
+
+PIECEWISE = {
+    "base_lr": 0.01,
+    "schedulers": [
+        {"name": "PiecewiseDecay", "gamma": 0.1, "milestones": [2, 3]},
+        {"name": "LinearWarmup", "start_factor": 0.0, "steps": 5},
+    ],
+}
+
+
+def test_warmup_piecewise_epoch_based():
+    # 10 iterations per epoch: milestones at iterations 20 and 30; warmup 0 -> 1 over 5 iters
+    lrs = lr_values(build_lr(PIECEWISE, steps_per_epoch=10, epoch_based=True), 35)
+    expected = {0: 0.0, 1: 0.002, 4: 0.008, 5: 0.01, 19: 0.01, 20: 0.001, 29: 0.001, 30: 0.0001}
+    for t, v in expected.items():
+        assert lrs[t] == pytest.approx(v), t
+
+
+def test_warmup_piecewise_iteration_based():
+    cfg = {
+        "base_lr": 0.01,
+        "schedulers": [
+            {"name": "PiecewiseDecay", "gamma": [0.1, 0.05], "milestones": [8, 12]},
+            {"name": "LinearWarmup", "start_factor": 0.5, "steps": 4},
+        ],
+    }
+    lrs = lr_values(build_lr(cfg, steps_per_epoch=100, epoch_based=False), 14)
+    expected = {0: 0.005, 2: 0.0075, 4: 0.01, 7: 0.01, 8: 0.001, 11: 0.001, 12: 0.0005}
+    for t, v in expected.items():
+        assert lrs[t] == pytest.approx(v), t
+
+
+def test_warmup_given_in_epochs_and_use_warmup_false():
+    cfg = {
+        "base_lr": 1.0,
+        "schedulers": [
+            {"name": "PiecewiseDecay", "milestones": [100]},
+            {"name": "LinearWarmup", "start_factor": 0.0, "epochs": 2},
+        ],
+    }
+    lrs = lr_values(build_lr(cfg, steps_per_epoch=4, epoch_based=True), 9)
+    assert lrs[:9] == pytest.approx([0, 1 / 8, 2 / 8, 3 / 8, 4 / 8, 5 / 8, 6 / 8, 7 / 8, 1])
+    cfg["schedulers"][0]["use_warmup"] = False
+    assert build_lr(cfg, steps_per_epoch=4, epoch_based=True)() == 1.0
+
+
+def cosine_cfg(max_epochs):
+    return {
+        "base_lr": 0.1,
+        "schedulers": [
+            {"name": "CosineDecay", "max_epochs": max_epochs, "min_lr_ratio": 0.1},
+            {"name": "LinearWarmup", "start_factor": 0.0, "steps": 2},
+        ],
+    }
+
+
+@pytest.mark.parametrize("epoch_based, max_epochs", [(True, 4), (False, 20)])
+def test_warmup_cosine(epoch_based, max_epochs):
+    # 20 iterations of cosine from 0.1 to 0.01: lr(t) = 0.01 + 0.09 * (1 + cos(pi t / 20)) / 2
+    lrs = lr_values(build_lr(cosine_cfg(max_epochs), 5, epoch_based), 26)
+    assert lrs[0] == 0.0
+    assert lrs[1] == pytest.approx(0.5 * (0.01 + 0.045 * (1 + math.cos(math.pi / 20))))
+    assert lrs[2] == pytest.approx(0.01 + 0.045 * (1 + math.cos(math.pi / 10)))
+    assert lrs[5] == pytest.approx(0.01 + 0.045 * (1 + math.sqrt(0.5)))
+    assert lrs[10] == pytest.approx(0.055)
+    assert lrs[20] == pytest.approx(0.01) and lrs[25] == pytest.approx(0.01)
+
+
+def test_cosine_min_lr_and_plateau():
+    cfg = {
+        "base_lr": 1.0,
+        "schedulers": [{"name": "CosineDecay", "max_epochs": 4, "min_lr": 0.2,
+                        "last_plateau_epochs": 2}],
+    }
+    lrs = lr_values(build_lr(cfg, steps_per_epoch=1, epoch_based=True), 4)
+    assert lrs == pytest.approx([1.0, 0.6, 0.2, 0.2])  # cosine over the first 2 epochs
+
+
+def test_state_round_trip(tmp_path):
+    sched = build_lr(PIECEWISE, steps_per_epoch=10, epoch_based=True)
+    lr_values(sched, 18)
+    path = str(tmp_path / "sched.pdopt")
+    paddle.save(sched.state_dict(), path)
+    resumed = build_lr(PIECEWISE, steps_per_epoch=10, epoch_based=True)
+    resumed.set_state_dict(paddle.load(path))
+    assert resumed.last_epoch == 18
+    assert lr_values(resumed, 5) == lr_values(sched, 5)  # crosses the milestone at 20
+    assert resumed() == pytest.approx(0.001)
+
+
+def zero_grad_step(model, opt):
+    """One optimizer step whose gradients are all zero: only weight decay moves weights."""
+    loss = (model(paddle.ones([2, 3])) * 0.0).sum()
+    loss.backward()
+    opt.step()
+    opt.clear_grad()
+
+
+class Net(paddle.nn.Layer):
+    def __init__(self, with_norm=True):
+        super().__init__()
+        self.fc = paddle.nn.Linear(3, 2)
+        self.bn = paddle.nn.BatchNorm1D(2) if with_norm else None
+
+    def forward(self, x):
+        x = self.fc(x)
+        return self.bn(x) if self.bn is not None else x
+
+
+def constant_lr(value):
+    return build_lr({"base_lr": value}, steps_per_epoch=1, epoch_based=False)
+
+
+def test_momentum_l2_decay_moves_weights_by_lr_factor_w():
+    paddle.seed(1)
+    model = Net(with_norm=False)
+    cfg = {
+        "optimizer": {"type": "Momentum", "momentum": 0.9},
+        "regularizer": {"type": "L2", "factor": 0.5},
+        "clip_grad_by_norm": None,
+    }
+    opt = build_optimizer(cfg, constant_lr(0.1), model)
+    w0 = model.fc.weight.numpy().copy()
+    zero_grad_step(model, opt)
+    np.testing.assert_allclose(model.fc.weight.numpy(), w0 - 0.1 * 0.5 * w0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("opt_type", ["Momentum", "AdamW"])
+def test_no_weight_decay_on_norm(opt_type):
+    paddle.seed(1)
+    model = Net()
+    with paddle.no_grad():
+        model.bn.weight.set_value(paddle.full([2], 2.0))
+    cfg = {"optimizer": {"type": opt_type}, "no_weight_decay_on_norm": True}
+    if opt_type == "AdamW":
+        cfg["optimizer"]["weight_decay"] = 0.5
+    else:
+        cfg["regularizer"] = {"type": "L2", "factor": 0.5}
+    opt = build_optimizer(cfg, constant_lr(0.1), model)
+    w0 = model.fc.weight.numpy().copy()
+    zero_grad_step(model, opt)
+    np.testing.assert_allclose(model.fc.weight.numpy(), 0.95 * w0, rtol=1e-6)
+    np.testing.assert_allclose(model.bn.weight.numpy(), [2.0, 2.0])
+
+
+def test_optimizer_follows_scheduler_and_clips():
+    model = Net()
+    sched = build_lr(PIECEWISE, steps_per_epoch=10, epoch_based=True)
+    cfg = {"optimizer": {"type": "Adam"}, "clip_grad_by_norm": 1.0}
+    opt = build_optimizer(cfg, sched, model)
+    assert isinstance(opt, paddle.optimizer.Adam)
+    assert isinstance(opt._grad_clip, paddle.nn.ClipGradByGlobalNorm)
+    for _ in range(3):
+        sched.step()
+    assert opt.get_lr() == pytest.approx(0.006)
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gamma": "x"}]},
+         "LearningRate.schedulers[0].gamma"),
+        ({"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gama": 0.1}]},
+         "LearningRate.schedulers[0].gama: unknown key"),
+        ({"base_lr": 0.1, "schedulers": [{"name": "StepDecay"}]},
+         "LearningRate.schedulers[0].name: unknown scheduler 'StepDecay'"),
+        ({"base_lr": 0.1, "schedulers": [{"name": "LinearWarmup", "steps": 1.5}]},
+         "LearningRate.schedulers[0].steps"),
+        ({"schedulers": []}, "LearningRate.base_lr: required"),
+        ({"base_lr": 0.1, "warmup": 3}, "LearningRate.warmup: unknown key"),
+        ({"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gamma": [0.1],
+                                          "milestones": [1, 2]}]},
+         "LearningRate.schedulers[0].gamma"),
+    ],
+)
+def test_lr_config_errors(cfg, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_lr(cfg, steps_per_epoch=10, epoch_based=True)
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"optimizer": {"type": "SGDX"}}, "OptimizerBuilder.optimizer.type: unknown optimizer"),
+        ({"optimizer": {"type": "Momentum", "momentun": 0.9}},
+         "OptimizerBuilder.optimizer.momentun: unknown key"),
+        ({"optimizer": {"type": "Momentum"}, "regularizer": {"type": "L3", "factor": 1.0}},
+         "OptimizerBuilder.regularizer.type"),
+        ({"optimizer": {"type": "Momentum"}, "regularizer": {"type": "L2"}},
+         "OptimizerBuilder.regularizer.factor: required"),
+        ({"optimizer": {"type": "AdamW"}, "regularizer": {"type": "L2", "factor": 1e-4}},
+         "OptimizerBuilder.regularizer: AdamW"),
+        ({"optimizer": {"type": "Momentum"}, "clip_grad_by_norm": "big"},
+         "OptimizerBuilder.clip_grad_by_norm"),
+        ({"optimzer": {"type": "Momentum"}}, "OptimizerBuilder.optimzer: unknown key"),
+    ],
+)
+def test_optimizer_config_errors(cfg, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_optimizer(cfg, 0.1, Net())
