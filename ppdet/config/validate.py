@@ -45,7 +45,7 @@ def _src(cfg: dict, key: str) -> str:
     return cfg.source_of(key) if hasattr(cfg, "source_of") else "config"
 
 
-def _check_transform_list(cfg: dict, reader: str, key: str, items: Any, role: str) -> None:
+def _check_transform_list(cfg: dict, reader: str, key: str, items: Any, roles: tuple) -> None:
     path = f"{reader}.{key}"
     if not isinstance(items, list):
         raise ConfigError(f"{_src(cfg, reader)}: {path}: must be a list of {{Name: {{args}}}} items")
@@ -56,10 +56,12 @@ def _check_transform_list(cfg: dict, reader: str, key: str, items: Any, role: st
                 f"{_src(cfg, reader)}: {item_path}: each item must be one {{Name: {{args}}}} mapping"
             )
         (name, kwargs), = item.items()
-        try:
-            cls = lookup(name, role)
-        except KeyError as e:
-            raise ConfigError(f"{_src(cfg, reader)}: {item_path}: {e.args[0]}") from None
+        cls = next((lookup(name, r) for r in roles if name in all_names(r)), None)
+        if cls is None:
+            try:
+                lookup(name, roles[0])
+            except KeyError as e:
+                raise ConfigError(f"{_src(cfg, reader)}: {item_path}: {e.args[0]}") from None
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ConfigError(f"{_src(cfg, reader)}: {item_path}.{name}: arguments must be a mapping")
         check_kwargs(cls, kwargs or {}, f"{item_path}.{name}", _src(cfg, reader))
@@ -111,6 +113,8 @@ def validate_config(cfg: dict) -> None:
         section = cfg.get(reader)
         if section is None:
             continue
-        for key, role in (("sample_transforms", "transform"), ("batch_transforms", "batch_transform")):
+        # sample operators may also stand in batch_transforms: they run on every sample
+        lists = (("sample_transforms", ("transform",)), ("batch_transforms", ("batch_transform", "transform")))
+        for key, roles in lists:
             if key in section:
-                _check_transform_list(cfg, reader, key, section[key], role)
+                _check_transform_list(cfg, reader, key, section[key], roles)

@@ -18,6 +18,36 @@ from ppdet.zoo.weights import WeightsError, load_weights
 STATE_VERSION = 1
 
 
+def _rename_keys(state: dict, renames: list[tuple[str, str]]) -> dict:
+    """Rename keys that start with ``old + "_"`` (accumulators: ``<param>_velocity_0``)."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            value = _rename_keys(value, renames)
+        for old, new in renames:
+            if key == old or key.startswith(old + "_"):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
+def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer) -> dict:
+    """Optimizer state keyed by structured parameter names (``backbone.conv1._conv.weight``).
+
+    Paddle keys accumulators by the runtime parameter name (``conv2d_12.w_0``), which depends
+    on how many layers the process built before; structured names survive a restart.
+    """
+    renames = sorted(((p.name, "@" + n) for n, p in model.named_parameters()), key=lambda r: -len(r[0]))
+    return _rename_keys(optimizer.state_dict(), renames)
+
+
+def set_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer, state: dict) -> None:
+    """Inverse of :func:`optimizer_state` for this process's parameter names."""
+    renames = sorted((("@" + n, p.name) for n, p in model.named_parameters()), key=lambda r: -len(r[0]))
+    optimizer.set_state_dict(_rename_keys(state, renames))
+
+
 def save_weights(model: paddle.nn.Layer, prefix: str) -> str:
     """Write ``<prefix>.pdparams`` atomically; returns its path."""
     path = prefix + ".pdparams"
@@ -40,7 +70,7 @@ def save_checkpoint(
     save_weights(model, prefix)
     state = {
         "version": STATE_VERSION,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state(optimizer, model),
         "epoch": epoch,
         "iteration": iteration,
         "config": config_text,
@@ -100,5 +130,5 @@ def load_checkpoint(
         raise WeightsError(f"{prefix}.pdopt: unreadable training state ({e})") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise WeightsError(f"{prefix}.pdopt: not a ppdet training state (version mismatch)")
-    optimizer.set_state_dict(state["optimizer"])
+    set_optimizer_state(optimizer, model, state["optimizer"])
     return state

@@ -73,7 +73,8 @@ class COCOEvaluator:
     primary_metric = "AP"
 
     def __init__(self, dataset: Any, output_dir: str | None = None, classwise: bool = False):
-        self.anno_path = dataset.anno_path
+        # datasets keep anno_path relative to dataset_dir; get_anno() gives the full path
+        self.anno_path = dataset.get_anno() if hasattr(dataset, "get_anno") else dataset.anno_path
         self.clsid2catid = {int(k): int(v) for k, v in dataset.clsid2catid.items()}
         self.label_list = list(getattr(dataset, "label_list", []) or [])
         records = getattr(dataset, "records", None) or []

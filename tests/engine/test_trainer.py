@@ -1,0 +1,82 @@
+"""The Trainer on a tiny YOLOv3: checkpoints, exact resume, NaN stop, evaluation."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+import ppdet
+from ppdet.engine.trainer import Trainer, TrainingDiverged
+from tests.conftest import DEMO_CONFIG, tiny_overrides
+
+
+def make_trainer(data_dir, out_dir, *extra):
+    cfg = ppdet.load_config(DEMO_CONFIG, tiny_overrides(data_dir, out_dir) + list(extra))
+    return Trainer(cfg, output_dir=str(out_dir))
+
+
+def weights(model):
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+def test_resume_continues_exactly(tiny_demo_data, tmp_path):
+    straight = make_trainer(tiny_demo_data, tmp_path / "straight")
+    straight.train()
+    assert {"epoch_1.pdparams", "epoch_1.pdopt", "epoch_2.pdparams", "model_final.pdparams"} <= set(
+        os.listdir(tmp_path / "straight"))
+
+    first = make_trainer(tiny_demo_data, tmp_path / "resumed", "epoch=1")
+    first.train()
+    resumed = make_trainer(tiny_demo_data, tmp_path / "resumed")
+    resumed.train(resume=str(tmp_path / "resumed"))  # the folder: latest complete checkpoint
+
+    a, b = weights(straight.model), weights(resumed.model)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_nan_loss_stops_with_iteration_and_keeps_last_checkpoint(tiny_demo_data, tmp_path):
+    trainer = make_trainer(tiny_demo_data, tmp_path)
+    forward = trainer.model.forward
+    calls = {"n": 0}
+
+    def poisoned(batch):
+        out = forward(batch)
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 2 (2 steps per epoch), after epoch_1 was saved
+            out["loss_obj"] = out["loss_obj"] * float("nan")
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    trainer.model.forward = poisoned
+    with pytest.raises(TrainingDiverged, match=r"iteration 3 .*loss_obj=nan.*epoch_1"):
+        trainer.train()
+    saved = paddle.load(str(tmp_path / "epoch_1.pdparams"))
+    assert all(np.isfinite(np.asarray(v)).all() for v in saved.values())
+    assert not os.path.exists(tmp_path / "epoch_2.pdparams")
+
+
+def test_evaluate_returns_coco_metrics(tiny_demo_data, tmp_path):
+    trainer = make_trainer(tiny_demo_data, tmp_path)
+    metrics = trainer.evaluate()
+    assert metrics["primary_metric"] == "AP"
+    assert {"AP", "AP50", "AR100"} <= set(metrics)
+    assert all(-1.0 <= metrics[k] <= 1.0 for k in ("AP", "AP50", "AR100"))
+
+
+def test_train_with_validation_keeps_best_model(tiny_demo_data, tmp_path):
+    trainer = make_trainer(tiny_demo_data, tmp_path, "epoch=1")
+    metrics = trainer.train(validate=True)
+    assert "AP" in metrics
+    assert os.path.isfile(tmp_path / "best_model.pdparams")
+
+
+def test_iteration_based_schedule_saves_by_iteration(tiny_demo_data, tmp_path):
+    trainer = make_trainer(tiny_demo_data, tmp_path, "epoch=null", "max_iters=3", "snapshot_iter=2",
+                           "LearningRate.schedulers.0.max_epochs=3")
+    trainer.train()
+    files = set(os.listdir(tmp_path))
+    assert {"iter_2.pdopt", "iter_3.pdopt", "model_final.pdparams"} <= files
+    state = paddle.load(str(tmp_path / "iter_3.pdopt"))
+    assert state["iteration"] == 3
