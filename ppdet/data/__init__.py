@@ -4,10 +4,12 @@ Importing ``ppdet.data`` registers every dataset and transform class.
 """
 
 from . import datasets, transforms
-from .errors import DatasetError, ImageDecodeError
+from .errors import DataError, DataPipelineError, DatasetError, ImageDecodeError
 from .loader import build_dataset, build_loader, set_loader_epoch
 
 __all__ = [
+    "DataError",
+    "DataPipelineError",
     "DatasetError",
     "ImageDecodeError",
     "build_dataset",

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 import paddle
 
@@ -29,7 +28,8 @@ from ppdet.config.builder import create
 from ppdet.config.errors import ConfigError
 from ppdet.config.registry import lookup
 
-from .datasets.base import DetDataset
+from .datasets.base import ERROR_KEY, DetDataset
+from .errors import DataPipelineError, exception_text
 from .transforms.augment import Mixup
 from .transforms.batch_ops import PadGT
 from .transforms.compose import BatchCompose, Compose
@@ -140,13 +140,23 @@ class Collate:
     """Batch transforms, then one stacked numpy array per contract field (see BATCH_FIELDS).
 
     Ground truth that no ``PadGT`` padded yet is padded here, so a batch always has
-    ``gt_bbox``/``gt_class``/``gt_score``/``pad_gt_mask`` of one length M.
+    ``gt_bbox``/``gt_class``/``gt_score``/``pad_gt_mask`` of one length M. An exception (in a
+    sample or here) becomes a batch ``{ERROR_KEY: text as uint8}`` that ``DetDataLoader`` raises.
     """
 
     def __init__(self, batch_transform: Callable[[list[dict]], list[dict]]) -> None:
         self.batch_transform = batch_transform
 
     def __call__(self, samples: list[dict]) -> dict[str, np.ndarray]:
+        errors = [s[ERROR_KEY] for s in samples if ERROR_KEY in s]
+        if not errors:
+            try:
+                return self._collate(samples)
+            except Exception as e:
+                errors = [exception_text(e)]
+        return {ERROR_KEY: np.frombuffer(errors[0].encode(), np.uint8)}
+
+    def _collate(self, samples: list[dict]) -> dict[str, np.ndarray]:
         samples = self.batch_transform(samples)
         if "gt_bbox" in samples[0] and "pad_gt_mask" not in samples[0]:
             samples = PadGT()(samples)
@@ -167,14 +177,30 @@ class Collate:
         }
 
 
+class DetDataLoader(paddle.io.DataLoader):
+    """paddle.io.DataLoader that raises DataPipelineError in the loop when loading a batch
+    failed, instead of waiting forever: one line for a DataError (e.g. an unreadable image in
+    eval mode), the original traceback after the first line for other exceptions."""
+
+    def __iter__(self) -> Iterator[dict]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if ERROR_KEY in batch:
+                text = batch[ERROR_KEY].numpy().tobytes().decode(errors="replace")
+                lines = text.splitlines()
+                if len(lines) > 1:  # a traceback: its last line first, then the whole
+                    text = f"{lines[-1]}\n{text}"
+                raise DataPipelineError(f"loading a batch failed: {text}")
+            yield batch
+
+
 def _init_worker(worker_id: int) -> None:
     """Distinct random streams per worker and per epoch (paddle draws a new base seed each
-    epoch); one OpenCV thread per worker on small machines."""
+    epoch). Do not call cv2.setNumThreads here: in a forked child it can deadlock on the
+    parent's OpenCV thread pool."""
     info = paddle.io.get_worker_info()
     seed = ((info.seed if info is not None else 0) + worker_id) % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    cv2.setNumThreads(1)
 
 
 def build_loader(
@@ -182,7 +208,8 @@ def build_loader(
 ) -> paddle.io.DataLoader:
     """A DataLoader over ``dataset`` with the reader section of ``mode`` (train/eval/test).
 
-    Each batch is a dict of paddle Tensors as in docs/contracts.md. With ``distributed`` the
+    Each batch is a dict of paddle Tensors as in docs/contracts.md; an exception while loading
+    a batch is raised in the loop as DataPipelineError. With ``distributed`` the
     batches are split over ranks by ``paddle.io.DistributedBatchSampler``. Call
     ``set_loader_epoch(loader, epoch)`` at the start of every epoch.
     """
@@ -210,6 +237,7 @@ def build_loader(
     dataset.set_transform(
         Compose(sample_ops), mixup=mode == "train" and Mixup in kinds, mixup_epoch=mixup_epoch
     )
+    dataset.defer_errors = True
     batch_size = _reader_value(cfg, reader, "batch_size", 1, int, 1)
     shuffle = _reader_value(cfg, reader, "shuffle", mode == "train", bool)
     drop_last = _reader_value(cfg, reader, "drop_last", False, bool)
@@ -223,7 +251,7 @@ def build_loader(
         sampler = paddle.io.BatchSampler(
             dataset, shuffle=shuffle, batch_size=batch_size, drop_last=drop_last
         )
-    return paddle.io.DataLoader(
+    return DetDataLoader(
         dataset,
         batch_sampler=sampler,
         collate_fn=Collate(BatchCompose(batch_ops)),

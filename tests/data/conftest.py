@@ -1,4 +1,5 @@
 """Fixtures: tiny COCO / VOC sets written to tmp_path, and samples with painted boxes."""
+
 from __future__ import annotations
 
 import json
@@ -74,13 +75,28 @@ def make_coco(tmp_path):
 def tiny_coco(make_coco):
     """Six images of mixed sizes, categories 1/3/7, one crowd box, one image without boxes."""
     images = [
-        {"file": "a.jpg", "h": 60, "w": 80, "anns": [(1, [10, 10, 20, 20], 0), (7, [40, 20, 30, 30], 0)]},
+        {
+            "file": "a.jpg",
+            "h": 60,
+            "w": 80,
+            "anns": [(1, [10, 10, 20, 20], 0), (7, [40, 20, 30, 30], 0)],
+        },
         {"file": "b.jpg", "h": 72, "w": 48, "anns": [(3, [5, 5, 30, 40], 0)]},
-        {"file": "c.jpg", "h": 64, "w": 64, "anns": [(7, [0, 0, 64, 32], 0), (1, [8, 40, 20, 20], 1)]},
+        {
+            "file": "c.jpg",
+            "h": 64,
+            "w": 64,
+            "anns": [(7, [0, 0, 64, 32], 0), (1, [8, 40, 20, 20], 1)],
+        },
         {"file": "d.jpg", "h": 50, "w": 90, "anns": []},
-        {"file": "e.jpg", "h": 80, "w": 60, "anns": [(3, [20, 30, 25, 25], 0), (3, [0, 0, 10, 10], 0), (1, [30, 5, 25, 20], 0)]},
+        {
+            "file": "e.jpg",
+            "h": 80,
+            "w": 60,
+            "anns": [(3, [20, 30, 25, 25], 0), (3, [0, 0, 10, 10], 0), (1, [30, 5, 25, 20], 0)],
+        },
         {"file": "f.jpg", "h": 56, "w": 70, "anns": [(1, [30, 10, 30, 30], 0)]},
-    ]  # fmt: skip
+    ]
     return make_coco(images, [(3, "square"), (1, "circle"), (7, "triangle")])
 
 

@@ -1,4 +1,5 @@
 """Batch transforms: one size per batch, stride padding, gt padding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,9 @@ def test_batch_random_resize_one_size_per_batch():
         first = out[0]
         h, w = first["image"].shape[:2]
         np.testing.assert_allclose(first["scale_factor"], [h / 60, w / 80])
-        np.testing.assert_allclose(first["gt_bbox"], [[10 * w / 80, 10 * h / 60, 40 * w / 80, 30 * h / 60]])
+        np.testing.assert_allclose(
+            first["gt_bbox"], [[10 * w / 80, 10 * h / 60, 40 * w / 80, 30 * h / 60]]
+        )
         assert first["im_shape"].tolist() == [h, w]
     assert seen == {(48, 64, 3), (32, 32, 3)}
 

@@ -1,4 +1,5 @@
 """COCO / VOC / image-folder parsing: id mapping, difficult, crowd, and every bad-input case."""
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,9 @@ from .conftest import painted_image, write_jpeg
 
 
 def coco(root: str, **kw) -> COCODataSet:
-    return COCODataSet(dataset_dir=root, image_dir="train", anno_path="annotations/train.json", **kw)
+    return COCODataSet(
+        dataset_dir=root, image_dir="train", anno_path="annotations/train.json", **kw
+    )
 
 
 def warnings_of(caplog) -> list[str]:
@@ -54,10 +57,25 @@ def test_coco_bad_entries_warn_once_each_and_are_skipped(make_coco, caplog):
     images = [
         {"file": "ok.jpg", "h": 40, "w": 50, "anns": [(1, [5, 5, 10, 10], 0)]},
         {"file": "missing.jpg", "h": 40, "w": 50, "anns": [(1, [5, 5, 10, 10], 0)], "write": False},
-        {"file": "zero.jpg", "h": 40, "w": 50, "anns": [(1, [5, 5, 0, 10], 0), (1, [1, 1, 5, 5], 0)]},
-        {"file": "out.jpg", "h": 40, "w": 50, "anns": [(1, [40, 30, 30, 30], 0), (1, [60, 5, 5, 5], 0)]},
-        {"file": "cat.jpg", "h": 40, "w": 50, "anns": [(99, [5, 5, 10, 10], 0), (1, [5, 5, "x", 1], 0)]},
-    ]  # fmt: skip
+        {
+            "file": "zero.jpg",
+            "h": 40,
+            "w": 50,
+            "anns": [(1, [5, 5, 0, 10], 0), (1, [1, 1, 5, 5], 0)],
+        },
+        {
+            "file": "out.jpg",
+            "h": 40,
+            "w": 50,
+            "anns": [(1, [40, 30, 30, 30], 0), (1, [60, 5, 5, 5], 0)],
+        },
+        {
+            "file": "cat.jpg",
+            "h": 40,
+            "w": 50,
+            "anns": [(99, [5, 5, 10, 10], 0), (1, [5, 5, "x", 1], 0)],
+        },
+    ]
     root = make_coco(images, [(1, "circle")])
     with caplog.at_level(logging.WARNING):
         ds = coco(root)
@@ -128,7 +146,9 @@ def test_voc_parsing_with_difficult_and_both_list_styles(make_voc):
          "000002": (50, 50, [])},
         ["cat", "dog"],
     )  # fmt: skip
-    ds = VOCDataSet(dataset_dir=root, anno_path="ImageSets/Main/train.txt", label_list="label_list.txt")
+    ds = VOCDataSet(
+        dataset_dir=root, anno_path="ImageSets/Main/train.txt", label_list="label_list.txt"
+    )
     assert ds.label_list == ["cat", "dog"] and ds.catid2clsid == {0: 0, 1: 1}
     rec = ds.records[0]
     assert (rec["h"], rec["w"]) == (40, 60) and rec["im_file"].endswith("JPEGImages/000001.jpg")
@@ -158,7 +178,9 @@ def test_voc_bad_entries_warn_and_are_skipped(make_voc, caplog):
     os.remove(os.path.join(root, "Annotations", "noxml.xml"))
     os.remove(os.path.join(root, "JPEGImages", "flat.jpg"))
     with caplog.at_level(logging.WARNING):
-        ds = VOCDataSet(dataset_dir=root, anno_path="ImageSets/Main/train.txt", label_list="label_list.txt")
+        ds = VOCDataSet(
+            dataset_dir=root, anno_path="ImageSets/Main/train.txt", label_list="label_list.txt"
+        )
     lines = warnings_of(caplog)
     assert len(lines) == 4
     assert any("unknown.xml" in x and "unknown class 'zebra'" in x for x in lines)
@@ -173,7 +195,9 @@ def test_voc_bad_entries_warn_and_are_skipped(make_voc, caplog):
 def test_voc_degenerate_box_dropped(make_voc, caplog):
     root = make_voc({"a": (40, 40, [("cat", 0, 10, 10, 10, 30), ("cat", 0, 1, 1, 5, 5)])}, ["cat"])
     with caplog.at_level(logging.WARNING):
-        ds = VOCDataSet(dataset_dir=root, anno_path="ImageSets/Main/train.txt", label_list="label_list.txt")
+        ds = VOCDataSet(
+            dataset_dir=root, anno_path="ImageSets/Main/train.txt", label_list="label_list.txt"
+        )
     assert len(ds.records[0]["gt_bbox"]) == 1
     assert any("a.xml: dropped 1 box (zero or negative area)" in x for x in warnings_of(caplog))
 

@@ -1,4 +1,5 @@
 """build_dataset / build_loader end to end on a tiny generated COCO set."""
+
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ import paddle
 import pytest
 
 from ppdet.config.errors import ConfigError
-from ppdet.data import build_dataset, build_loader, set_loader_epoch
+from ppdet.data import DataPipelineError, build_dataset, build_loader, set_loader_epoch
 from ppdet.data.datasets import COCODataSet, ImageFolder
 
 from .conftest import coco_cfg
@@ -73,13 +74,15 @@ def test_eval_loader_keeps_order_crowd_and_scale(tiny_coco):
     np.testing.assert_allclose(second["scale_factor"].numpy()[0], [1.0, 1.0])  # 64x64 -> 64x64
     np.testing.assert_allclose(batches[0]["scale_factor"].numpy()[0], [64 / 60, 64 / 80])
     np.testing.assert_allclose(
-        batches[0]["gt_bbox"].numpy()[0, :2], [[8, 64 / 6, 24, 32], [32, 64 / 3, 56, 160 / 3]], rtol=1e-5
+        batches[0]["gt_bbox"].numpy()[0, :2],
+        [[8, 64 / 6, 24, 32], [32, 64 / 3, 56, 160 / 3]],
+        rtol=1e-5,
     )
 
 
 def test_mixup_follows_mixup_epoch(tiny_coco):
-    transforms = [{"Decode": {}}, {"Mixup": {"alpha": 1.5, "beta": 1.5}},
-                  {"Resize": {"target_size": 48, "keep_ratio": False}}, {"Permute": {}}]  # fmt: skip
+    resize = {"Resize": {"target_size": 48, "keep_ratio": False}}
+    transforms = [{"Decode": {}}, {"Mixup": {"alpha": 1.5, "beta": 1.5}}, resize, {"Permute": {}}]
     cfg = coco_cfg(tiny_coco, sample_transforms=transforms, mixup_epoch=1, batch_size=6)
     loader = build_loader(cfg, "train", build_dataset(cfg, "train"))
     np.random.seed(0)
@@ -96,10 +99,17 @@ def test_mixup_follows_mixup_epoch(tiny_coco):
 
 def test_test_loader_over_image_folder(tiny_coco):
     cfg = coco_cfg(tiny_coco)
-    cfg["TestDataset"] = {"name": "ImageFolder", "anno_path": os.path.join(tiny_coco, "annotations/train.json")}
+    cfg["TestDataset"] = {
+        "name": "ImageFolder",
+        "anno_path": os.path.join(tiny_coco, "annotations/train.json"),
+    }
     cfg["TestReader"] = dict(cfg["EvalReader"], batch_size=1)
     dataset = build_dataset(cfg, "test")
-    assert isinstance(dataset, ImageFolder) and dataset.label_list == ["circle", "square", "triangle"]
+    assert isinstance(dataset, ImageFolder) and dataset.label_list == [
+        "circle",
+        "square",
+        "triangle",
+    ]
     dataset.set_images([os.path.join(tiny_coco, "train", "b.jpg")])
     (batch,) = list(build_loader(cfg, "test", dataset))
     check_batch(batch, 1, (64, 64), with_gt=False)
@@ -114,8 +124,21 @@ def test_train_run_survives_an_unreadable_image(tiny_coco, caplog):
     with caplog.at_level(logging.WARNING):
         for _ in range(2):
             assert sum(1 for _ in loader) == 3
-    assert [m for m in caplog.messages if "c.jpg" in m][0].startswith(os.path.join(tiny_coco, "train"))
+    assert [m for m in caplog.messages if "c.jpg" in m][0].startswith(
+        os.path.join(tiny_coco, "train")
+    )
     assert len([m for m in caplog.messages if "c.jpg" in m]) == 1
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_eval_error_is_raised_in_the_loop_not_hung(tiny_coco, num_workers):
+    with open(os.path.join(tiny_coco, "train", "e.jpg"), "wb") as f:
+        f.write(b"junk")
+    cfg = coco_cfg(tiny_coco, num_workers=num_workers)
+    loader = build_loader(cfg, "eval", build_dataset(cfg, "eval"))
+    with pytest.raises(DataPipelineError, match=r"ImageDecodeError: .*e\.jpg: not a dec") as err:
+        list(loader)
+    assert "\n" not in str(err.value)
 
 
 def test_distributed_uses_distributed_batch_sampler(tiny_coco):
@@ -127,11 +150,18 @@ def test_distributed_uses_distributed_batch_sampler(tiny_coco):
 
 
 def test_variable_sizes_need_padding(tiny_coco):
-    transforms = [{"Decode": {}}, {"Resize": {"target_size": [48, 64], "keep_ratio": True}}, {"Permute": {}}]
+    transforms = [
+        {"Decode": {}},
+        {"Resize": {"target_size": [48, 64], "keep_ratio": True}},
+        {"Permute": {}},
+    ]
     cfg = coco_cfg(tiny_coco, sample_transforms=transforms)
-    with pytest.raises(ValueError, match="PadBatch"):
+    with pytest.raises(DataPipelineError, match="differ in size.*PadBatch") as err:
         list(build_loader(cfg, "eval", build_dataset(cfg, "eval")))
-    cfg["EvalReader"] = dict(cfg["TrainReader"], batch_transforms=[{"PadBatch": {"pad_to_stride": 32}}])
+    assert "Traceback" in str(err.value)  # not a DataError: the traceback comes along
+    cfg["EvalReader"] = dict(
+        cfg["TrainReader"], batch_transforms=[{"PadBatch": {"pad_to_stride": 32}}]
+    )
     for batch in build_loader(cfg, "eval", build_dataset(cfg, "eval")):
         assert batch["image"].shape[2] % 32 == 0 and batch["image"].shape[3] % 32 == 0
 
@@ -142,7 +172,10 @@ def test_variable_sizes_need_padding(tiny_coco):
         ({"batch_sise": 2}, "TrainReader.batch_sise: unknown key; did you mean 'batch_size'"),
         ({"batch_size": 0}, "TrainReader.batch_size: expected int >= 1"),
         ({"sample_transforms": [{"Decod": {}}]}, "did you mean 'Decode'"),
-        ({"sample_transforms": [{"Resize": {"target_size": 32, "keep": 1}}]}, "unknown key for Resize"),
+        (
+            {"sample_transforms": [{"Resize": {"target_size": 32, "keep": 1}}]},
+            "unknown key for Resize",
+        ),
         ({"sample_transforms": [{"Mixup": {}}, {"Decode": {}}]}, "Mixup must follow Decode"),
     ],
 )
@@ -150,7 +183,11 @@ def test_reader_config_errors_are_one_line(tiny_coco, change, message):
     cfg = coco_cfg(tiny_coco)
     cfg["TrainReader"].update(change)
     with pytest.raises(ConfigError, match=message) as err:
-        build_loader(cfg, "train", COCODataSet(**{k: v for k, v in cfg["TrainDataset"].items() if k != "name"}))
+        build_loader(
+            cfg,
+            "train",
+            COCODataSet(**{k: v for k, v in cfg["TrainDataset"].items() if k != "name"}),
+        )
     assert "\n" not in str(err.value)
 
 

@@ -1,4 +1,5 @@
 """Sample transforms: boxes follow the image exactly (hand-computed and by painted pixels)."""
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,11 @@ def test_decode_rejects_missing_truncated_and_garbage_files(tmp_path):
     data = open(path, "rb").read()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.jpg").write_bytes(b"hello")
-    for name, reason in [("cut.jpg", "truncated"), ("junk.jpg", "not a decodable"), ("no.jpg", "cannot read")]:
+    for name, reason in [
+        ("cut.jpg", "truncated"),
+        ("junk.jpg", "not a decodable"),
+        ("no.jpg", "cannot read"),
+    ]:
         with pytest.raises(ImageDecodeError, match=reason) as err:
             Decode()({"im_file": os.path.join(tmp_path, name)})
         assert err.value.path.endswith(name)

@@ -16,12 +16,13 @@ from collections.abc import Callable
 import numpy as np
 import paddle
 
-from ppdet.data.errors import DatasetError, ImageDecodeError
+from ppdet.data.errors import DatasetError, ImageDecodeError, exception_text
 from ppdet.data.transforms.gt_fields import select_gt
 
 logger = logging.getLogger("ppdet.data")
 
 MODES = ("train", "eval", "test")
+ERROR_KEY = "__error__"  # a sample that only carries the text of an exception (see defer_errors)
 _MAX_RETRIES = 20  # unreadable images tried in a row before giving up
 _CLIP_TOLERANCE = 1.0  # px a box may stick out of the image before clipping is reported
 
@@ -168,6 +169,9 @@ class DetDataset(paddle.io.Dataset):
         self._mixup_epoch = -1
         self._epoch = 0
         self._bad_files: set[str] = set()
+        # Set by the loader: return exceptions as {ERROR_KEY: text} samples so the batch carries
+        # them to the main loop (an exception in paddle's loader thread would hang it).
+        self.defer_errors = False
 
     # -- set-up by the loader -------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
@@ -228,6 +232,14 @@ class DetDataset(paddle.io.Dataset):
         return len(self.records)
 
     def __getitem__(self, idx: int) -> dict:
+        try:
+            return self._get(idx)
+        except Exception as e:
+            if not self.defer_errors:
+                raise
+            return {ERROR_KEY: exception_text(e)}
+
+    def _get(self, idx: int) -> dict:
         for _ in range(_MAX_RETRIES):
             record = self.records[idx]
             if self.mode == "train" and record["im_file"] in self._bad_files:

@@ -19,7 +19,11 @@ _TAIL = 4096  # bytes at the end of a file searched for its end marker
 
 
 def is_chw(image: np.ndarray) -> bool:
-    """Whether a 3-D image is channel-first (after ``Permute``): [3, H, W] rather than [H, W, 3]."""
+    """Whether a 3-D image is channel-first (after ``Permute``): [3, H, W] rather than [H, W, 3].
+
+    Judged from the shape (leading 1 or 3, trailing not), so only images 1 or 3 px wide or
+    high could be misread.
+    """
     return image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[2] not in (1, 3)
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import paddle
+
 from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, Normal
 
@@ -37,6 +40,8 @@ class YOLOv3Head(nn.Layer):
         num_classes: foreground classes.
         loss: the loss layer (``YOLOv3Loss``); None builds one with its defaults.
         in_channels: channels of the neck outputs, deepest first.
+        obj_prior: if > 0, objectness starts at this probability (bias init); 0 keeps
+            PaddleDetection's zero bias.
     """
 
     __shared__ = ["num_classes"]
@@ -48,6 +53,7 @@ class YOLOv3Head(nn.Layer):
         num_classes: int = 80,
         loss: nn.Layer | None = None,
         in_channels: Sequence[int] = (1024, 512, 256),
+        obj_prior: float = 0.0,
     ):
         super().__init__()
         if len(in_channels) != len(anchor_masks):
@@ -72,7 +78,17 @@ class YOLOv3Head(nn.Layer):
                 weight_attr=ParamAttr(initializer=Normal(0.0, 0.01)),
                 bias_attr=ParamAttr(initializer=Constant(0.0)),
             )
+            if obj_prior > 0:
+                self._init_objectness(conv, len(mask), obj_prior)
             self.yolo_outputs.append(self.add_sublayer(f"yolo_output.{i}", conv))
+
+    def _init_objectness(self, conv: nn.Conv2D, num_anchors: int, prior: float) -> None:
+        """Start every objectness logit at log(p / (1 - p)): training from scratch then does
+        not begin with a huge loss from all background cells predicting 0.5."""
+        bias = conv.bias.numpy()  # [A * (5 + C)], anchor-major
+        step = 5 + self.num_classes
+        bias[[a * step + 4 for a in range(num_anchors)]] = math.log(prior / (1 - prior))
+        conv.bias.set_value(bias)
 
     @property
     def mask_anchors(self) -> list[list[list[float]]]:
