@@ -13,7 +13,7 @@ Classes (COCO category id): circle (1), square (3), triangle (7), cross (10): th
 contiguous on purpose. Boxes are the exact pixel extent of each drawn shape, in integers:
 COCO [x, y, w, h] = VOC (xmin, ymin, xmax - xmin, ymax - ymin). Some val images hold a
 cluster of tiny circles annotated as one ``iscrowd`` box; VOC marks those, and shapes under
-16 px, ``difficult``. Each image depends only on (seed, split, index), so the output is the same
+24 px, ``difficult``. Each image depends only on (seed, split, index), so the output is the same
 on every run. Existing output is kept unless ``--force``. Needs only numpy and OpenCV.
 """
 
@@ -32,9 +32,10 @@ import numpy as np
 
 CLASSES = (("circle", 1), ("square", 3), ("triangle", 7), ("cross", 10))
 SPLITS = {"train": 0, "val": 1, "samples": 2}
-DIFFICULT_BELOW = 16  # px: shapes whose longer side is shorter than this are VOC-difficult
+DIFFICULT_BELOW = 24  # px: shapes whose longer side is shorter than this are VOC-difficult
 STAMP = ".complete.json"
-VERSION = 1
+VERSION = 2
+MIN_SIZE = 20  # px: smallest shape side (smaller ones are hard for a model trained for minutes)
 
 
 # ---------------------------------------------------------------- drawing
@@ -175,7 +176,7 @@ def make_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[dict
     for _ in range(n_objects * 5):  # attempts
         if sum(1 - o["crowd"] for o in objects) == n_objects:
             break
-        size = int(np.exp(rng.uniform(np.log(12), np.log(min(120, 0.7 * min(h, w))))))
+        size = int(np.exp(rng.uniform(np.log(MIN_SIZE), np.log(min(120, 0.7 * min(h, w))))))
         x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
         cls = int(rng.integers(len(CLASSES)))
         mask = shape_mask(rng, CLASSES[cls][0], h, w, x, y, size)

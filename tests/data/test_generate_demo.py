@@ -45,7 +45,7 @@ def test_layout(demo):
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_coco_and_voc_views_agree(demo, split):
+def test_coco_and_voc_views_agree(gen, demo, split):
     coco = json.loads(read(os.path.join(demo, f"coco/annotations/instances_{split}.json")))
     ids = [c["id"] for c in coco["categories"]]
     assert ids == [1, 3, 7, 10]  # not contiguous on purpose
@@ -67,7 +67,7 @@ def test_coco_and_voc_views_agree(demo, split):
         )  # fmt: skip
         anns = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
         from_coco = sorted(
-            (names[a["category_id"]], int(a["iscrowd"] or max(a["bbox"][2:]) < 16),
+            (names[a["category_id"]], int(a["iscrowd"] or max(a["bbox"][2:]) < gen.DIFFICULT_BELOW),
              a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
             for a in anns
         )  # fmt: skip
