@@ -214,4 +214,9 @@ class Trainer:
                 evaluator.update(batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"])
         metrics = evaluator.accumulate()
         metrics["primary_metric"] = evaluator.primary_metric
+        if self.is_main:
+            labels = {"AP": "AP@[.5:.95]", "AP50": "mAP@0.5", "mAP_11point": "VOC mAP 11-point",
+                      "mAP_area": "VOC mAP area"}
+            shown = [f"{label} = {metrics[k]:.4f}" for k, label in labels.items() if k in metrics]
+            print("eval summary: " + ", ".join(shown), flush=True)
         return metrics

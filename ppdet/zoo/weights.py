@@ -87,5 +87,6 @@ def load_weights(
             f"{path} does not fit this model: {report.summary().split(': ', 1)[1]}; "
             "check that the config matches the checkpoint"
         )
-    model.set_state_dict(to_set)
+    for name, value in to_set.items():
+        own[name].set_value(value)
     return report

@@ -80,3 +80,35 @@ def test_iteration_based_schedule_saves_by_iteration(tiny_demo_data, tmp_path):
     assert {"iter_2.pdopt", "iter_3.pdopt", "model_final.pdparams"} <= files
     state = paddle.load(str(tmp_path / "iter_3.pdopt"))
     assert state["iteration"] == 3
+
+
+def test_voc_dataset_and_metric(tiny_demo_data, tmp_path):
+    voc = os.path.join(tiny_demo_data, "voc")
+    dataset = (
+        "{name: VOCDataSet, dataset_dir: %s, anno_path: ImageSets/Main/%s.txt, label_list: label_list.txt}"
+    )
+    trainer = make_trainer(
+        tiny_demo_data, tmp_path, "metric=VOC", "epoch=1",
+        f"TrainDataset={dataset % (voc, 'train')}", f"EvalDataset={dataset % (voc, 'val')}",
+    )
+    metrics = trainer.train(validate=True)
+    assert metrics["primary_metric"] == "mAP"
+    assert 0.0 <= metrics["mAP_11point"] <= 1.0 and 0.0 <= metrics["mAP_area"] <= 1.0
+
+
+def test_use_vdl_without_visualdl_says_so(capsys, monkeypatch, tmp_path):
+    import builtins
+
+    from ppdet.engine.logger import TrainLogger
+
+    real_import = builtins.__import__
+
+    def no_visualdl(name, *args, **kwargs):
+        if name == "visualdl":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_visualdl)
+    logger = TrainLogger(10, 5, vdl_dir=str(tmp_path))
+    assert logger.vdl is None
+    assert "VisualDL is not installed" in capsys.readouterr().out

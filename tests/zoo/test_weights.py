@@ -1,0 +1,59 @@
+"""Weight loading: the report, strict and lenient modes, unreadable files."""
+import numpy as np
+import paddle
+import pytest
+
+from ppdet.zoo.weights import WeightsError, load_weights, read_state_dict
+
+
+class Tiny(paddle.nn.Layer):
+    def __init__(self, classes=3):
+        super().__init__()
+        self.body = paddle.nn.Linear(4, 8)
+        self.head = paddle.nn.Linear(8, classes)
+
+
+def save(layer, path):
+    paddle.save(layer.state_dict(), str(path))
+    return str(path)
+
+
+def test_strict_load_copies_values_and_reports(tmp_path, capsys):
+    src, dst = Tiny(), Tiny()
+    path = save(src, tmp_path / "w.pdparams")
+    report = load_weights(dst, str(tmp_path / "w"), strict=True)  # prefix without .pdparams
+    assert sorted(report.loaded) == sorted(src.state_dict())
+    assert not report.missing and not report.mismatched and not report.unused
+    for name, value in src.state_dict().items():
+        np.testing.assert_array_equal(dst.state_dict()[name].numpy(), value.numpy())
+    assert f"weights {path}: loaded 4, shape-mismatched 0, missing 0, unused 0" in capsys.readouterr().out
+
+
+def test_lenient_load_skips_a_different_head_and_says_so(tmp_path):
+    src, dst = Tiny(classes=5), Tiny(classes=3)
+    state = src.state_dict()
+    state["extra.weight"] = paddle.zeros([2])
+    paddle.save(state, str(tmp_path / "w.pdparams"))
+    before = dst.head.weight.numpy().copy()
+    report = load_weights(dst, str(tmp_path / "w.pdparams"), strict=False)
+    assert sorted(report.loaded) == ["body.bias", "body.weight"]
+    assert [m[0] for m in report.mismatched] == ["head.weight", "head.bias"]
+    assert report.unused == ["extra.weight"]
+    np.testing.assert_array_equal(dst.head.weight.numpy(), before)
+    text = report.summary()
+    assert "shape-mismatched 2 [head.weight (8, 5)->(8, 3)" in text and "unused 1 [extra.weight]" in text
+
+
+def test_strict_load_names_what_does_not_fit(tmp_path):
+    path = save(Tiny(classes=5), tmp_path / "w.pdparams")
+    with pytest.raises(WeightsError, match=r"does not fit this model: .*head.weight"):
+        load_weights(Tiny(classes=3), path, strict=True)
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(WeightsError, match="weights not found"):
+        load_weights(Tiny(), str(tmp_path / "nope"))
+    html = tmp_path / "page.pdparams"
+    html.write_text("<html><body>404 Not Found</body></html>")
+    with pytest.raises(WeightsError, match="not a readable .pdparams"):
+        read_state_dict(str(html))
