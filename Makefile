@@ -7,8 +7,6 @@ DEMO_CFG := configs/yolov3/yolov3_mobilenet_v1_demo.yml
 DEMO_OUT := output/yolov3_mobilenet_v1_demo
 # Paddle's bundled MKL takes a slow path on AMD CPUs unless told otherwise (~1.9x here).
 export MKL_DEBUG_CPU_TYPE ?= 5
-# Paddle's CPU kernels use one thread unless told; use every core (~1.15x per step here).
-export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 1)
 export PYTHONWARNINGS ?= ignore::UserWarning:paddle.utils.cpp_extension.extension_utils
 
 .PHONY: install demo test data clean

@@ -25,6 +25,8 @@ GLOBAL_KEYS: dict[str, Any] = {
     "amp": bool,
     "seed": int | None,
     "use_vdl": bool,
+    "use_ema": bool,
+    "ema_decay": float,
     "vdl_log_dir": str,
     "LearningRate": dict,
     "OptimizerBuilder": dict,

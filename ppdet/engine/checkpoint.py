@@ -13,7 +13,7 @@ import re
 import paddle
 
 from ppdet.atomic_io import atomic_path
-from ppdet.zoo.weights import WeightsError, load_weights
+from ppdet.zoo.weights import WeightsError, load_state_dict, load_weights, read_state_dict
 
 STATE_VERSION = 1
 
@@ -48,11 +48,11 @@ def set_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.
     optimizer.set_state_dict(_rename_keys(state, renames))
 
 
-def save_weights(model: paddle.nn.Layer, prefix: str) -> str:
-    """Write ``<prefix>.pdparams`` atomically; returns its path."""
+def save_weights(model: paddle.nn.Layer, prefix: str, ema=None) -> str:
+    """Write ``<prefix>.pdparams`` atomically (the EMA weights when ``ema`` is given)."""
     path = prefix + ".pdparams"
     with atomic_path(path) as tmp:
-        paddle.save(model.state_dict(), tmp)
+        paddle.save(ema.state if ema is not None else model.state_dict(), tmp)
     return path
 
 
@@ -64,10 +64,15 @@ def save_checkpoint(
     epoch: int,
     iteration: int,
     config_text: str,
+    ema=None,
     extra: dict | None = None,
 ) -> str:
-    """Save a resumable checkpoint. ``epoch`` = epochs completed, ``iteration`` = steps done."""
-    save_weights(model, prefix)
+    """Save a resumable checkpoint. ``epoch`` = epochs completed, ``iteration`` = steps done.
+
+    With ``ema`` the ``.pdparams`` hold the averaged weights (what eval and infer use) and the
+    ``.pdopt`` also holds the raw training weights and the EMA step.
+    """
+    save_weights(model, prefix, ema)
     state = {
         "version": STATE_VERSION,
         "optimizer": optimizer_state(optimizer, model),
@@ -76,6 +81,9 @@ def save_checkpoint(
         "config": config_text,
         "extra": extra or {},
     }
+    if ema is not None:
+        state["model"] = model.state_dict()
+        state["ema"] = ema.state_dict()
     with atomic_path(prefix + ".pdopt") as tmp:
         paddle.save(state, tmp)
     return prefix
@@ -119,16 +127,23 @@ def resolve_resume(path: str) -> str:
 
 
 def load_checkpoint(
-    prefix: str, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer
+    prefix: str, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer, ema=None
 ) -> dict:
-    """Restore model and optimizer (with its LR scheduler) from ``prefix``; return the state."""
+    """Restore model, optimizer (with its LR scheduler) and EMA from ``prefix``; return the state."""
     prefix = resolve_resume(prefix)
-    load_weights(model, prefix + ".pdparams", strict=True)
     try:
         state = paddle.load(prefix + ".pdopt")
     except Exception as e:
         raise WeightsError(f"{prefix}.pdopt: unreadable training state ({e})") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise WeightsError(f"{prefix}.pdopt: not a ppdet training state (version mismatch)")
+    if "model" in state:  # saved with EMA: the .pdparams hold the average
+        load_state_dict(model, state["model"], prefix + ".pdopt", strict=True)
+        if ema is not None:
+            ema.set_state(read_state_dict(prefix + ".pdparams"), state["ema"])
+    else:
+        load_weights(model, prefix + ".pdparams", strict=True)
+        if ema is not None:
+            ema.set_state({k: v.numpy() for k, v in model.state_dict().items()}, {"step": 0})
     set_optimizer_state(optimizer, model, state["optimizer"])
     return state

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ppdet import build_model
 from ppdet.config import dump_config
 from ppdet.engine import checkpoint
+from ppdet.engine.ema import ModelEMA
 from ppdet.engine.logger import TrainLogger
 from ppdet.zoo.weights import load_weights
 
@@ -57,6 +58,7 @@ class Trainer:
             self.amp = False
         self.use_vdl = bool(use_vdl or cfg.get("use_vdl", False))
         self._eval_data = None
+        self.ema: ModelEMA | None = None
 
     @property
     def is_main(self) -> bool:
@@ -91,14 +93,17 @@ class Trainer:
         lr = build_lr(cfg["LearningRate"], steps_per_epoch, epoch_based)
         optimizer = build_optimizer(cfg.get("OptimizerBuilder") or {}, lr, self.model)
 
+        self.ema = ModelEMA(self.model, float(cfg.get("ema_decay", 0.9998))) if cfg.get("use_ema") else None
         start_iter = 0
         if resume:
-            state = checkpoint.load_checkpoint(resume, self.model, optimizer)
+            state = checkpoint.load_checkpoint(resume, self.model, optimizer, self.ema)
             start_iter = int(state["iteration"])
             if self.is_main:
                 print(f"resumed from {resume} at iteration {start_iter} (lr {optimizer.get_lr():.6f})")
         elif cfg.get("pretrain_weights"):
             self._load_pretrained(cfg["pretrain_weights"])
+            if self.ema is not None:
+                self.ema = ModelEMA(self.model, self.ema.decay)
 
         model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
         scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if self.amp else None
@@ -143,7 +148,7 @@ class Trainer:
             if iteration >= total:
                 break
         if self.is_main:
-            path = checkpoint.save_weights(self.model, os.path.join(self.output_dir, "model_final"))
+            path = checkpoint.save_weights(self.model, os.path.join(self.output_dir, "model_final"), self.ema)
             print(f"training done: {iteration} iterations; final weights {path}")
         return metrics
 
@@ -165,19 +170,27 @@ class Trainer:
         optimizer.clear_grad()
         if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
             optimizer._learning_rate.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return values
 
     def _save(self, name: str, optimizer, epoch: int, iteration: int, config_text: str) -> str:
         prefix = os.path.join(self.output_dir, name)
         if self.is_main:
-            checkpoint.save_checkpoint(prefix, self.model, optimizer, epoch=epoch, iteration=iteration, config_text=config_text)
+            checkpoint.save_checkpoint(
+                prefix, self.model, optimizer, epoch=epoch, iteration=iteration, config_text=config_text, ema=self.ema
+            )
             print(f"saved checkpoint {prefix}")
         return prefix
 
     def _maybe_validate(self, validate: bool, iteration: int, metrics: dict, best: float, logger) -> tuple[dict, float]:
         if not validate:
             return metrics, best
-        metrics = self.evaluate()
+        if self.ema is not None:
+            with self.ema.applied(self.model):
+                metrics = self.evaluate()
+        else:
+            metrics = self.evaluate()
         self.model.train()
         key = metrics.get("primary_metric")
         value = metrics.get(key, -math.inf) if key else -math.inf
@@ -185,7 +198,7 @@ class Trainer:
             logger.scalars("eval", metrics, iteration)
             if value > best:
                 best = value
-                checkpoint.save_weights(self.model, os.path.join(self.output_dir, "best_model"))
+                checkpoint.save_weights(self.model, os.path.join(self.output_dir, "best_model"), self.ema)
                 print(f"best {key} so far: {value:.4f}; saved {os.path.join(self.output_dir, 'best_model')}.pdparams")
         return metrics, best
 

@@ -63,9 +63,18 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 def load_weights(
     model: paddle.nn.Layer, path: str, strict: bool = True, quiet: bool = False
 ) -> LoadReport:
-    """Copy matching parameters from ``path`` into ``model``; return (and print) the report."""
+    """Copy matching parameters from the file ``path`` into ``model``; print the report."""
     path = weights_file(path)
-    state = read_state_dict(path)
+    return load_state_dict(model, read_state_dict(path), path, strict=strict, quiet=quiet)
+
+
+def load_state_dict(
+    model: paddle.nn.Layer, state: dict, source: str, strict: bool = True, quiet: bool = False
+) -> LoadReport:
+    """Copy matching entries of ``state`` ({name: array}) into ``model``; return the report.
+
+    ``source`` names where ``state`` came from, for the report and errors.
+    """
     own = model.state_dict()
     loaded, mismatched, to_set = [], [], {}
     for name, target in own.items():
@@ -79,12 +88,12 @@ def load_weights(
         loaded.append(name)
     missing = [n for n in own if n not in state]
     unused = [n for n in state if n not in own]
-    report = LoadReport(path, loaded, mismatched, missing, unused)
+    report = LoadReport(source, loaded, mismatched, missing, unused)
     if not quiet:
         print(report.summary())
     if strict and (mismatched or missing):
         raise WeightsError(
-            f"{path} does not fit this model: {report.summary().split(': ', 1)[1]}; "
+            f"{source} does not fit this model: {report.summary().split(': ', 1)[1]}; "
             "check that the config matches the checkpoint"
         )
     for name, value in to_set.items():
