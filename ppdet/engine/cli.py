@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import warnings
@@ -11,6 +13,7 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
+    use_all_cores()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config", required=True, help="YAML config file")
     parser.add_argument(
@@ -19,6 +22,23 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return parser
+
+
+def use_all_cores() -> None:
+    """Let Paddle's CPU kernels use the cores this process may use (~1.15x per step here).
+
+    Paddle pins OMP_NUM_THREADS to 1 at import unless it is set, and warns on stderr when it
+    is set above 1; so it is set before Paddle is imported and that warning is swallowed. Under
+    ``paddle.distributed.launch`` the cores are shared between the processes. An explicit
+    OMP_NUM_THREADS is left alone.
+    """
+    if "OMP_NUM_THREADS" in os.environ or "paddle" in sys.modules:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    procs = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, procs)))
+    with contextlib.redirect_stderr(io.StringIO()):
+        import paddle  # noqa: F401
 
 
 def load_from_args(args: argparse.Namespace):
