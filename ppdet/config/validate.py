@@ -40,6 +40,16 @@ GLOBAL_KEYS: dict[str, Any] = {
 }
 
 READERS = ("TrainReader", "EvalReader", "TestReader")
+READER_KEYS: dict[str, Any] = {
+    "sample_transforms": list,
+    "batch_transforms": list,
+    "batch_size": int,
+    "shuffle": bool,
+    "drop_last": bool,
+    "num_workers": int,
+    "mixup_epoch": int,
+    "use_shared_memory": bool,
+}
 DATASETS = ("TrainDataset", "EvalDataset", "TestDataset")
 
 
@@ -115,6 +125,14 @@ def validate_config(cfg: dict) -> None:
         section = cfg.get(reader)
         if section is None:
             continue
+        for key, value in section.items():
+            if key not in READER_KEYS:
+                close = difflib.get_close_matches(key, list(READER_KEYS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{_src(cfg, reader)}: {reader}.{key}: unknown reader key{hint}")
+            if not type_ok(value, READER_KEYS[key]):
+                want = READER_KEYS[key].__name__
+                raise ConfigError(f"{_src(cfg, reader)}: {reader}.{key}: expected {want}, got {value!r}")
         # sample operators may also stand in batch_transforms: they run on every sample
         lists = (("sample_transforms", ("transform",)), ("batch_transforms", ("batch_transform", "transform")))
         for key, roles in lists:

@@ -195,3 +195,12 @@ def test_unknown_transform_is_named_with_its_list_position(tmp_path):
     cfg = load_config(write(tmp_path, "c.yml", BASE))
     text = one_line_error(lambda: validate_config(cfg))
     assert "TrainReader.sample_transforms[0]: unknown transform class 'A'" in text
+
+
+def test_reader_keys_are_checked(tmp_path):
+    path = write(tmp_path, "c.yml", BASE.replace("TrainReader: {batch_size: 2, sample_transforms: [{A: {x: 1}}, {B: {y: 2}}]}", "TrainReader: {batch_size: 2}"))
+    cfg = load_config(path, ["TrainReader.batch_size=eight"])
+    assert "TrainReader.batch_size: expected int, got 'eight'" in one_line_error(lambda: validate_config(cfg))
+    cfg = load_config(path, ["TrainReader.shufle=true"])
+    assert "TrainReader.shufle: unknown reader key; did you mean 'shuffle'?" in one_line_error(
+        lambda: validate_config(cfg))
