@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import sys
 import warnings
@@ -13,7 +11,6 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
-    use_all_cores()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config", required=True, help="YAML config file")
     parser.add_argument(
@@ -24,21 +21,21 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def use_all_cores() -> None:
-    """Let Paddle's CPU kernels use the cores this process may use (~1.15x per step here).
-
-    Paddle pins OMP_NUM_THREADS to 1 at import unless it is set, and warns on stderr when it
-    is set above 1; so it is set before Paddle is imported and that warning is swallowed. Under
-    ``paddle.distributed.launch`` the cores are shared between the processes. An explicit
-    OMP_NUM_THREADS is left alone.
-    """
-    if "OMP_NUM_THREADS" in os.environ or "paddle" in sys.modules:
+def prefer_fast_mkl() -> None:
+    """On AMD CPUs with AVX2, make Paddle's bundled MKL take its AVX2 path (~1.7x faster
+    training measured here). MKL reads MKL_DEBUG_CPU_TYPE from the environment the process
+    started with, so the tool restarts itself once with it set. An explicit value is kept."""
+    if "MKL_DEBUG_CPU_TYPE" in os.environ or "paddle" in sys.modules:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    procs = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
-    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, procs)))
-    with contextlib.redirect_stderr(io.StringIO()):
-        import paddle  # noqa: F401
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info = f.read(65536)
+    except OSError:
+        return
+    if "AuthenticAMD" in info and " avx2" in info:
+        os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
 def load_from_args(args: argparse.Namespace):
@@ -55,6 +52,7 @@ def load_from_args(args: argparse.Namespace):
 
 def run(main: Callable[[], int | None]) -> None:
     """Run a tool's ``main``; known user errors become one line on stderr and exit code 1."""
+    prefer_fast_mkl()  # before anything imports Paddle
     from ppdet.config import ConfigError
     from ppdet.engine.trainer import TrainingDiverged
     from ppdet.zoo.weights import WeightsError
