@@ -24,7 +24,7 @@ data: install
 	$(PY) dataset/generate_demo.py --out dataset/demo
 
 demo: data
-	$(PY) tools/train.py -c $(DEMO_CFG) --eval
+	$(PY) tools/train.py -c $(DEMO_CFG)
 	$(PY) tools/eval.py -c $(DEMO_CFG) -o weights=$(DEMO_OUT)/model_final
 	$(PY) tools/infer.py -c $(DEMO_CFG) -o weights=$(DEMO_OUT)/model_final \
 		--infer_dir dataset/demo/samples --output_dir output/demo_infer
