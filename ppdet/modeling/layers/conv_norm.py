@@ -91,7 +91,10 @@ class ConvNormLayer(nn.Layer):
 
     x: [B, in_channels, H, W] -> [B, out_channels, ceil(H / stride), ceil(W / stride)].
     conv_decay: L2 decay on the conv weight; None leaves it to the optimizer's global decay.
+    The sublayer names are the checkpoint format; subclasses change them via ``sublayer_names``.
     """
+
+    sublayer_names = ("conv", "batch_norm")
 
     def __init__(
         self,
@@ -108,33 +111,19 @@ class ConvNormLayer(nn.Layer):
     ):
         super().__init__()
         self.act = _check_act(act)
-        self.conv = _conv(in_channels, out_channels, kernel_size, stride, groups, conv_decay)
-        self.batch_norm = build_norm(out_channels, norm_type, norm_decay, freeze_norm)
+        conv_name, norm_name = self.sublayer_names
+        self.add_sublayer(conv_name, _conv(in_channels, out_channels, kernel_size, stride, groups, conv_decay))
+        self.add_sublayer(norm_name, build_norm(out_channels, norm_type, norm_decay, freeze_norm))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return activate(self.batch_norm(self.conv(x)), self.act)
+        conv_name, norm_name = self.sublayer_names
+        return activate(self._sub_layers[norm_name](self._sub_layers[conv_name](x)), self.act)
 
 
-class MobileConvNormLayer(nn.Layer):
-    """As ``ConvNormLayer`` but with sublayers ``_conv`` and ``_batch_norm`` (MobileNetV1)."""
+class MobileConvNormLayer(ConvNormLayer):
+    """As ``ConvNormLayer`` (default ReLU) with sublayers ``_conv`` and ``_batch_norm`` (MobileNetV1)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        groups: int = 1,
-        act: str | None = "relu",
-        norm_type: str = "bn",
-        norm_decay: float = 0.0,
-        conv_decay: float | None = None,
-        freeze_norm: bool = False,
-    ):
-        super().__init__()
-        self.act = _check_act(act)
-        self._conv = _conv(in_channels, out_channels, kernel_size, stride, groups, conv_decay)
-        self._batch_norm = build_norm(out_channels, norm_type, norm_decay, freeze_norm)
+    sublayer_names = ("_conv", "_batch_norm")
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return activate(self._batch_norm(self._conv(x)), self.act)
+    def __init__(self, *args, act: str | None = "relu", **kwargs):
+        super().__init__(*args, act=act, **kwargs)
