@@ -14,7 +14,8 @@ contiguous on purpose. Boxes are the exact pixel extent of each drawn shape, in 
 COCO [x, y, w, h] = VOC (xmin, ymin, xmax - xmin, ymax - ymin). Some val images hold a
 cluster of tiny circles annotated as one ``iscrowd`` box; VOC marks those, and shapes under
 24 px, ``difficult``. Each image depends only on (seed, split, index), so the output is the same
-on every run. Existing output is kept unless ``--force``. Needs only numpy and OpenCV.
+on every run. An identical existing set is kept (``--force`` remakes it); one made with other
+settings is replaced. Needs only numpy and OpenCV.
 """
 
 from __future__ import annotations
@@ -276,7 +277,8 @@ def generate(
     seed: int = 0,
     force: bool = False,
 ) -> bool:
-    """Write the demo set to ``out``; returns False (and writes nothing) if it is already there."""
+    """Write the demo set to ``out``; returns False (and writes nothing) if the same set is
+    already there. A set made with other settings is replaced (it is generated data)."""
     settings = {
         "version": VERSION,
         "train": n_train,
@@ -287,12 +289,9 @@ def generate(
     stamp = os.path.join(out, STAMP)
     if os.path.isfile(stamp) and not force:
         with open(stamp, encoding="utf-8") as f:
-            if json.load(f) != settings:
-                print(
-                    f"{out}: exists with other settings; pass --force to regenerate",
-                    file=sys.stderr,
-                )
-        return False
+            if json.load(f) == settings:
+                return False
+        print(f"{out}: was generated with other settings (or an older generator); regenerating")
     tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     _write_split(tmp, "train", n_train, 1, seed)

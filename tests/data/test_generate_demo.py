@@ -109,3 +109,11 @@ def test_idempotent_and_deterministic(gen, demo, tmp_path):
     assert gen.generate(other, n_train=2, n_val=2, n_samples=0, seed=1, force=True)
     assert len(os.listdir(os.path.join(other, "coco/train"))) == 2
     assert not os.path.exists(os.path.join(other, "samples"))
+
+
+def test_rerun_keeps_an_identical_set_and_replaces_a_different_one(gen, tmp_path):
+    out = str(tmp_path / "demo")
+    assert gen.generate(out, n_train=2, n_val=1, n_samples=1, seed=0)
+    assert not gen.generate(out, n_train=2, n_val=1, n_samples=1, seed=0)  # same settings: kept
+    assert gen.generate(out, n_train=3, n_val=1, n_samples=1, seed=0)  # other settings: remade
+    assert len(os.listdir(os.path.join(out, "coco", "train"))) == 3
