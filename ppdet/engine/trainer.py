@@ -14,7 +14,7 @@ import paddle.distributed as dist
 from tqdm import tqdm
 
 from ppdet import build_model
-from ppdet.config import dump_config
+from ppdet.config import ConfigError, dump_config
 from ppdet.engine import checkpoint
 from ppdet.engine.ema import ModelEMA
 from ppdet.engine.logger import TrainLogger
@@ -88,16 +88,20 @@ class Trainer:
         loader = build_loader(cfg, "train", dataset, distributed=self.world_size > 1)
         steps_per_epoch = len(loader)
         if steps_per_epoch == 0:
-            raise ValueError("TrainReader: the training set gives no batch (fewer images than batch_size with drop_last)")
+            raise ConfigError(
+                f"{cfg.source_of('TrainReader') if hasattr(cfg, 'source_of') else 'config'}: TrainReader.batch_size: "
+                f"the training set ({len(dataset)} images) gives no full batch; lower batch_size or drop_last"
+            )
         total, epochs, epoch_based = self._schedule(steps_per_epoch)
         lr = build_lr(cfg["LearningRate"], steps_per_epoch, epoch_based)
         optimizer = build_optimizer(cfg.get("OptimizerBuilder") or {}, lr, self.model)
 
         self.ema = ModelEMA(self.model, float(cfg.get("ema_decay", 0.9998))) if cfg.get("use_ema") else None
-        start_iter = 0
+        start_iter, best = 0, -math.inf
         if resume:
             state = checkpoint.load_checkpoint(resume, self.model, optimizer, self.ema)
             start_iter = int(state["iteration"])
+            best = float(state["extra"].get("best", -math.inf))
             if self.is_main:
                 print(f"resumed from {resume} at iteration {start_iter} (lr {optimizer.get_lr():.6f})")
         elif cfg.get("pretrain_weights"):
@@ -115,7 +119,7 @@ class Trainer:
         config_text = dump_config(cfg)
         snapshot_epoch = int(cfg.get("snapshot_epoch", 1))
         snapshot_iter = int(cfg.get("snapshot_iter") or max(1, total // 10))
-        best, metrics, last_saved = -math.inf, {}, None
+        metrics, last_saved = {}, None
 
         iteration = start_iter
         start_epoch = start_iter // steps_per_epoch
@@ -134,17 +138,17 @@ class Trainer:
                 data_time = time.time() - tic
                 losses = self._train_step(model, batch, optimizer, scaler, iteration + 1, last_saved)
                 iteration += 1
-                if logger is not None and self.is_main:
+                if self.is_main:
                     logger.step(epoch, epochs, iteration, optimizer.get_lr(), losses, data_time)
                 if not epoch_based and (iteration % snapshot_iter == 0 or iteration == total):
-                    last_saved = self._save(f"iter_{iteration}", optimizer, epoch, iteration, config_text)
                     metrics, best = self._maybe_validate(validate, iteration, metrics, best, logger)
+                    last_saved = self._save(f"iter_{iteration}", optimizer, epoch, iteration, config_text, best)
                 tic = time.time()
                 if iteration >= total:
                     break
             if epoch_based and ((epoch + 1) % snapshot_epoch == 0 or epoch + 1 == epochs):
-                last_saved = self._save(f"epoch_{epoch + 1}", optimizer, epoch + 1, iteration, config_text)
                 metrics, best = self._maybe_validate(validate, iteration, metrics, best, logger)
+                last_saved = self._save(f"epoch_{epoch + 1}", optimizer, epoch + 1, iteration, config_text, best)
             if iteration >= total:
                 break
         if self.is_main:
@@ -174,11 +178,13 @@ class Trainer:
             self.ema.update(self.model)
         return values
 
-    def _save(self, name: str, optimizer, epoch: int, iteration: int, config_text: str) -> str:
+    def _save(self, name: str, optimizer, epoch: int, iteration: int, config_text: str, best: float) -> str:
+        """Write a resumable checkpoint; ``best`` (the best eval metric so far) goes into it."""
         prefix = os.path.join(self.output_dir, name)
         if self.is_main:
             checkpoint.save_checkpoint(
-                prefix, self.model, optimizer, epoch=epoch, iteration=iteration, config_text=config_text, ema=self.ema
+                prefix, self.model, optimizer, epoch=epoch, iteration=iteration, config_text=config_text,
+                ema=self.ema, extra={"best": best},
             )
             print(f"saved checkpoint {prefix}")
         return prefix
