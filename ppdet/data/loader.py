@@ -27,6 +27,7 @@ import paddle
 from ppdet.config.builder import create
 from ppdet.config.errors import ConfigError
 from ppdet.config.registry import lookup
+from ppdet.config.validate import READER_KEYS as READER_KEY_TYPES
 
 from .datasets.base import ERROR_KEY, DetDataset
 from .errors import DataPipelineError, exception_text
@@ -37,16 +38,7 @@ from .transforms.decode_resize import Decode, is_chw
 
 DATASET_SECTIONS = {"train": "TrainDataset", "eval": "EvalDataset", "test": "TestDataset"}
 READER_SECTIONS = {"train": "TrainReader", "eval": "EvalReader", "test": "TestReader"}
-READER_KEYS = (
-    "sample_transforms",
-    "batch_transforms",
-    "batch_size",
-    "shuffle",
-    "drop_last",
-    "num_workers",
-    "mixup_epoch",
-    "use_shared_memory",
-)
+READER_KEYS = tuple(READER_KEY_TYPES)  # one list, shared with config validation
 
 # Batch fields of docs/contracts.md and their dtypes; other sample keys are not batched.
 BATCH_FIELDS: dict[str, type] = {

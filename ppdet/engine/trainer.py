@@ -80,7 +80,7 @@ class Trainer:
 
     def train(self, validate: bool = False, resume: str | None = None) -> dict:
         """Train for the configured schedule; returns the last eval metrics (if validating)."""
-        from ppdet.data.loader import build_dataset, build_loader
+        from ppdet.data.loader import build_dataset, build_loader, set_loader_epoch
         from ppdet.engine.optim import build_lr, build_optimizer
 
         cfg = self.cfg
@@ -127,10 +127,7 @@ class Trainer:
         model.train()
         for epoch in range(start_epoch, epochs):
             seed_everything(self.seed + epoch)
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            if hasattr(loader, "batch_sampler") and hasattr(loader.batch_sampler, "set_epoch"):
-                loader.batch_sampler.set_epoch(epoch)
+            set_loader_epoch(loader, epoch)
             tic = time.time()
             for step, batch in enumerate(loader):
                 if epoch == start_epoch and step < skip:
