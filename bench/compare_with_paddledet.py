@@ -37,6 +37,7 @@ import paddle  # noqa: E402
 import ppdet.modeling  # noqa: E402, F401  (registers the model classes)
 from ppdet.config.builder import create  # noqa: E402
 from ppdet.config.loader import load_config  # noqa: E402
+from ppdet.zoo.weights import load_weights  # noqa: E402
 
 MODELS = ("yolov3_mobilenet_v1", "yolov3_darknet53")
 
@@ -157,9 +158,9 @@ def compare(name: str, ref_python: str, size: int, seed: int, work: Path) -> boo
 
     cfg = load_config(str(REPO / "configs" / "_base_" / f"{name}.yml"))
     model = create(cfg["architecture"], cfg[cfg["architecture"]], cfg=cfg)
-    state = paddle.load(str(work / "model.pdparams"))
-    missing, unused = model.set_state_dict(state)
-    print(f"ours: loaded {len(state)} tensors, missing {len(missing)}, unused {len(unused)}")
+    # the same strict, code-free loader that tools/eval.py and tools/infer.py use
+    report = load_weights(model, str(work / "model.pdparams"), strict=True)
+    missing, unused = report.missing, report.unused
     model.eval()
     with paddle.no_grad():
         out = model({k: paddle.to_tensor(v) for k, v in inputs.items()})

@@ -9,8 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import pickle
+
 import numpy as np
 import paddle
+
+from ppdet.zoo.safe_pickle import safe_load
 
 
 class WeightsError(RuntimeError):
@@ -49,15 +53,16 @@ def weights_file(path: str) -> str:
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
-    """The ``{name: array}`` saved in a ``.pdparams`` file."""
+    """The ``{name: array}`` saved in a ``.pdparams`` file, read without running its code."""
     path = weights_file(path)
     try:
-        state = paddle.load(path, return_numpy=True)
-    except Exception as e:  # truncated, HTML page, wrong format, ...
-        raise WeightsError(f"{path}: not a readable .pdparams checkpoint ({type(e).__name__}: {e})") from None
+        state = safe_load(path)
+    except pickle.UnpicklingError as e:  # code in the pickle, HTML page, truncated, ...
+        raise WeightsError(str(e).splitlines()[0]) from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a dict of parameters, found {type(state).__name__}")
-    return state
+    # paddle.save may add name-mapping entries that are not weights
+    return {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
 
 
 def load_weights(

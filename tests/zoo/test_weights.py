@@ -55,5 +55,39 @@ def test_missing_and_garbage_files(tmp_path):
         load_weights(Tiny(), str(tmp_path / "nope"))
     html = tmp_path / "page.pdparams"
     html.write_text("<html><body>404 Not Found</body></html>")
-    with pytest.raises(WeightsError, match="not a readable .pdparams"):
+    with pytest.raises(WeightsError, match="page.pdparams: an HTML/XML page"):
         read_state_dict(str(html))
+
+
+def test_truncated_file_is_reported(tmp_path):
+    path = save(Tiny(), tmp_path / "w.pdparams")
+    data = open(path, "rb").read()
+    (tmp_path / "cut.pdparams").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="cut.pdparams: truncated"):
+        read_state_dict(str(tmp_path / "cut.pdparams"))
+
+
+def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
+    import os
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pdparams"
+    path.write_bytes(pickle.dumps({"weight": Evil()}))
+    with pytest.raises(WeightsError, match=r"evil.pdparams: refused to load: the file asks for (posix|os)\.system"):
+        load_weights(Tiny(), str(path))
+    assert not marker.exists()
+
+
+def test_safe_reader_returns_what_paddle_saved(tmp_path):
+    src = Tiny()
+    path = save(src, tmp_path / "w.pdparams")
+    state = read_state_dict(path)
+    assert sorted(state) == sorted(src.state_dict())
+    for name, value in src.state_dict().items():
+        np.testing.assert_array_equal(state[name], value.numpy())
