@@ -10,9 +10,12 @@ import glob
 import os
 import re
 
+import pickle
+
 import paddle
 
 from ppdet.atomic_io import atomic_path
+from ppdet.zoo.safe_pickle import safe_load, tensors_as_arrays
 from ppdet.zoo.weights import WeightsError, load_state_dict, load_weights, read_state_dict
 
 STATE_VERSION = 1
@@ -131,10 +134,10 @@ def load_checkpoint(
 ) -> dict:
     """Restore model, optimizer (with its LR scheduler) and EMA from ``prefix``; return the state."""
     prefix = resolve_resume(prefix)
-    try:
-        state = paddle.load(prefix + ".pdopt")
-    except Exception as e:
-        raise WeightsError(f"{prefix}.pdopt: unreadable training state ({e})") from None
+    try:  # arrays and plain values only, as for .pdparams
+        state = tensors_as_arrays(safe_load(prefix + ".pdopt"))
+    except pickle.UnpicklingError as e:
+        raise WeightsError(f"unreadable training state: {str(e).splitlines()[0]}") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise WeightsError(f"{prefix}.pdopt: not a ppdet training state (version mismatch)")
     if "model" in state:  # saved with EMA: the .pdparams hold the average

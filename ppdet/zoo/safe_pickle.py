@@ -10,6 +10,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import numpy as np
+
 ALLOWED_GLOBALS = frozenset(
     {
         ("numpy.core.multiarray", "_reconstruct"),  # numpy 1.x pickles
@@ -19,6 +21,7 @@ ALLOWED_GLOBALS = frozenset(
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("collections", "OrderedDict"),
+        ("builtins", "tuple"),  # paddle.save writes nested tensors as (name, array) tuples
         ("_codecs", "encode"),  # bytes in protocol-2 pickles
     }
 )
@@ -53,6 +56,17 @@ def _describe_non_pickle(head: bytes) -> str | None:
     if len(head) > 262 and head[257:262] == b"ustar":
         return "a tar archive, not a .pdparams file (extract it first)"
     return None
+
+
+def tensors_as_arrays(obj: Any) -> Any:
+    """Replace the ``(name, array)`` pairs paddle.save writes for nested tensors by the arrays."""
+    if isinstance(obj, dict):
+        return type(obj)((k, tensors_as_arrays(v)) for k, v in obj.items())
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):
+        return obj[1]
+    if isinstance(obj, list):
+        return [tensors_as_arrays(v) for v in obj]
+    return obj
 
 
 def safe_load(path: str) -> Any:
