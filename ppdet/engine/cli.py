@@ -57,13 +57,9 @@ def run(main: Callable[[], int | None]) -> None:
     from ppdet.engine.trainer import TrainingDiverged
     from ppdet.zoo.weights import WeightsError
 
-    user_errors: tuple[type[BaseException], ...] = (ConfigError, WeightsError, TrainingDiverged, FileNotFoundError)
-    try:
-        from ppdet.data.errors import DataError
+    from ppdet.data.errors import DataError
 
-        user_errors += (DataError,)
-    except ImportError:
-        pass
+    user_errors = (ConfigError, WeightsError, TrainingDiverged, DataError, FileNotFoundError)
     try:
         code = main()
     except user_errors as e:

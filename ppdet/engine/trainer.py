@@ -133,7 +133,7 @@ class Trainer:
                 if epoch == start_epoch and step < skip:
                     continue
                 data_time = time.time() - tic
-                losses = self._train_step(model, batch, optimizer, scaler, iteration + 1, last_saved)
+                losses = self._train_step(model, batch, optimizer, lr, scaler, iteration + 1, last_saved)
                 iteration += 1
                 if self.is_main:
                     logger.step(epoch, epochs, iteration, optimizer.get_lr(), losses, data_time)
@@ -153,7 +153,8 @@ class Trainer:
             print(f"training done: {iteration} iterations; final weights {path}")
         return metrics
 
-    def _train_step(self, model, batch, optimizer, scaler, iteration: int, last_saved: str | None) -> dict:
+    def _train_step(self, model, batch, optimizer, lr, scaler, iteration: int, last_saved: str | None) -> dict:
+        """One optimizer step; ``lr`` is the per-iteration scheduler. Returns the loss values."""
         with paddle.amp.auto_cast(enable=self.amp):
             outputs = model(batch)
         loss = outputs["loss"]
@@ -169,8 +170,7 @@ class Trainer:
             loss.backward()
             optimizer.step()
         optimizer.clear_grad()
-        if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
-            optimizer._learning_rate.step()
+        lr.step()
         if self.ema is not None:
             self.ema.update(self.model)
         return values
