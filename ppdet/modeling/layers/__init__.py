@@ -1,2 +1,2 @@
-from . import conv_norm  # noqa: F401
+from . import conv_norm, norms  # noqa: F401
 from .conv_norm import ConvNormLayer, MobileConvNormLayer  # noqa: F401
