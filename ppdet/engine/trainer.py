@@ -3,6 +3,7 @@ named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -14,6 +15,7 @@ import paddle.distributed as dist
 from tqdm import tqdm
 
 from ppdet import build_model
+from ppdet.atomic_io import atomic_write_text
 from ppdet.config import ConfigError, dump_config
 from ppdet.engine import checkpoint
 from ppdet.engine.ema import ModelEMA
@@ -58,6 +60,8 @@ class Trainer:
             self.amp = False
         self.use_vdl = bool(use_vdl or cfg.get("use_vdl", False))
         self._eval_data = None
+        self.weights_source: str | None = None  # what eval_metrics.json says was evaluated
+        self.iteration: int | None = None
         self.ema: ModelEMA | None = None
 
     @property
@@ -66,8 +70,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- weights
     def load_weights(self, path: str, strict: bool = True):
-        """Load ``path`` into the model (strict: every parameter must fit)."""
-        return load_weights(self.model, path, strict=strict, quiet=not self.is_main)
+        """Load ``path`` (file, prefix, URL or zoo name) into the model (strict: every parameter must fit)."""
+        report = load_weights(self.model, path, strict=strict, quiet=not self.is_main)
+        self.weights_source = report.path
+        return report
 
     # ---------------------------------------------------------------- training
     def _schedule(self, steps_per_epoch: int) -> tuple[int, int, bool]:
@@ -135,6 +141,7 @@ class Trainer:
                 data_time = time.time() - tic
                 losses = self._train_step(model, batch, optimizer, lr, scaler, iteration + 1, last_saved)
                 iteration += 1
+                self.iteration = iteration
                 if self.is_main:
                     logger.step(epoch, epochs, iteration, optimizer.get_lr(), losses, data_time)
                 if not epoch_based and (iteration % snapshot_iter == 0 or iteration == total):
@@ -235,4 +242,16 @@ class Trainer:
                       "mAP_area": "VOC mAP area"}
             shown = [f"{label} = {metrics[k]:.4f}" for k, label in labels.items() if k in metrics]
             print("eval summary: " + ", ".join(shown), flush=True)
+            self._record_metrics(metrics, dataset.get_anno())
         return metrics
+
+    def _record_metrics(self, metrics: dict, annotations: str | None) -> None:
+        """Write ``<output_dir>/eval_metrics.json`` (what was evaluated and the numbers), for publishing."""
+        record = {
+            "weights": self.weights_source or "(weights being trained)",
+            "iteration": self.iteration,
+            "dataset": annotations,
+            "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating))},
+        }
+        os.makedirs(self.output_dir, exist_ok=True)
+        atomic_write_text(os.path.join(self.output_dir, "eval_metrics.json"), json.dumps(record, indent=1) + "\n")

@@ -1,4 +1,5 @@
 """The Trainer on a tiny YOLOv3: checkpoints, exact resume, NaN stop, evaluation."""
+import json
 import os
 
 import numpy as np
@@ -63,6 +64,9 @@ def test_evaluate_returns_coco_metrics(tiny_demo_data, tmp_path):
     assert metrics["primary_metric"] == "AP"
     assert {"AP", "AP50", "AR100"} <= set(metrics)
     assert all(-1.0 <= metrics[k] <= 1.0 for k in ("AP", "AP50", "AR100"))
+    record = json.loads((tmp_path / "eval_metrics.json").read_text())  # for publishing
+    assert record["metrics"]["AP50"] == pytest.approx(metrics["AP50"])
+    assert record["dataset"].endswith("instances_val.json") and record["iteration"] is None
 
 
 def test_train_with_validation_keeps_best_model(tiny_demo_data, tmp_path):
