@@ -7,6 +7,9 @@ Two classes differ only in their sublayer names, which are the checkpoint format
 - ``MobileConvNormLayer``: ``_conv.weight`` + ``_batch_norm.*`` (MobileNetV1).
 
 The convolution has no bias (the norm layer provides it); padding keeps ``H/stride``.
+The norm comes from ``norms.build_norm`` (re-exported here). A norm with the activation built
+in (EvoNorm) replaces the activation: none is applied after it, and with ``act=None`` the
+norm's linear variant is built.
 """
 
 from __future__ import annotations
@@ -17,33 +20,12 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import KaimingNormal
 from paddle.regularizer import L2Decay
 
-__all__ = ["ConvNormLayer", "MobileConvNormLayer", "activate", "build_norm"]
+from ppdet.modeling.layers.norms import NORM_TYPES, build_norm
 
-NORM_TYPES = ("bn",)
+__all__ = ["NORM_TYPES", "ConvNormLayer", "MobileConvNormLayer", "activate", "build_norm"]
+
 ACTIVATIONS = (None, "relu", "leaky", "relu6")
 LEAKY_SLOPE = 0.1  # YOLOv3's leaky ReLU
-
-
-def build_norm(
-    channels: int, norm_type: str = "bn", norm_decay: float = 0.0, freeze_norm: bool = False
-) -> nn.Layer:
-    """A 2-D norm layer over ``channels``; parameters ``weight``, ``bias``, ``_mean``,
-    ``_variance``.
-
-    norm_decay: L2 weight decay on the affine parameters (0 keeps them out of the global decay).
-    freeze_norm: zero learning rate on the affine parameters (running statistics still follow
-    ``model.train()``/``eval()``).
-    """
-    if norm_type not in NORM_TYPES:
-        raise ValueError(f"norm_type {norm_type!r} is not supported yet (known: {NORM_TYPES})")
-    lr = 0.0 if freeze_norm else 1.0
-    weight_attr = ParamAttr(learning_rate=lr, regularizer=L2Decay(norm_decay))
-    bias_attr = ParamAttr(learning_rate=lr, regularizer=L2Decay(norm_decay))
-    norm = nn.BatchNorm2D(channels, weight_attr=weight_attr, bias_attr=bias_attr)
-    if freeze_norm:
-        for p in norm.parameters():
-            p.stop_gradient = True
-    return norm
 
 
 def activate(x: paddle.Tensor, act: str | None) -> paddle.Tensor:
@@ -91,6 +73,7 @@ class ConvNormLayer(nn.Layer):
 
     x: [B, in_channels, H, W] -> [B, out_channels, ceil(H / stride), ceil(W / stride)].
     conv_decay: L2 decay on the conv weight; None leaves it to the optimizer's global decay.
+    norm_type, norm_decay, freeze_norm, num_groups: as in ``build_norm``.
     The sublayer names are the checkpoint format; subclasses change them via ``sublayer_names``.
     """
 
@@ -108,12 +91,19 @@ class ConvNormLayer(nn.Layer):
         norm_decay: float = 0.0,
         conv_decay: float | None = None,
         freeze_norm: bool = False,
+        num_groups: int = 32,
     ):
         super().__init__()
-        self.act = _check_act(act)
+        act = _check_act(act)
         conv_name, norm_name = self.sublayer_names
-        self.add_sublayer(conv_name, _conv(in_channels, out_channels, kernel_size, stride, groups, conv_decay))
-        self.add_sublayer(norm_name, build_norm(out_channels, norm_type, norm_decay, freeze_norm))
+        self.add_sublayer(
+            conv_name, _conv(in_channels, out_channels, kernel_size, stride, groups, conv_decay)
+        )
+        norm = build_norm(
+            out_channels, norm_type, norm_decay, freeze_norm, num_groups, nonlinear=act is not None
+        )
+        self.add_sublayer(norm_name, norm)
+        self.act = None if getattr(norm, "fuses_activation", False) else act
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         conv_name, norm_name = self.sublayer_names
@@ -121,7 +111,8 @@ class ConvNormLayer(nn.Layer):
 
 
 class MobileConvNormLayer(ConvNormLayer):
-    """As ``ConvNormLayer`` (default ReLU) with sublayers ``_conv`` and ``_batch_norm`` (MobileNetV1)."""
+    """As ``ConvNormLayer`` (default ReLU) with sublayers ``_conv`` and ``_batch_norm``
+    (MobileNetV1)."""
 
     sublayer_names = ("_conv", "_batch_norm")
 
