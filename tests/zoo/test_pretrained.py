@@ -95,3 +95,31 @@ def test_c4_model_with_res5_in_the_head_accepts_the_imagenet_resnet():
     model_names += [n.replace("backbone.", "bbox_head.head.") for n in full if ".res5." in n]
     report, to_set = fit_state_dict(_tensors(model_names), {n: np.ones(2, "float32") for n in full}, "r50")
     assert not report.missing and not report.unused and len(to_set) == len(full)
+
+
+def test_real_resnets_imagenet_file_with_classifier_and_a_wrong_depth(tmp_path, capsys):
+    from ppdet.modeling.backbones import ResNet
+    from ppdet.zoo.weights import load_weights
+
+    def detector(depth, variant="b"):
+        model = paddle.nn.Layer()
+        model.backbone = ResNet(depth=depth, variant=variant, return_idx=[3], freeze_norm=False)
+        return model
+
+    paddle.seed(1)
+    source = detector(18)
+    state = {k: v.numpy() for k, v in source.state_dict().items()}
+    state["fc.weight"], state["fc.bias"] = np.zeros((512, 1000), "float32"), np.zeros((1000,), "float32")
+    path = str(tmp_path / "ResNet18_pretrained.pdparams")
+    paddle.save(state, path)
+
+    target = detector(18)
+    report = load_weights(target, path, strict=False)
+    assert not report.missing and not report.mismatched and report.skipped == ["fc.weight", "fc.bias"]
+    x = paddle.randn([1, 3, 64, 64])
+    source.eval(), target.eval()
+    np.testing.assert_array_equal(source.backbone(x)[0].numpy(), target.backbone(x)[0].numpy())
+    with pytest.raises(WeightsError, match="checkpoint is ResNet-18 variant b .*model is ResNet-34 variant b"):
+        load_weights(detector(34), path, strict=False)
+    with pytest.raises(WeightsError, match="checkpoint is ResNet-18 variant b .*model is ResNet-18 variant d"):
+        load_weights(detector(18, "d"), path, strict=False)
