@@ -1,0 +1,413 @@
+"""Legacy v0.1 checkpoints: the fluid record format, the name/shape maps of every seed-zoo row
+against the 2.x compat lists, value transforms, and an end-to-end YOLOv3 round trip."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+from ppdet.zoo.legacy import (
+    LEGACY_MODELS,
+    LegacyError,
+    convert,
+    detect_model,
+    is_legacy,
+    legacy_shapes,
+    map_shapes,
+    to_legacy,
+    write_legacy_tar,
+)
+from ppdet.zoo.legacy_format import parse_record, read_record, serialize_record, split_combined
+from ppdet.zoo.legacy_rules import RETINA_PERM, RPN_C4_PERM
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def read_list(path: Path) -> dict[str, tuple[int, ...]]:
+    """{name: shape} from a ``name<TAB>[shape][<TAB>dtype]`` list."""
+    out = {}
+    for line in path.read_text().splitlines():
+        name, shape = line.split("\t")[:2]
+        out[name] = tuple(int(v) for v in shape.strip("[]").split(",") if v.strip())
+    return out
+
+
+# ---------------------------------------------------------------- format
+
+
+def test_golden_fc6_header():
+    data = serialize_record(np.zeros((144, 5), np.float32))
+    assert data[:27].hex() == "000000000000000000000000000000000700000008051090011005"
+    assert len(data) == 27 + 144 * 5 * 4
+    assert len(serialize_record(np.zeros([1], np.float32))) == 28  # learning_rate
+    assert len(serialize_record(np.zeros([1], np.int64))) == 32  # @LR_DECAY_COUNTER@
+
+
+@pytest.mark.parametrize(
+    "dtype", ["float32", "float64", "float16", "int64", "int32", "uint8", "int8", "bool"]
+)
+def test_round_trip_dtypes_and_lod(dtype):
+    rng = np.random.default_rng(0)
+    a = (rng.normal(size=(2, 3, 4)) * 50).astype(dtype)
+    lod = [[0, 2, 6]] if dtype == "int64" else None
+    data = serialize_record(a, lod)
+    back, back_lod = parse_record(data)
+    assert back.dtype == a.dtype and back.shape == a.shape
+    np.testing.assert_array_equal(back, a)
+    assert back_lod == (lod or [])
+    assert serialize_record(back, back_lod) == data
+    big_endian = serialize_record(a.astype(a.dtype.newbyteorder(">")), lod)
+    assert big_endian == data  # always written little-endian
+
+
+def test_lod_layout_and_scalar():
+    data = serialize_record(np.array([7], np.int32), [[0, 1]])
+    assert struct.unpack_from("<IQQ", data) == (0, 1, 16)  # version, 1 level, 2 offsets * 8 bytes
+    assert struct.unpack_from("<QQ", data, 20) == (0, 1)
+    np.testing.assert_array_equal(
+        parse_record(serialize_record(np.zeros((0, 4), "float32")))[0], np.zeros((0, 4))
+    )
+
+
+def test_bad_records_raise_one_line():
+    good = serialize_record(np.arange(12, dtype=np.float32).reshape(3, 4))
+    for bad, what in [
+        (good[:-1], "truncated"),
+        (good[:10], "truncated"),
+        (good + b"\0", "bytes after"),
+        (b"\1" + good[1:], "version"),
+        (b"<html>not a tensor</html>" * 3, "version"),
+    ]:
+        with pytest.raises(LegacyError, match=what) as err:
+            parse_record(bad, "x.tar:top/fc6_w")
+        assert "x.tar:top/fc6_w" in str(err.value) and "\n" not in str(err.value)
+    bad_dtype = good.replace(b"\x08\x05", b"\x08\x07", 1)  # LOD_TENSOR is not a data type
+    with pytest.raises(LegacyError, match="data_type 7"):
+        parse_record(bad_dtype)
+
+
+def test_split_combined_in_sorted_order():
+    tensors = {"b_w": np.ones((2, 2), np.float32), "a_b": np.arange(3, dtype=np.int64)}
+    blob = b"".join(serialize_record(tensors[n]) for n in sorted(tensors))
+    out = split_combined(blob, list(tensors))
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(out[name], value)
+    with pytest.raises(LegacyError):
+        split_combined(blob + b"junk", list(tensors))
+    assert read_record(blob, 0)[2] == len(serialize_record(tensors["a_b"]))
+
+
+# ---------------------------------------------------------------- names and shapes
+
+LEGACY_LISTS = sorted(p.stem for p in (FIXTURES / "legacy_v01").glob("*.txt"))
+# known, intended differences from the 2.x lists (see LegacyModel.behaviour/notes)
+EXPECTED_DIFFS = {
+    "retinanet_r50_fpn_1x": {"neck.fpn_6.weight": (256, 2048, 3, 3)},  # fpn_6 on C5: use_c5=True
+}
+
+
+def test_all_eleven_lists_are_present():
+    assert len(LEGACY_LISTS) == 11
+
+
+@pytest.mark.parametrize("key", LEGACY_LISTS)
+def test_legacy_list_maps_to_the_2x_list(key):
+    legacy = read_list(FIXTURES / "legacy_v01" / f"{key}.txt")
+    assert detect_model(legacy, legacy) == key
+    model = LEGACY_MODELS[key]
+    expected = read_list(FIXTURES / "compat" / f"{model.target}.txt")
+    expected.update(EXPECTED_DIFFS.get(key, {}))
+    if model.num_classes != 80 and model.target == "yolov3_r34":  # the VOC list: 3 * (5 + 20)
+        expected = {k: (75, *s[1:]) if "yolo_output" in k else s for k, s in expected.items()}
+    assert map_shapes(legacy, key) == expected
+    expected_names = {r.legacy for r in model.rules() if r.legacy}
+    assert expected_names == set(legacy)
+
+
+SEED_KEYS = sorted(LEGACY_MODELS)
+
+
+@pytest.mark.parametrize("key", SEED_KEYS)
+def test_every_seed_row_round_trips_names_and_shapes(key):
+    """Rows without a legacy list: legacy names derived by the naming rules cover the 2.x list
+    exactly, are detected back, and map back to the same shapes."""
+    model = LEGACY_MODELS[key]
+    target = read_list(FIXTURES / "compat" / f"{model.target}.txt")
+    rules = model.rules()
+    assert sorted(r.target for r in rules) == sorted(target)
+    legacy = legacy_shapes(key, target)
+    assert len(legacy) == len({r.legacy for r in rules if r.legacy})
+    assert map_shapes(legacy, key) == target
+    detected = LEGACY_MODELS[detect_model(legacy, legacy)]
+    assert (detected.target, detected.arch) == (model.target, model.arch)
+
+
+def test_derived_names_follow_the_v01_rules():
+    r101 = legacy_shapes(
+        "faster_rcnn_r101_fpn_1x", read_list(FIXTURES / "compat" / "faster_rcnn_r101_fpn.txt")
+    )
+    assert {"res4b22_branch2c_weights", "bn4b22_branch2c_scale", "res4a_branch1_weights"} <= set(
+        r101
+    )
+    assert "bn4b22_branch2c_mean" not in r101  # affine channel: no statistics
+    se = legacy_shapes(
+        "mask_rcnn_se154_vd_fpn_s1x", read_list(FIXTURES / "compat" / "mask_rcnn_se154_vd_fpn.txt")
+    )
+    assert se["conv1_3_weights"] == (128, 64, 3, 3) and "conv1_3_bn_scale" in se
+    assert se["conv6_36_x2_weights"] == (1024, 16, 3, 3)  # res4b35 branch2b, 64 groups
+    assert se["conv5_1_prj_weights"] == (512, 256, 1, 1) and se["fc7_3_exc_offset"] == (2048,)
+    assert se["fc4_1_sqz_weights"] == (256, 16)
+    x101 = legacy_shapes(
+        "faster_rcnn_x101_vd_64x4d_fpn_1x",
+        read_list(FIXTURES / "compat" / "faster_rcnn_x101_vd_64x4d_fpn.txt"),
+    )
+    assert x101["bnv1_1_scale"] == (32,) and x101["res2a_branch2b_weights"] == (256, 4, 3, 3)
+    with pytest.raises(LegacyError, match="ResNeXt"):
+        detect_model(x101)  # names alone cannot tell ResNeXt-vd from ResNet-vd
+    mb = legacy_shapes(
+        "yolov3_mobilenet_v1", read_list(FIXTURES / "compat" / "yolov3_mobilenet_v1.txt")
+    )
+    assert mb["conv5_6_dw_bn_variance"] == (512,) and mb["yolo_block.0.0.0.conv.weights"] == (
+        512,
+        1024,
+        1,
+        1,
+    )
+
+
+def test_detect_model_errors():
+    with pytest.raises(LegacyError, match="model="):
+        detect_model(["fc_0.w_0", "something_else"])
+    assert detect_model(["res2a_branch2a_weights", "yolo_output.0.conv.weights"]) == "yolov3_r34"
+
+
+def test_anchor_permutations():
+    # C4 RPN: 2.x anchor (size s, ratio r) at s*3 + r comes from legacy r*5 + s
+    assert RPN_C4_PERM[:4] == (0, 5, 10, 1) and sorted(RPN_C4_PERM) == list(range(15))
+    # RetinaNet: 2.x ratios [0.5, 1, 2] vs legacy [1, 2, 0.5]; scale s of ratio 0.5 is legacy 2*3+s
+    assert RETINA_PERM[:3] == (6, 0, 3) and sorted(RETINA_PERM) == list(range(9))
+
+
+# ---------------------------------------------------------------- values
+
+
+def tiny_faster_c4(rng, classes=3):
+    """Tiny legacy Faster R-CNN R50-C4 tensors (names of the real list, narrow widths)."""
+    names = read_list(FIXTURES / "legacy_v01" / "faster_rcnn_r50_1x.txt")
+    out = {}
+    for name, shape in names.items():
+        if name.startswith("cls_score"):
+            shape = (*shape[:-1], classes + 1)
+        elif name.startswith("bbox_pred"):
+            shape = (*shape[:-1], 4 * (classes + 1))
+        elif name.startswith("rpn_"):  # keep the 15 / 60 anchor outputs
+            shape = (shape[0], *(min(d, 2) for d in shape[1:]))
+        else:
+            shape = tuple(min(d, 2) for d in shape)
+        out[name] = rng.normal(size=shape).astype(np.float32)
+    return out
+
+
+def test_synthesized_tarball_converts(tmp_path):
+    rng = np.random.default_rng(1)
+    tensors = tiny_faster_c4(rng)
+    extra = {
+        "res2a_branch2a_weights_velocity_0": serialize_record(tensors["res2a_branch2a_weights"]),
+        "cls_score_w_moment_0": serialize_record(tensors["cls_score_w"]),
+        "learning_rate": serialize_record(np.array([0.02], np.float32)),
+        "@LR_DECAY_COUNTER@": serialize_record(np.array([90000], np.int64)),
+        "my_extra_var": serialize_record(np.ones(3, np.float32)),
+        "README": b"not a tensor\n",
+    }
+    path = str(tmp_path / "faster_rcnn_r50_1x.tar")
+    write_legacy_tar(tensors, path, extra=extra)
+    assert is_legacy(path)
+    state, report = convert(path)
+    assert report.model == "faster_rcnn_r50_1x" and report.num_classes == 3
+    assert sorted(report.dropped) == sorted(
+        [
+            "res2a_branch2a_weights_velocity_0",
+            "cls_score_w_moment_0",
+            "learning_rate",
+            "@LR_DECAY_COUNTER@",
+        ]
+    )
+    assert (
+        report.unmapped == ["my_extra_var"] and report.skipped == ["README"] and not report.missing
+    )
+    assert report.behaviour["roi_align_aligned"] is False and "unmapped 1" in report.summary()
+    assert sorted(state) == sorted(read_list(FIXTURES / "compat" / "faster_rcnn_r50.txt"))
+    # no transform: bit-equal
+    for legacy, new in [
+        ("res3a_branch2b_weights", "backbone.res3.res3a.branch2b.conv.weight"),
+        ("res5c_branch2c_weights", "bbox_head.head.res5.res5c.branch2c.conv.weight"),
+        ("conv_rpn_w", "rpn_head.rpn_feat.rpn_conv.weight"),
+    ]:
+        assert state[new].tobytes() == tensors[legacy].tobytes()
+    # affine channel -> BN with mean 0, var 1 - 1e-5
+    np.testing.assert_array_equal(
+        state["backbone.res2.res2a.branch2a.norm.weight"], tensors["bn2a_branch2a_scale"]
+    )
+    np.testing.assert_array_equal(
+        state["backbone.conv1.conv1.norm.bias"], tensors["bn_conv1_offset"]
+    )
+    assert (state["backbone.conv1.conv1.norm._mean"] == 0).all()
+    assert (state["backbone.conv1.conv1.norm._variance"] == np.float32(1 - 1e-5)).all()
+    # class score: background 0 -> last; deltas: background's 4 dropped
+    w = tensors["cls_score_w"]
+    np.testing.assert_array_equal(
+        state["bbox_head.bbox_score.weight"], np.concatenate([w[:, 1:], w[:, :1]], 1)
+    )
+    np.testing.assert_array_equal(state["bbox_head.bbox_score.bias"][-1], tensors["cls_score_b"][0])
+    np.testing.assert_array_equal(
+        state["bbox_head.bbox_delta.weight"], tensors["bbox_pred_w"][:, 4:]
+    )
+    # RPN: 2.x anchor (size 1, ratio 0) is legacy anchor (ratio 0, size 1) = index 1; 4 deltas each
+    np.testing.assert_array_equal(
+        state["rpn_head.rpn_rois_score.bias"][3], tensors["rpn_cls_logits_b"][1]
+    )
+    np.testing.assert_array_equal(
+        state["rpn_head.rpn_rois_delta.weight"][12:16], tensors["rpn_bbox_pred_w"][4:8]
+    )
+    # a wrong class count is one line naming the layer
+    with pytest.raises(LegacyError, match="hold 3 classes, not num_classes=80"):
+        convert(path, num_classes=80)
+
+
+def test_missing_variable_is_an_error(tmp_path):
+    tensors = tiny_faster_c4(np.random.default_rng(2))
+    del tensors["res4f_branch2c_weights"]
+    path = str(tmp_path / "faster_rcnn_r50_1x.tar")
+    write_legacy_tar(tensors, path)
+    with pytest.raises(LegacyError, match="missing 1 .res4f_branch2c_weights"):
+        convert(path)
+    _, report = convert(path, strict=False)
+    assert report.missing == ["res4f_branch2c_weights"]
+
+
+def test_heads_cascade_mask_retina_ssd():
+    from ppdet.zoo.legacy import _forward
+
+    rng = np.random.default_rng(3)
+    d = rng.normal(size=(5, 8)).astype(np.float32)
+    np.testing.assert_array_equal(_forward("agnostic_slot1", d, ()), d[:, 4:8])
+    m = rng.normal(size=(4, 2, 1, 1)).astype(np.float32)
+    np.testing.assert_array_equal(_forward("drop_bg", m, ()), m[1:])
+    conf = np.arange(3 * 4, dtype=np.float32)  # 3 priors x (bg + 3 classes)
+    np.testing.assert_array_equal(
+        _forward("ssd_conf", conf, (3,)), [1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8]
+    )
+    cls = np.arange(9 * 2, dtype=np.float32)  # 9 anchors x 2 classes
+    out = _forward("anchor_perm", cls, RETINA_PERM)
+    np.testing.assert_array_equal(
+        out[:2], cls[12:14]
+    )  # 2.x anchor 0 (ratio 0.5, scale 0) = legacy 6
+
+
+def test_ssd_auto_names_are_mapped_by_sorted_index(tmp_path):
+    names = read_list(FIXTURES / "legacy_v01" / "ssd_mobilenet_v1_voc.txt")
+    shifted = {}
+    for name, shape in names.items():  # the program built 5 more conv2d before: conv2d_27 ... 38
+        if name.startswith("conv2d_"):
+            n, rest = name[len("conv2d_") :].split(".", 1)
+            name = f"conv2d_{int(n) + 5}.{rest}"
+        shifted[name] = shape
+    mapped = map_shapes(shifted)
+    assert mapped == read_list(FIXTURES / "compat" / "ssd_mobilenet_v1_voc.txt")
+
+
+def test_affine_layer_equals_x_times_scale_plus_offset():
+    from ppdet.modeling.layers.norms import AffineChannel
+
+    rng = np.random.default_rng(4)
+    scale, offset = rng.normal(size=6).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    x = rng.normal(size=(2, 6, 3, 5)).astype(np.float32)
+    ref = x * scale[None, :, None, None] + offset[None, :, None, None]
+    stats = {
+        "weight": scale,
+        "bias": offset,
+        "_mean": np.zeros(6, np.float32),
+        "_variance": np.full(6, 1 - 1e-5, np.float32),
+    }
+    assert np.sqrt(stats["_variance"] + np.float32(1e-5)).tolist() == [1.0] * 6
+    for layer in (AffineChannel(6), paddle.nn.BatchNorm2D(6, epsilon=1e-5)):
+        layer.set_state_dict({k: paddle.to_tensor(v) for k, v in stats.items()})
+        layer.eval()
+        got = layer(paddle.to_tensor(x)).numpy()
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- end to end with our YOLOv3
+
+
+def test_yolov3_end_to_end(tmp_path):
+    import ppdet
+    from ppdet.zoo.weights import load_state_dict
+
+    overrides = ["MobileNet.scale=0.25", "YOLOv3FPN.base_channels=32", "num_classes=80"]
+    cfg = ppdet.load_config(
+        str(ROOT / "configs" / "yolov3" / "yolov3_mobilenet_v1_demo.yml"), overrides
+    )
+    paddle.seed(0)
+    model = ppdet.build_model(cfg)
+    rng = np.random.default_rng(5)
+    state = {}
+    for name, value in model.state_dict().items():
+        array = rng.normal(scale=0.1, size=value.shape).astype(np.float32)
+        state[name] = np.abs(array) + 0.5 if name.endswith("_variance") else array
+    model.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
+    model.eval()
+    batch = {
+        "image": paddle.to_tensor(rng.normal(size=(1, 3, 64, 64)).astype(np.float32)),
+        "im_shape": paddle.to_tensor([[64.0, 64.0]]),
+        "scale_factor": paddle.to_tensor([[1.0, 1.0]]),
+    }
+    with paddle.no_grad():
+        expected = model(batch)
+    assert int(expected["bbox_num"].sum()) > 0  # a comparison of real detections
+
+    legacy = to_legacy(state, "yolov3_mobilenet_v1")
+    assert "conv2_1_dw_bn_mean" in legacy and "yolo_block.2.tip.bn.var" in legacy
+    extra = {f"{n}_velocity_0": serialize_record(a) for n, a in list(legacy.items())[:3]}
+    path = str(tmp_path / "yolov3_mobilenet_v1.tar.gz")
+    write_legacy_tar(legacy, path, extra=extra)
+    converted, report = convert(path)
+    assert (
+        report.model == "yolov3_mobilenet_v1"
+        and report.num_classes == 80
+        and len(report.dropped) == 3
+    )
+    for name, value in state.items():
+        assert converted[name].tobytes() == value.tobytes(), name
+
+    paddle.seed(1)
+    fresh = ppdet.build_model(cfg)
+    load_state_dict(fresh, converted, path, strict=True, quiet=True)
+    fresh.eval()
+    with paddle.no_grad():
+        got = fresh(batch)
+    np.testing.assert_array_equal(got["bbox_num"].numpy(), expected["bbox_num"].numpy())
+    np.testing.assert_array_equal(got["bbox"].numpy(), expected["bbox"].numpy())
+
+
+def test_directory_input_and_is_legacy(tmp_path):
+    top = tmp_path / "yolov3_darknet"
+    top.mkdir()
+    (top / "yolo_input.conv.weights").write_bytes(
+        serialize_record(np.zeros((2, 3, 3, 3), np.float32))
+    )
+    assert is_legacy(str(top))
+    (tmp_path / "model.pdparams").write_bytes(b"x")
+    assert not is_legacy(str(tmp_path))
+    with pytest.raises(LegacyError, match="missing"):
+        convert(str(top), model="yolov3_darknet")
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"garbage" * 100)
+    assert not is_legacy(str(bad))
+    with pytest.raises(LegacyError, match="bad.tar"):
+        convert(str(bad))
