@@ -18,6 +18,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         help="override config keys, e.g. -o weights=out/model_final TrainReader.batch_size=4",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "--offline", action="store_true",
+        help="never download: weights given as URL or zoo name must already be in the cache ($PPDET_HOME)",
+    )
     return parser
 
 
@@ -43,6 +47,8 @@ def load_from_args(args: argparse.Namespace):
     import ppdet
     from ppdet.config import dump_config
 
+    if getattr(args, "offline", False):
+        os.environ["PPDET_OFFLINE"] = "1"  # read by ppdet.zoo.download
     cfg = ppdet.load_config(args.config, args.opt)
     if args.print_config:
         print(dump_config(cfg), end="")
@@ -54,12 +60,12 @@ def run(main: Callable[[], int | None]) -> None:
     """Run a tool's ``main``; known user errors become one line on stderr and exit code 1."""
     prefer_fast_mkl()  # before anything imports Paddle
     from ppdet.config import ConfigError
+    from ppdet.data.errors import DataError
     from ppdet.engine.trainer import TrainingDiverged
+    from ppdet.zoo.legacy_format import LegacyError
     from ppdet.zoo.weights import WeightsError
 
-    from ppdet.data.errors import DataError
-
-    user_errors = (ConfigError, WeightsError, TrainingDiverged, DataError, FileNotFoundError)
+    user_errors = (ConfigError, WeightsError, TrainingDiverged, DataError, FileNotFoundError, LegacyError)
     try:
         code = main()
     except user_errors as e:

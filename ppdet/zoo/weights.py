@@ -120,9 +120,15 @@ def resolve(ref: str) -> str:
         return weights_file(ref)  # a local path: no zoo lookup for a typo
     if not remote and (os.path.exists(ref) or os.path.isfile(ref + ".pdparams")):
         return ref
-    from ppdet.zoo.fetch import fetch
+    from ppdet.zoo.archive import ArchiveError
+    from ppdet.zoo.download import DownloadError
+    from ppdet.zoo.fetch import FetchError, fetch
+    from ppdet.zoo.index import ZooIndexError
 
-    return fetch(ref)
+    try:
+        return fetch(ref)
+    except (DownloadError, ArchiveError, FetchError, ZooIndexError) as e:
+        raise WeightsError(str(e)) from None
 
 
 def load_state_dict(

@@ -1,0 +1,46 @@
+"""The tools take weights by URL: downloaded once, verified, cached (no request on a hit), and
+--offline turns a needed download into one line naming the URL and where to put the file."""
+import os
+import subprocess
+import sys
+
+import paddle
+
+import ppdet
+from ppdet.engine.checkpoint import save_weights
+from tests.conftest import DEMO_CONFIG, ROOT, tiny_overrides
+from tests.zoo.http_server import Serve
+
+
+def infer(args, home):
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PPDET_HOME=home)
+    env.pop("PPDET_OFFLINE", None)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "infer.py"), "-c", DEMO_CONFIG, *args],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )
+
+
+def test_infer_with_weights_from_a_url_then_from_the_cache_then_offline(tiny_demo_data, tmp_path, http_server, ppdet_home):
+    opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
+    paddle.seed(3)
+    model = ppdet.build_model(ppdet.load_config(DEMO_CONFIG, opts))
+    path = save_weights(model, str(tmp_path / "trained"))
+    url = http_server.route("/models/demo.pdparams", Serve(open(path, "rb").read()))
+    images = ["--infer_dir", os.path.join(tiny_demo_data, "samples"), "--draw_threshold", "0.0"]
+
+    first = infer(["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "a")], ppdet_home)
+    assert first.returncode == 0, first.stderr
+    assert "loaded 241, shape-mismatched 0, missing 0, unused 0" in first.stdout
+    assert http_server.count("/models/demo.pdparams") == 1
+
+    http_server.stop()  # a cache hit needs no server
+    second = infer(["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "b")], ppdet_home)
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "a" / "bbox.json").read_text() == (tmp_path / "b" / "bbox.json").read_text()
+
+    other = url.replace("demo.pdparams", "other.pdparams")
+    third = infer(["-o", *opts, f"weights={other}", *images, "--offline"], ppdet_home)
+    lines = third.stderr.strip().splitlines()
+    assert third.returncode == 1 and len(lines) == 1, third.stderr
+    assert other in lines[0] and ppdet_home in lines[0]
