@@ -11,6 +11,10 @@ expected variables that are missing are an error. Layouts need no transposes; th
 conventions differ (legacy: background at index 0, class-specific boxes incl. background) and
 are rewritten, affine-channel norms become BN with ``_mean`` 0 and ``_variance`` 1 - 1e-5.
 ``LegacyModel.behaviour`` lists what the 2.x model must do to reproduce the legacy numbers.
+
+The ImageNet-pretrained backbones of that era (``ResNet50_cos_pretrained.tar``, ...; keys
+``*_pretrained``, see ``legacy_models``) convert the same way to ``backbone.``-prefixed names:
+their BN statistics are real and copied, their classifier is skipped and listed in the report.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 
 from ppdet.zoo.legacy_format import LegacyError, looks_like_record, parse_record, serialize_record
-from ppdet.zoo.legacy_rules import AFFINE_VAR, SSD_FIRST_AUTO, SSD_PRIORS, Arch, Rule, rules_for
+from ppdet.zoo.legacy_models import (
+    LEGACY_MODELS,
+    LegacyModel,
+    detect_backbone,
+    is_classifier,
+    is_detector,
+)
+from ppdet.zoo.legacy_rules import AFFINE_VAR, SSD_FIRST_AUTO, SSD_PRIORS, Rule
 
 __all__ = [
     "LEGACY_MODELS",
@@ -33,6 +44,7 @@ __all__ = [
     "LegacyModel",
     "LegacyReport",
     "convert",
+    "convert_shapes",
     "detect_model",
     "is_legacy",
     "legacy_shapes",
@@ -42,149 +54,6 @@ __all__ = [
     "write_legacy_tar",
 ]
 
-
-@dataclasses.dataclass(frozen=True)
-class LegacyModel:
-    key: str
-    target: str  # 2.x compat list name
-    num_classes: int
-    arch: Arch
-    behaviour: dict
-    notes: str = ""
-
-    def rules(self) -> list[Rule]:
-        return rules_for(self.arch)
-
-
-_RCNN = {
-    "pixel_offset": True,
-    "roi_align_aligned": False,
-    "box_coder_plus_one": True,
-    "anchor_rounding": "fluid",
-}
-_RCNN_FPN = {**_RCNN, "distribute_fpn_pixel_offset": True}
-_RCNN_NOTE = (
-    "legacy v0.1 R-CNN: +1 box widths, RoIAlign aligned=False, fluid anchor rounding; "
-    "input mean/std ImageNet x255, short side 800 / max 1333"
-)
-
-
-def _m(key, target, arch, behaviour=None, notes="", num_classes=80):
-    if behaviour is None:
-        behaviour = dict(_RCNN_FPN if arch.fpn else _RCNN) if arch.family == "rcnn" else {}
-    if not notes and arch.family == "rcnn":
-        notes = _RCNN_NOTE
-    return LegacyModel(key, target, num_classes, arch, behaviour, notes)
-
-
-def _models() -> dict[str, LegacyModel]:
-    def r(**kw) -> Arch:
-        return Arch("rcnn", **kw)
-
-    fpn = {"fpn": True}
-    vd_c4 = {**_RCNN, "res5_shortcut_avgpool": True}
-    retina = {"fpn_use_c5": True, "box_coder_plus_one": True, "anchor_rounding": "fluid"}
-    rows = [
-        _m("faster_rcnn_r50_1x", "faster_rcnn_r50", r()),
-        _m("faster_rcnn_r50_2x", "faster_rcnn_r50", r()),
-        _m("mask_rcnn_r50_1x", "mask_rcnn_r50", r(mask=True)),
-        _m("mask_rcnn_r50_2x", "mask_rcnn_r50", r(mask=True)),
-        _m(
-            "faster_rcnn_r50_vd_1x",
-            "faster_rcnn_r50_vd",
-            r(variant="d"),
-            vd_c4,
-            _RCNN_NOTE
-            + "; the legacy res5 head is variant d (avg-pool shortcut), the 2.x Res5Head variant b",
-        ),
-        _m("faster_rcnn_r50_fpn_1x", "faster_rcnn_r50_fpn", r(**fpn)),
-        _m("faster_rcnn_r50_fpn_2x", "faster_rcnn_r50_fpn", r(**fpn)),
-        _m("mask_rcnn_r50_fpn_1x", "mask_rcnn_r50_fpn", r(mask=True, **fpn)),
-        _m(
-            "cascade_rcnn_r50_fpn_1x",
-            "cascade_rcnn_r50_fpn",
-            r(cascade=True, **fpn),
-            None,
-            _RCNN_NOTE
-            + "; class-agnostic deltas (slot 1 of 2), test scores = mean of the 3 stage softmaxes",
-        ),
-        _m("faster_rcnn_r50_vd_fpn_2x", "faster_rcnn_r50_vd_fpn", r(variant="d", **fpn)),
-        _m("mask_rcnn_r50_vd_fpn_2x", "mask_rcnn_r50_vd_fpn", r(variant="d", mask=True, **fpn)),
-        _m("faster_rcnn_r101_1x", "faster_rcnn_r101", r(depth=101)),
-        _m("faster_rcnn_r101_fpn_1x", "faster_rcnn_r101_fpn", r(depth=101, **fpn)),
-        _m("faster_rcnn_r101_fpn_2x", "faster_rcnn_r101_fpn", r(depth=101, **fpn)),
-        _m("mask_rcnn_r101_fpn_1x", "mask_rcnn_r101_fpn", r(depth=101, mask=True, **fpn)),
-        _m(
-            "faster_rcnn_r101_vd_fpn_1x",
-            "faster_rcnn_r101_vd_fpn",
-            r(depth=101, variant="d", **fpn),
-        ),
-        _m(
-            "faster_rcnn_r101_vd_fpn_2x",
-            "faster_rcnn_r101_vd_fpn",
-            r(depth=101, variant="d", **fpn),
-            None,
-            _RCNN_NOTE + "; the v0.1 MODEL_ZOO links this row to faster_rcnn_r101_fpn_2x.tar "
-            "(a typo upstream)",
-        ),
-        _m(
-            "faster_rcnn_x101_vd_64x4d_fpn_1x",
-            "faster_rcnn_x101_vd_64x4d_fpn",
-            r(backbone="resnext", depth=101, variant="d", **fpn),
-        ),
-        _m(
-            "faster_rcnn_se154_vd_fpn_s1x",
-            "faster_rcnn_se154_vd_fpn",
-            r(backbone="senet", depth=152, variant="d", **fpn),
-            None,
-            _RCNN_NOTE + "; 2.x target hypothetical (no 2.x SENet config)",
-        ),
-        _m(
-            "mask_rcnn_se154_vd_fpn_s1x",
-            "mask_rcnn_se154_vd_fpn",
-            r(backbone="senet", depth=152, variant="d", mask=True, **fpn),
-            None,
-            _RCNN_NOTE + "; 2.x target hypothetical (no 2.x SENet config)",
-        ),
-        _m("yolov3_darknet", "yolov3_darknet53", Arch("yolov3", "darknet", 53, affine=False)),
-        _m(
-            "yolov3_mobilenet_v1",
-            "yolov3_mobilenet_v1",
-            Arch("yolov3", "mobilenet_v1", affine=False),
-        ),
-        _m("yolov3_r34", "yolov3_r34", Arch("yolov3", "resnet", 34, affine=False)),
-        _m(
-            "yolov3_r34_voc",
-            "yolov3_r34",
-            Arch("yolov3", "resnet", 34, affine=False),
-            num_classes=20,
-        ),
-        _m(
-            "retinanet_r50_fpn_1x",
-            "retinanet_r50_fpn",
-            Arch("retinanet", depth=50, fpn=True),
-            retina,
-            "fpn_6 takes C5 (2048 ch): build the 2.x FPN with use_c5=True",
-        ),
-        _m(
-            "retinanet_r101_fpn_1x",
-            "retinanet_r101_fpn",
-            Arch("retinanet", depth=101, fpn=True),
-            retina,
-            "fpn_6 takes C5 (2048 ch): build the 2.x FPN with use_c5=True",
-        ),
-        _m(
-            "ssd_mobilenet_v1_voc",
-            "ssd_mobilenet_v1_voc",
-            Arch("ssd", "mobilenet_v1", affine=False),
-            num_classes=20,
-            notes="head params were auto-named conv2d_N: mapped by sorted N",
-        ),
-    ]
-    return {m.key: m for m in rows}
-
-
-LEGACY_MODELS: dict[str, LegacyModel] = _models()
 
 _OPTIMIZER = re.compile(
     r"(_velocity_0|_moment\d?_0|_mean_square_0|_beta[12]_pow_acc_0)$"
@@ -206,6 +75,7 @@ class LegacyReport:
     unmapped: list[str] = dataclasses.field(default_factory=list)  # unknown variables (warn)
     skipped: list[str] = dataclasses.field(default_factory=list)  # members that are no record
     missing: list[str] = dataclasses.field(default_factory=list)  # expected, absent (error)
+    classifier: list[str] = dataclasses.field(default_factory=list)  # ImageNet fc, not converted
     renamed: dict[str, str] = dataclasses.field(default_factory=dict)  # auto names normalised
     behaviour: dict = dataclasses.field(default_factory=dict)
 
@@ -218,8 +88,13 @@ class LegacyReport:
         return (
             f"legacy {self.source} ({self.model} -> {self.target}, {self.num_classes} classes): "
             f"converted {len(self.converted)}, transformed {len(self.transformed)}, affine stats "
-            f"{len(self.synthesized)}, dropped optimizer/LR {len(self.dropped)}, unmapped "
-            f"{len(self.unmapped)}{names(self.unmapped)}, skipped {len(self.skipped)}"
+            f"{len(self.synthesized)}, dropped optimizer/LR {len(self.dropped)}, "
+            + (
+                f"classifier skipped {len(self.classifier)}{names(self.classifier)}, "
+                if self.classifier
+                else ""
+            )
+            + f"unmapped {len(self.unmapped)}{names(self.unmapped)}, skipped {len(self.skipped)}"
             f"{names(self.skipped)}, missing {len(self.missing)}{names(self.missing)}"
         )
 
@@ -325,8 +200,12 @@ def detect_model(names: Iterable[str], shapes: Mapping[str, tuple] | None = None
 
     1x/2x schedule siblings convert identically; the first listed (1x) key is returned.
     ``shapes`` ({name: shape}) separates ResNeXt-vd from ResNet-vd and VOC from COCO YOLOv3-R34.
+    Names without any neck/head variable are an ImageNet-pretrained backbone
+    (``*_pretrained`` keys, see ``legacy_models.detect_backbone``).
     """
-    names = set(names)
+    names = {n for n in names if not _OPTIMIZER.search(n)}
+    if not is_detector(names):
+        return detect_backbone(names, shapes)
     has = names.__contains__
     if has("yolo_output.0.conv.weights"):
         if has("yolo_input.conv.weights"):
@@ -380,6 +259,8 @@ def detect_model(names: Iterable[str], shapes: Mapping[str, tuple] | None = None
 def _infer_classes(model: LegacyModel, shapes: Mapping[str, tuple]) -> int | None:
     """Number of foreground classes from the class layer's shape, if present."""
     family = model.arch.family
+    if family == "backbone":  # the classifier is not converted: nothing to check
+        return None
     probe = {
         "rcnn": ("cls_score_b", lambda n: n - 1),
         "retinanet": ("retnet_cls_pred_fpn3_b", lambda n: n // 9),
@@ -390,21 +271,96 @@ def _infer_classes(model: LegacyModel, shapes: Mapping[str, tuple]) -> int | Non
     return probe[1](shape[0]) if shape else None
 
 
+def _hint(source: str) -> str:
+    """The file's basename without .tar/.tar.gz/.tgz: a ``LEGACY_MODELS`` key when named so."""
+    base = os.path.basename(source.rstrip("/" + os.sep))
+    for ext in (".tar.gz", ".tgz", ".tar"):
+        base = base.removesuffix(ext)
+    return base
+
+
+def _plan(
+    shapes: Mapping[str, tuple],
+    source: str,
+    model: str | None,
+    num_classes: int | None,
+    strict: bool,
+    report: LegacyReport | None = None,
+) -> LegacyReport:
+    """Which model, how many classes, which names are expected/unmapped/classifier/missing.
+
+    ``shapes``: {legacy name: shape}, optimizer state already removed, auto names normalised.
+    """
+    if model is None:
+        model = detect_model(shapes, shapes)
+        found, hint = LEGACY_MODELS[model], LEGACY_MODELS.get(_hint(source))
+        if hint and (hint.arch, hint.target) == (found.arch, found.target):
+            model = hint.key  # ResNet50_pretrained.tar: its own key, not ResNet50_cos_pretrained
+    if model not in LEGACY_MODELS:
+        raise LegacyError(f"unknown legacy model {model!r}; one of {', '.join(LEGACY_MODELS)}")
+    spec = LEGACY_MODELS[model]
+    inferred = _infer_classes(spec, shapes)
+    if num_classes is None:
+        num_classes = inferred if inferred else spec.num_classes
+    elif inferred and inferred != num_classes:
+        raise LegacyError(
+            f"{source}: the class layers hold {inferred} classes, not num_classes={num_classes}; "
+            "pass the checkpoint's class count"
+        )
+    report = report or LegacyReport(source, "", "", 0)
+    report.model, report.target, report.num_classes = spec.key, spec.target, num_classes
+    report.behaviour = dict(spec.behaviour)
+    expected = {r.legacy for r in spec.rules() if r.legacy}
+    extra = sorted(n for n in shapes if n not in expected)
+    backbone = spec.arch.family == "backbone"
+    report.classifier = [n for n in extra if backbone and is_classifier(n)]
+    report.unmapped = [n for n in extra if n not in report.classifier]
+    report.missing = sorted(n for n in expected if n not in shapes)
+    if report.missing and strict:
+        raise LegacyError(
+            f"{source}: not a complete {spec.key} checkpoint: {report.summary().split(': ', 1)[1]}"
+        )
+    return report
+
+
+def convert_shapes(
+    shapes: Mapping[str, tuple],
+    model: str | None = None,
+    num_classes: int | None = None,
+    strict: bool = True,
+    source: str = "<shapes>",
+) -> tuple[dict[str, tuple[int, ...]], LegacyReport]:
+    """``convert`` without tensor data: {legacy name: shape} -> ({2.x name: shape}, report).
+
+    Optimizer/LR names are dropped, the classifier of a pretrained backbone is skipped, and
+    class axes are checked exactly as ``convert`` does (for checks and tests).
+    """
+    dropped = sorted(n for n in shapes if _OPTIMIZER.search(n))
+    renames = _normalize_auto_names(shapes)
+    shapes = {renames.get(k, k): tuple(v) for k, v in shapes.items() if k not in dropped}
+    report = LegacyReport(source, "", "", 0, dropped=dropped)
+    report.renamed = {a: b for a, b in renames.items() if a != b}
+    report = _plan(shapes, source, model, num_classes, strict, report)
+    out = {}
+    for rule in LEGACY_MODELS[report.model].rules():
+        src = rule.legacy or rule.src
+        if src not in shapes:
+            continue
+        if rule.legacy:
+            _check_classes(rule, shapes[src], report.num_classes, source)
+            out[rule.target] = _forward_shape(rule.op, shapes[src], rule.arg)
+            report.converted.append((rule.legacy, rule.target))
+        else:
+            out[rule.target] = shapes[src]
+            report.synthesized.append(rule.target)
+    return out, report
+
+
 def map_shapes(
     shapes: Mapping[str, tuple], model: str | None = None, num_classes: int | None = None
 ) -> dict[str, tuple[int, ...]]:
     """{legacy name: shape} -> {2.x name: shape}, without any tensor data (for checks/tests)."""
-    renames = _normalize_auto_names(shapes)
-    shapes = {renames.get(k, k): tuple(v) for k, v in shapes.items()}
-    spec = LEGACY_MODELS[model or detect_model(shapes, shapes)]
-    out = {}
-    for rule in spec.rules():
-        src = rule.legacy or rule.src
-        if src in shapes:
-            out[rule.target] = (
-                _forward_shape(rule.op, shapes[src], rule.arg) if rule.legacy else shapes[src]
-            )
-    return out
+    return convert_shapes(shapes, model, num_classes, strict=False)[0]
 
 
 def legacy_shapes(model: str, shapes: Mapping[str, tuple]) -> dict[str, tuple[int, ...]]:
@@ -508,36 +464,11 @@ def convert(
     dropped, skipped = [k[len(strip) :] for k in dropped], [k[len(strip) :] for k in skipped]
     renames = _normalize_auto_names(arrays)
     arrays = {renames.get(k, k): v for k, v in arrays.items()}
-    key = model or detect_model(arrays, {k: v.shape for k, v in arrays.items()})
-    if key not in LEGACY_MODELS:
-        raise LegacyError(f"unknown legacy model {key!r}; one of {', '.join(LEGACY_MODELS)}")
-    spec = LEGACY_MODELS[key]
-    rules = spec.rules()
-    expected = {r.legacy for r in rules if r.legacy}
-    inferred = _infer_classes(spec, {k: v.shape for k, v in arrays.items()})
-    if num_classes is None:
-        num_classes = inferred if inferred else spec.num_classes
-    elif inferred and inferred != num_classes:
-        raise LegacyError(
-            f"{path}: the class layers hold {inferred} classes, not num_classes={num_classes}; "
-            "pass the checkpoint's class count"
-        )
-    report = LegacyReport(
-        path,
-        spec.key,
-        spec.target,
-        num_classes,
-        dropped=dropped,
-        skipped=skipped,
-        renamed={a: b for a, b in renames.items() if a != b},
-        behaviour=dict(spec.behaviour),
-    )
-    report.unmapped = sorted(n for n in arrays if n not in expected)
-    report.missing = sorted(n for n in expected if n not in arrays)
-    if report.missing and strict:
-        raise LegacyError(
-            f"{path}: not a complete {spec.key} checkpoint: {report.summary().split(': ', 1)[1]}"
-        )
+    report = LegacyReport(path, "", "", 0, dropped=dropped, skipped=skipped)
+    report.renamed = {a: b for a, b in renames.items() if a != b}
+    shapes = {k: v.shape for k, v in arrays.items()}
+    report = _plan(shapes, path, model, num_classes, strict, report)
+    rules, num_classes = LEGACY_MODELS[report.model].rules(), report.num_classes
     state: dict[str, np.ndarray] = {}
     for rule in rules:
         if rule.legacy is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["Arch", "Rule", "rules_for"]
+__all__ = ["Arch", "Rule", "backbone_rules", "rules_for"]
 
 AFFINE_VAR = 1.0 - 1e-5  # float32(1 - 1e-5) + float32(1e-5) == 1 exactly: sqrt(var + eps) = 1
 
@@ -35,7 +35,8 @@ class Rule:
 
 @dataclasses.dataclass(frozen=True)
 class Arch:
-    """What the legacy program built. family: rcnn | retinanet | yolov3 | ssd."""
+    """What the legacy program built. family: rcnn | retinanet | yolov3 | ssd | backbone (an
+    ImageNet-pretrained backbone alone, real BN, 2.x names prefixed ``backbone.``)."""
 
     family: str
     backbone: str = "resnet"  # resnet | resnext | senet | darknet | mobilenet_v1
@@ -305,9 +306,19 @@ def ssd_rules() -> list[Rule]:
     return out
 
 
+def backbone_rules(arch: Arch) -> list[Rule]:
+    """A pretrained backbone alone (all 4 ResNet stages; MobileNetV1 without extra blocks)."""
+    if arch.backbone == "darknet":
+        return darknet_rules()
+    if arch.backbone == "mobilenet_v1":
+        return mobilenet_v1_rules(extra_blocks=False)
+    return resnet_rules(arch)
+
+
 def rules_for(arch: Arch) -> list[Rule]:
     """The full legacy -> 2.x table of one architecture."""
     builders = {
+        "backbone": backbone_rules,
         "rcnn": rcnn_rules,
         "retinanet": retinanet_rules,
         "yolov3": yolov3_rules,

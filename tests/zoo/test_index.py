@@ -75,9 +75,7 @@ def test_every_seed_row_is_a_legacy_entry_with_its_url_and_ap(index):
 
 def test_legacy_keys_name_converter_models(index):
     for e in index:
-        if (
-            e.format == "legacy_v01" and e.family != "backbone"
-        ):  # the v0.1 ImageNet file has no converter
+        if e.format == "legacy_v01":
             assert e.legacy in LEGACY_MODELS, e.name
             if e.config:
                 assert (

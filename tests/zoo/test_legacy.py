@@ -411,3 +411,181 @@ def test_directory_input_and_is_legacy(tmp_path):
     assert not is_legacy(str(bad))
     with pytest.raises(LegacyError, match="bad.tar"):
         convert(str(bad))
+
+
+# ---------------------------------------------------------------- ImageNet-pretrained backbones
+
+PRETRAINED = [k for k, m in LEGACY_MODELS.items() if m.arch.family == "backbone"]
+# image_classification-era classifier names (legacy_format.md); [in_features, 1000] + [1000]
+CLASSIFIER = {
+    "resnet": ("fc_0.w_0", "fc_0.b_0"),
+    "resnet_vd": ("fc_weights", "fc_offset"),
+    "resnext": ("fc_weights", "fc_offset"),
+    "senet": ("fc6_weights", "fc6_offset"),
+    "darknet": ("fc_weights", "fc_offset"),
+    "mobilenet_v1": ("fc7_weights", "fc7_offset"),
+}
+OPTIMIZER = ["learning_rate", "@LR_DECAY_COUNTER@"]
+
+
+def pretrained_names(key: str) -> tuple[dict[str, tuple[int, ...]], tuple[str, str]]:
+    """{legacy name: shape} of a v0.1 pretrained tarball derived from the backbone list, with a
+    classifier and optimizer state; and the classifier's two names."""
+    arch = LEGACY_MODELS[key].arch
+    legacy = legacy_shapes(key, read_list(FIXTURES / "compat" / f"{LEGACY_MODELS[key].target}.txt"))
+    kind = arch.backbone + ("_vd" if arch.backbone == "resnet" and arch.variant == "d" else "")
+    weight, bias = CLASSIFIER[kind]
+    features = {"darknet": 1024, "mobilenet_v1": 1024}.get(arch.backbone, 2048)
+    features = 512 if arch.depth in (18, 34) else features
+    legacy.update({weight: (features, 1000), bias: (1000,)})
+    first = next(iter(legacy))
+    legacy.update({f"{first}_velocity_0": legacy[first], **{n: (1,) for n in OPTIMIZER}})
+    return legacy, (weight, bias)
+
+
+def test_pretrained_entries():
+    expected = {f"ResNet{d}_pretrained" for d in (18, 34, 50, 101, 152)}
+    expected |= {f"ResNet{d}_vd_pretrained" for d in (18, 34, 50, 101, 152)}
+    expected |= {"ResNet50_cos_pretrained", "ResNeXt101_vd_64x4d_pretrained"}
+    expected |= {"SENet154_vd_pretrained", "DarkNet53_pretrained", "MobileNetV1_pretrained"}
+    assert set(PRETRAINED) == expected
+    for key in PRETRAINED:
+        target = LEGACY_MODELS[key].target
+        assert target.startswith("backbone_") and (FIXTURES / "compat" / f"{target}.txt").is_file()
+        assert not LEGACY_MODELS[key].arch.affine  # real BN statistics
+    assert LEGACY_MODELS["ResNet50_cos_pretrained"].target == "backbone_resnet50"
+    assert LEGACY_MODELS["ResNeXt101_vd_64x4d_pretrained"].target == "backbone_resnext101_vd_64x4d"
+
+
+@pytest.mark.parametrize("key", PRETRAINED)
+def test_pretrained_names_convert_to_the_backbone_list(key):
+    from ppdet.zoo.legacy import convert_shapes
+
+    legacy, classifier = pretrained_names(key)
+    target = read_list(FIXTURES / "compat" / f"{LEGACY_MODELS[key].target}.txt")
+    shapes, report = convert_shapes(legacy, source=f"/cache/{key}.tar")
+    assert shapes == target  # exactly the 2.x names and shapes, prefixed backbone.
+    assert report.model == key  # the file name picks among same-architecture keys
+    assert report.classifier == sorted(classifier) and not report.unmapped and not report.missing
+    optimizer = [n for n in legacy if n.endswith("_velocity_0") or n in OPTIMIZER]
+    assert sorted(report.dropped) == sorted(optimizer) and len(optimizer) == 3
+    assert not report.synthesized  # _mean/_variance come from the file
+    assert len(report.converted) == len(target)
+    assert f"classifier skipped 2 [{', '.join(sorted(classifier))}]" in report.summary()
+    assert "unmapped 0" in report.summary()
+
+
+@pytest.mark.parametrize("key", PRETRAINED)
+def test_detect_model_picks_each_pretrained_backbone(key):
+    legacy, _ = pretrained_names(key)
+    model = LEGACY_MODELS[key]
+    expect = key if key != "ResNet50_pretrained" else "ResNet50_cos_pretrained"  # first R50-b row
+    assert detect_model(legacy, legacy) == expect
+    if key in ("ResNeXt101_vd_64x4d_pretrained", "ResNet101_vd_pretrained"):
+        with pytest.raises(LegacyError, match="ResNeXt101-vd-64x4d pretrained.*shapes="):
+            detect_model(legacy)  # the same names: only res2a_branch2b's shape (groups) differs
+    else:
+        assert LEGACY_MODELS[detect_model(legacy)].arch == model.arch  # names suffice
+
+
+def test_pretrained_names_follow_image_classification_rules():
+    r50, _ = pretrained_names("ResNet50_cos_pretrained")
+    assert r50["bn_conv1_mean"] == (64,) and r50["bn2a_branch2a_variance"] == (64,)
+    assert r50["res5c_branch2c_weights"] == (2048, 512, 1, 1)
+    assert r50["res2a_branch1_weights"] == (256, 64, 1, 1)
+    r152, _ = pretrained_names("ResNet152_vd_pretrained")
+    assert {"res3h_branch2a_weights", "res4b35_branch2c_weights", "bnv1_1_mean"} <= set(r152)
+    r18, _ = pretrained_names("ResNet18_pretrained")
+    assert r18["res2a_branch1_weights"] == (64, 64, 1, 1) and "res2a_branch2c_weights" not in r18
+    dark, _ = pretrained_names("DarkNet53_pretrained")
+    assert dark["stage.4.3.1.bn.var"] == (1024,)
+    assert dark["yolo_input.downsample.conv.weights"] == (64, 32, 3, 3)
+    mb, _ = pretrained_names("MobileNetV1_pretrained")
+    assert mb["conv6_sep_weights"] == (1024, 1024, 1, 1) and mb["conv6_sep_bn_mean"] == (1024,)
+    se, _ = pretrained_names("SENet154_vd_pretrained")
+    assert se["conv1_3_bn_variance"] == (128,) and se["fc7_3_exc_weights"] == (128, 2048)
+
+
+def test_pretrained_unknown_extras_are_reported_not_fatal():
+    from ppdet.zoo.legacy import convert_shapes
+
+    legacy, _ = pretrained_names("DarkNet53_pretrained")
+    legacy["out_weights"] = (1024, 1000)  # a classifier name we do not know: unmapped, a warning
+    legacy["fc_0.w_0"] = (1024, 1000)
+    shapes, report = convert_shapes(legacy)
+    assert report.model == "DarkNet53_pretrained" and report.unmapped == ["out_weights"]
+    assert report.classifier == ["fc_0.w_0", "fc_offset", "fc_weights"]
+    assert shapes == read_list(FIXTURES / "compat" / "backbone_darknet53.txt")
+    del legacy["stage.0.0.0.bn.mean"]
+    with pytest.raises(LegacyError, match=r"missing 1 \[stage.0.0.0.bn.mean\]"):
+        convert_shapes(legacy)
+    # a detector's names are not a backbone: its fc-like names stay unmapped there
+    det = legacy_shapes("yolov3_darknet", read_list(FIXTURES / "compat" / "yolov3_darknet53.txt"))
+    assert detect_model(det) == "yolov3_darknet"
+    assert convert_shapes({**det, "fc_weights": (1024, 1000)})[1].unmapped == ["fc_weights"]
+
+
+class _Wrapped(paddle.nn.Layer):
+    """A ResNet whose parameter names carry the ``backbone.`` prefix, as inside a detector."""
+
+    def __init__(self):
+        super().__init__()
+        from ppdet.modeling.backbones import ResNet
+
+        self.backbone = ResNet(depth=18, ch_in=4, variant="b")
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+def test_pretrained_resnet18_tarball_loads_into_our_resnet(tmp_path, monkeypatch, capsys):
+    from ppdet.modeling.backbones import resnet
+    from ppdet.zoo.weights import load_weights
+
+    monkeypatch.setattr(resnet, "STAGE_WIDTHS", (4, 8, 16, 32))  # tiny widths, R18 structure
+    paddle.seed(0)
+    reference = _Wrapped()
+    rng = np.random.default_rng(6)
+    state = {}
+    for name, value in reference.state_dict().items():
+        array = rng.normal(scale=0.3, size=value.shape).astype(np.float32)
+        state[name] = np.abs(array) + 0.5 if name.endswith("_variance") else array
+    assert sorted(state) == sorted(
+        n for n in read_list(FIXTURES / "compat" / "backbone_resnet18.txt")
+    )  # the 2.x names, tiny shapes
+    reference.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
+    reference.eval()
+
+    legacy = to_legacy(state, "ResNet18_pretrained")
+    variance = state["backbone.conv1.conv1.norm._variance"]
+    assert legacy["bn_conv1_variance"].tobytes() == variance.tobytes()  # real BN: no folding
+    legacy["fc_0.w_0"] = rng.normal(size=(32, 10)).astype(np.float32)
+    legacy["fc_0.b_0"] = np.zeros(10, np.float32)
+    extra = {
+        "res2a_branch2a_weights_velocity_0": serialize_record(legacy["res2a_branch2a_weights"]),
+        "learning_rate": serialize_record(np.array([0.1], np.float32)),
+    }
+    path = str(tmp_path / "ResNet18_pretrained.tar")
+    write_legacy_tar(legacy, path, extra=extra)
+
+    paddle.seed(1)
+    fresh = _Wrapped()
+    x = paddle.to_tensor(rng.normal(size=(2, 3, 32, 32)).astype(np.float32))
+    fresh.eval()
+    with paddle.no_grad():
+        before = fresh(x)[-1].numpy()
+    report = load_weights(fresh, path, strict=False)
+    out = capsys.readouterr().out
+    assert "legacy " in out and "(ResNet18_pretrained -> backbone_resnet18, 1000 classes)" in out
+    assert "classifier skipped 2 [fc_0.b_0, fc_0.w_0]" in out and "unmapped 0" in out
+    assert "dropped optimizer/LR 2" in out and "missing 0" in out
+    assert sorted(report.loaded) == sorted(state) and not report.missing
+    assert not report.unused and not report.mismatched
+    for name, value in fresh.state_dict().items():
+        assert value.numpy().tobytes() == state[name].tobytes(), name
+    with paddle.no_grad():
+        got, expected = fresh(x), reference(x)
+    assert len(got) == 4 and got[-1].shape == [2, 32, 1, 1]
+    assert not np.array_equal(before, expected[-1].numpy())  # the load changed the outputs
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g.numpy(), e.numpy())
