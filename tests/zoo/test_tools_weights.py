@@ -44,3 +44,24 @@ def test_infer_with_weights_from_a_url_then_from_the_cache_then_offline(tiny_dem
     lines = third.stderr.strip().splitlines()
     assert third.returncode == 1 and len(lines) == 1, third.stderr
     assert other in lines[0] and ppdet_home in lines[0]
+
+
+def test_infer_with_a_legacy_v01_tarball_url_converts_it(tiny_demo_data, tmp_path, http_server, ppdet_home):
+    from ppdet.zoo.legacy import to_legacy, write_legacy_tar
+
+    opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
+    paddle.seed(5)
+    model = ppdet.build_model(ppdet.load_config(DEMO_CONFIG, opts))
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    tar = str(tmp_path / "yolov3_mobilenet_v1.tar")
+    write_legacy_tar(to_legacy(state, "yolov3_mobilenet_v1"), tar)
+    url = http_server.route("/object_detection/yolov3_mobilenet_v1.tar", Serve(open(tar, "rb").read()))
+    reference = save_weights(model, str(tmp_path / "direct"))
+    images = ["--infer_dir", os.path.join(tiny_demo_data, "samples"), "--draw_threshold", "0.0"]
+
+    legacy = infer(["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "a")], ppdet_home)
+    assert legacy.returncode == 0, legacy.stderr
+    assert "legacy" in legacy.stdout and "loaded 241, shape-mismatched 0, missing 0, unused 0" in legacy.stdout
+    direct = infer(["-o", *opts, f"weights={reference}", *images, "--output_dir", str(tmp_path / "b")], ppdet_home)
+    assert direct.returncode == 0, direct.stderr
+    assert (tmp_path / "a" / "bbox.json").read_text() == (tmp_path / "b" / "bbox.json").read_text()
