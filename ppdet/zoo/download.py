@@ -117,6 +117,8 @@ def download(
     try:
         if os.path.isfile(path) and _verified(path, expected):  # the other process finished
             return path
+        if not expected and progress:
+            print(f"ppdet: no checksum known for {url}; only its size and format are checked", file=sys.stderr)
         _download_locked(url, path, expected, progress, timeout, retries, backoff)
         return path
     finally:
