@@ -50,5 +50,8 @@ def test_mobilenet_v1_feature_maps():
     assert backbone.out_channels == [8, 32, 128, 256]
     assert backbone.out_strides == [2, 4, 16, 32]
     _check_outputs(backbone, 64)
-    with pytest.raises(NotImplementedError):
-        MobileNet(with_extra_blocks=True)
+    with pytest.raises(ValueError):
+        MobileNet(feature_maps=[14])  # layers 14.. exist only with SSD's extra blocks
+    extra = MobileNet(scale=0.25, feature_maps=[13, 14], with_extra_blocks=True)
+    assert extra.out_channels == [256, 512] and extra.out_strides == [32, 64]
+    _check_outputs(extra, 128)

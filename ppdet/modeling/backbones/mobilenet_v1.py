@@ -14,7 +14,13 @@ then 1x1 pointwise conv, each with BN and ReLU). Layers are numbered 0 (the stem
 
 Every channel count is multiplied by ``scale`` (and truncated to int). ``feature_maps`` picks
 the returned layers: the YOLOv3 default [4, 6, 13] gives 256, 512, 1024 channels at strides
-8, 16, 32. Sublayer names equal PaddleDetection 2.x.
+8, 16, 32.
+
+With ``with_extra_blocks`` (SSD), layers 14.. are the extra blocks ``conv7_1`` .. ``conv7_4``:
+each is a 1x1 conv (``pointwise_conv``, to c0 channels) then a 3x3 stride-2 conv
+(``normal_conv``, to c1), both BN + ReLU6, with (c0, c1) from ``extra_block_filters`` (not
+scaled). SSD-MobileNetV1 300 returns [11, 13, 14, 15, 16, 17]: 512, 1024, 512, 256, 256, 128
+channels on 19, 10, 5, 3, 2, 1 cells. Sublayer names equal PaddleDetection 2.x.
 """
 
 from __future__ import annotations
@@ -48,6 +54,21 @@ SEPARABLE_BLOCKS = (
 STEM_CHANNELS = 32
 
 
+class ExtraBlock(nn.Layer):
+    """SSD extra block: 1x1 conv (``pointwise_conv``) then 3x3 stride-2 conv (``normal_conv``).
+
+    x: [B, in_channels, H, W] -> [B, c1, ceil(H / 2), ceil(W / 2)].
+    """
+
+    def __init__(self, in_channels: int, c0: int, c1: int, **conv_kw):
+        super().__init__()
+        self.pointwise_conv = MobileConvNormLayer(in_channels, c0, 1, act="relu6", **conv_kw)
+        self.normal_conv = MobileConvNormLayer(c0, c1, 3, stride=2, act="relu6", **conv_kw)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.normal_conv(self.pointwise_conv(x))
+
+
 class DepthwiseSeparable(nn.Layer):
     """3x3 depthwise conv (``_depthwise_conv``) then 1x1 conv (``_pointwise_conv``).
 
@@ -74,11 +95,14 @@ class MobileNet(nn.Layer):
 
     Args:
         scale: width multiplier applied to every layer.
-        feature_maps: layer indices (0..13) to return, in increasing order.
+        feature_maps: layer indices (0..13, and 14.. with extra blocks) to return, in
+            increasing order.
         conv_decay: L2 decay on the conv weights (0 keeps them out of the global decay).
+        conv_learning_rate: learning-rate multiplier of every conv weight (SSD uses 0.1).
         norm_type: "bn".
         norm_decay: L2 decay on the norm's scale and shift.
-        with_extra_blocks, extra_block_filters: SSD's extra layers after conv6 (not built yet).
+        with_extra_blocks: build SSD's extra blocks after conv6 (layers 14, 15, ...).
+        extra_block_filters: (c0, c1) channels of each extra block.
     """
 
     def __init__(
@@ -86,6 +110,7 @@ class MobileNet(nn.Layer):
         scale: float = 1.0,
         feature_maps: Sequence[int] = (4, 6, 13),
         conv_decay: float = 0.0,
+        conv_learning_rate: float = 1.0,
         norm_type: str = "bn",
         norm_decay: float = 0.0,
         with_extra_blocks: bool = False,
@@ -97,20 +122,24 @@ class MobileNet(nn.Layer):
         ),
     ):
         super().__init__()
-        if with_extra_blocks:
-            raise NotImplementedError("MobileNet: SSD extra blocks are not implemented yet")
+        extras = [tuple(f) for f in extra_block_filters] if with_extra_blocks else []
+        if any(len(f) != 2 for f in extras):
+            raise ValueError(
+                f"MobileNet extra_block_filters {list(extra_block_filters)} must be [c0, c1] pairs"
+            )
         self.feature_maps = sorted(feature_maps)
-        num_layers = len(SEPARABLE_BLOCKS) + 1
+        num_layers = len(SEPARABLE_BLOCKS) + 1 + len(extras)
         if not self.feature_maps or not set(self.feature_maps) <= set(range(num_layers)):
             raise ValueError(
-                f"feature_maps {list(feature_maps)} must be within 0..{num_layers - 1}"
+                f"MobileNet feature_maps {list(feature_maps)} must be within 0..{num_layers - 1}"
+                f" (with_extra_blocks={with_extra_blocks})"
             )
         conv_kw = dict(norm_type=norm_type, norm_decay=norm_decay, conv_decay=conv_decay)
 
         channels = [int(STEM_CHANNELS * scale)]  # output channels of layer idx
         strides = [2]
         self.conv1 = MobileConvNormLayer(3, channels[0], 3, stride=2, **conv_kw)
-        self.blocks: list[DepthwiseSeparable] = []
+        self.blocks: list[nn.Layer] = []  # DepthwiseSeparable, then ExtraBlock
         for name, dw_channels, pw_channels, stride in SEPARABLE_BLOCKS:
             block = DepthwiseSeparable(
                 int(dw_channels * scale), int(pw_channels * scale), stride, **conv_kw
@@ -118,6 +147,16 @@ class MobileNet(nn.Layer):
             self.blocks.append(self.add_sublayer(name, block))
             channels.append(int(pw_channels * scale))
             strides.append(strides[-1] * stride)
+        for i, (c0, c1) in enumerate(extras, start=1):
+            block = ExtraBlock(channels[-1], c0, c1, **conv_kw)
+            self.blocks.append(self.add_sublayer(f"conv7_{i}", block))
+            channels.append(c1)
+            strides.append(strides[-1] * 2)
+        if conv_learning_rate != 1.0:
+            for name, param in self.named_parameters():
+                if name.endswith("_conv.weight"):
+                    lr = param.optimize_attr["learning_rate"]
+                    param.optimize_attr["learning_rate"] = lr * conv_learning_rate
 
         self.out_channels = [channels[i] for i in self.feature_maps]
         self.out_strides = [strides[i] for i in self.feature_maps]
