@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ppdet.modeling.architectures import YOLOv3
-from ppdet.modeling.backbones import DarkNet, MobileNet, ResNet
+from ppdet.modeling.backbones import DarkNet, MobileNet, MobileNetV3, ResNet
 from ppdet.modeling.heads import YOLOv3Head
 from ppdet.modeling.necks import YOLOv3FPN
 from ppdet.modeling.postprocess import BBoxPostProcess
@@ -50,6 +50,8 @@ def build_yolov3(backbone):
         ("darknet53", lambda: DarkNet(depth=53)),
         ("mobilenet_v1", lambda: MobileNet(scale=1.0)),
         ("r34", lambda: ResNet(depth=34, return_idx=[1, 2, 3], freeze_at=-1, freeze_norm=False)),
+        ("mobilenet_v3_large", lambda: MobileNetV3(model_name="large", feature_maps=[7, 13, 16])),
+        ("mobilenet_v3_small", lambda: MobileNetV3(model_name="small", feature_maps=[4, 9, 12])),
     ],
 )
 def test_yolov3_state_dict_matches_paddledetection(name, backbone_cls):
