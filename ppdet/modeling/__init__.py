@@ -1,3 +1,3 @@
 """Detection models. Importing this package registers every model component."""
 
-from . import anchors, architectures, backbones, coders, heads, layers, losses, necks, postprocess  # noqa: F401
+from . import anchors, architectures, assigners, backbones, coders, heads, layers, losses, necks, postprocess  # noqa: F401

@@ -1,2 +1,3 @@
 from . import yolov3  # noqa: F401
 from .yolov3 import YOLOv3  # noqa: F401
+from .retinanet import RetinaNet  # noqa: F401

@@ -1,2 +1,3 @@
 from . import yolo_head  # noqa: F401
 from .yolo_head import YOLOv3Head  # noqa: F401
+from .retina_head import RetinaFeat, RetinaHead  # noqa: F401

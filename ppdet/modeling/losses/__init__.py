@@ -1,2 +1,3 @@
 from . import yolo_loss  # noqa: F401
 from .yolo_loss import YOLOv3Loss  # noqa: F401
+from .focal_loss import FocalLoss, sigmoid_focal_loss  # noqa: F401

@@ -1,2 +1,3 @@
 from . import yolo  # noqa: F401
 from .yolo import BBoxPostProcess, MultiClassNMS, YOLOBox  # noqa: F401
+from .retina import flatten_level, retina_decode  # noqa: F401

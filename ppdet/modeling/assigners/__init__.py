@@ -1,0 +1,4 @@
+"""Target assigners: which ground-truth box each anchor (or proposal) learns from. Pure
+geometry, no parameters."""
+
+from .max_iou import MaxIoUAssigner, max_iou_assign  # noqa: F401

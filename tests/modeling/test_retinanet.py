@@ -1,0 +1,183 @@
+"""RetinaNet: checkpoint names, head init, decoding, loss, a few training steps, eval, tools.
+
+Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and losses from its own
+random .pdparams) is checked by bench/compare_retinanet.py (needs the reference venv).
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+import ppdet
+from ppdet.modeling.heads import RetinaHead
+from ppdet.modeling.postprocess import retina_decode
+from tests.conftest import ROOT
+
+REPO = Path(__file__).resolve().parents[2]
+COMPAT = REPO / "tests" / "fixtures" / "compat"
+DEMO = str(REPO / "configs" / "retinanet" / "retinanet_r18_fpn_demo.yml")
+TINY = [  # ResNet-18, 32-channel FPN/towers, 3 classes
+    "num_classes=3",
+    "FPN.out_channel=32",
+    "RetinaHead.conv_feat.feat_out=32",
+    "RetinaHead.conv_feat.num_convs=1",
+]
+SIZE = 96
+
+
+def state_lines(model):
+    return sorted(
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+    )
+
+
+@pytest.mark.parametrize("config, names", [
+    ("retinanet_r50_fpn_1x_coco.yml", "retinanet_r50_fpn.txt"),
+    ("retinanet_r101_fpn_2x_coco.yml", "retinanet_r101_fpn.txt"),
+])
+def test_names_and_shapes_equal_paddledetection(config, names):
+    model = ppdet.build_model(ppdet.load_config(str(REPO / "configs" / "retinanet" / config)))
+    assert state_lines(model) == (COMPAT / names).read_text().splitlines()
+
+
+def tiny_model(seed=0, extra=()):
+    paddle.seed(seed)
+    return ppdet.build_model(ppdet.load_config(DEMO, TINY + list(extra)))
+
+
+def test_head_init_and_output_shapes():
+    model = tiny_model()
+    head = model.head
+    np.testing.assert_allclose(head.retina_cls.bias.numpy(), -math.log(99), rtol=1e-6)
+    assert head.retina_cls.weight.shape == [27, 32, 3, 3] and head.retina_reg.weight.shape == [36, 32, 3, 3]
+    assert float(head.retina_reg.bias.abs().max()) == 0
+    assert abs(float(head.retina_cls.weight.std()) - 0.01) < 1e-3
+    feats = [paddle.zeros([2, 32, s, s]) for s in (12, 6, 3, 2, 1)]
+    cls_logits, deltas = head(feats)
+    assert [x.shape for x in cls_logits] == [[2, 27, s, s] for s in (12, 6, 3, 2, 1)]
+    assert [x.shape for x in deltas] == [[2, 36, s, s] for s in (12, 6, 3, 2, 1)]
+
+
+def test_decode_known_deltas():
+    # 1 level, 1x2 grid, A = 1, C = 2; anchors given directly
+    anchors = [paddle.to_tensor([[0, 0, 10, 20], [10, 0, 30, 10]], "float32")]
+    logits = paddle.to_tensor([[[[0.0, 2.0]], [[-1.0, -3.0]]]])  # [1, 2, 1, 2]
+    deltas = paddle.zeros([1, 4, 1, 2])
+    deltas[0, :, 0, 1] = paddle.to_tensor([0.1, -0.2, math.log(2.0), 0.0])
+    scale = paddle.to_tensor([[0.5, 0.25]])  # (h, w)
+    boxes, scores = retina_decode([logits], [deltas], anchors, scale, num_classes=2)
+    sig = lambda v: 1 / (1 + np.exp(-np.array(v)))  # noqa: E731
+    np.testing.assert_allclose(scores.numpy()[0], sig([[0.0, 2.0], [-1.0, -3.0]]), rtol=1e-6)
+    # anchor 1: w 20, h 10, centre (20, 5) -> centre (22, 3), w 40, h 10 -> (2, -2, 42, 8)
+    expected = np.array([[0, 0, 10, 20], [2, -2, 42, 8]]) * [4, 2, 4, 2]  # / (w, h) scale
+    np.testing.assert_allclose(boxes.numpy()[0], expected, rtol=1e-5, atol=1e-5)
+    # nms_pre 1 keeps the anchor with the best class score (anchor 1: logit 2)
+    boxes, scores = retina_decode([logits], [deltas], anchors, scale, num_classes=2, nms_pre=1)
+    np.testing.assert_allclose(boxes.numpy()[0], expected[1:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores.numpy()[0, :, 0], sig([2.0, -3.0]), rtol=1e-6)
+
+
+def fixed_batch():
+    rng = np.random.default_rng(0)
+    return {
+        "image": paddle.to_tensor(rng.normal(size=(2, 3, SIZE, SIZE)), "float32"),
+        "im_shape": paddle.to_tensor([[SIZE, SIZE]] * 2, "float32"),
+        "scale_factor": paddle.to_tensor([[1.0, 1.0], [0.5, 0.5]], "float32"),
+        "gt_bbox": paddle.to_tensor(
+            [[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"
+        ),
+        "gt_class": paddle.to_tensor([[[0], [2]], [[1], [0]]], "int32"),
+        "pad_gt_mask": paddle.to_tensor([[[1], [1]], [[1], [0]]], "float32"),
+    }
+
+
+def test_loss_names_and_an_image_without_gt():
+    model = tiny_model()
+    model.train()
+    batch = fixed_batch()
+    losses = model(batch)
+    assert sorted(losses) == ["loss", "loss_cls", "loss_reg"]
+    assert all(np.isfinite(float(v)) for v in losses.values())
+    np.testing.assert_allclose(float(losses["loss"]), float(losses["loss_cls"] + losses["loss_reg"]), rtol=1e-6)
+    batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
+    losses = model(batch)
+    assert float(losses["loss_reg"]) == 0 and 0 < float(losses["loss_cls"]) < 1e6
+    losses["loss"].backward()
+
+
+def test_training_steps_lower_the_loss():
+    model = tiny_model(extra=["ResNet.freeze_at=-1"])
+    model.train()
+    batch = fixed_batch()
+    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
+    history = []
+    for _ in range(8):
+        loss = model(batch)["loss"]
+        history.append(float(loss))
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    assert all(np.isfinite(history)) and history[-1] < 0.7 * history[0], history
+
+
+def test_eval_output_format_and_no_detections():
+    model = tiny_model(extra=["RetinaHead.nms.score_threshold=0.0"])  # untrained: keep all
+    model.eval()
+    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
+    with paddle.no_grad():
+        out = model(batch)
+    bbox, num = out["bbox"].numpy(), out["bbox_num"].numpy()
+    assert bbox.dtype == np.float32 and bbox.shape == (200, 6) and num.tolist() == [100, 100]
+    assert set(np.unique(bbox[:, 0])) <= {0.0, 1.0, 2.0}
+    assert ((bbox[:, 1] > 0) & (bbox[:, 1] < 1)).all()
+    assert (bbox[:, 4] > bbox[:, 2]).all() and (bbox[:, 5] > bbox[:, 3]).all()
+    # image 1 was downscaled by 2: its boxes are in the twice larger original image
+    assert np.abs(bbox[100:, 2:]).max() > SIZE
+    # a threshold no score passes: no rows at all
+    model = tiny_model(extra=["RetinaHead.nms.score_threshold=0.5"])
+    model.eval()
+    with paddle.no_grad():
+        out = model(batch)
+    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+
+
+def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
+    coco = os.path.join(tiny_demo_data, "coco")
+    opts = [
+        f"TrainDataset.dataset_dir={coco}", f"EvalDataset.dataset_dir={coco}",
+        f"TestDataset.anno_path={coco}/annotations/instances_val.json",
+        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
+        "FPN.out_channel=16", "RetinaHead.conv_feat.feat_out=16", "RetinaHead.conv_feat.num_convs=1",
+        "RetinaHead.nms.score_threshold=0.0", "TrainReader.batch_size=4",
+        "LearningRate.schedulers.0.max_epochs=1", "LearningRate.schedulers.1.steps=1",
+        "TrainReader.sample_transforms.Resize.target_size=[64, 64]",
+        "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
+        "TestReader.sample_transforms.Resize.target_size=[64, 64]",
+    ]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+
+    def tool(name, *args):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = tool("train.py")
+    assert "loss_cls" in out and "loss_reg" in out
+    weights = f"weights={tmp_path / 'out' / 'retinanet_r18_fpn_demo' / 'model_final'}"
+    opts.append(weights)
+    out = tool("eval.py")
+    assert "eval summary: AP@[.5:.95] = " in out
+    infer_dir = tmp_path / "infer"
+    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
+         "--output_dir", str(infer_dir))
+    results = json.loads((infer_dir / "bbox.json").read_text())
+    assert len(results) == 2
+    for det in (d for r in results for d in r["detections"]):
+        assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
