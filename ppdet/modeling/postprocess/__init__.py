@@ -1,3 +1,4 @@
 from . import yolo  # noqa: F401
 from .yolo import BBoxPostProcess, MultiClassNMS, YOLOBox  # noqa: F401
 from .retina import flatten_level, retina_decode  # noqa: F401
+from .ssd import SSDBox  # noqa: F401
