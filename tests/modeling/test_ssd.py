@@ -276,3 +276,18 @@ def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
     assert len(results) == 2
     for det in (d for r in results for d in r["detections"]):
         assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
+
+
+def test_the_seed_legacy_ssd_tarball_loads_strictly_into_the_voc_config(tmp_path):
+    """The seed zoo's ssd_mobilenet_v1_voc.tar (v0.1 variable files) fits our 2.x model as is."""
+    from ppdet.zoo.legacy import legacy_shapes, write_legacy_tar
+    from ppdet.zoo.weights import load_weights
+
+    model = ppdet.build_model(ppdet.load_config(os.path.join(ROOT, "configs/ssd/ssd_mobilenet_v1_300_120e_voc.yml")))
+    shapes = legacy_shapes("ssd_mobilenet_v1_voc", {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "ssd_mobilenet_v1_voc.tar")
+    write_legacy_tar({n: rng.standard_normal(s).astype("float32") for n, s in shapes.items()}, path)
+    report = load_weights(model, path, strict=True)
+    assert len(report.loaded) == 199
+    assert not report.missing and not report.mismatched and not report.unused
