@@ -2,3 +2,4 @@ from . import yolov3  # noqa: F401
 from .yolov3 import YOLOv3  # noqa: F401
 from .retinanet import RetinaNet  # noqa: F401
 from .ssd import SSD  # noqa: F401
+from .faster_rcnn import FasterRCNN  # noqa: F401

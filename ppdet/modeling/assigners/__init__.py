@@ -2,3 +2,4 @@
 geometry, no parameters."""
 
 from .max_iou import MaxIoUAssigner, max_iou_assign  # noqa: F401
+from .sampler import BBoxAssigner, subsample_labels  # noqa: F401

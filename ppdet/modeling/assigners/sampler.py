@@ -1,0 +1,135 @@
+"""Fixed-size foreground/background sampling (R-CNN's minibatch sampling), and the R-CNN
+RoI sampler ``BBoxAssigner`` built on it.
+
+``subsample_labels``: from per-item labels (``-1`` ignored, ``bg_label`` background, anything
+else foreground) pick at most ``num_samples * fg_fraction`` foreground items and fill the
+rest of ``num_samples`` with background items. ``use_random`` picks uniformly at random
+(Paddle's RNG: ``paddle.seed`` makes it repeatable), otherwise the first ones in index order.
+
+``BBoxAssigner`` (per image): the RPN proposals plus the real gt boxes (appended when there
+are any) are matched to the gt boxes by IoU (``fg_thresh``: foreground with the matched
+gt's class, below ``bg_thresh``: background = class ``num_classes``, in between ignored;
+no low-quality rescue), then ``batch_size_per_im`` of them are sampled with ``fg_fraction``
+foreground. These are the numbers of PaddleDetection 2.x's BBoxAssigner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import paddle
+
+from ppdet.config.registry import register
+from ppdet.modeling.assigners.max_iou import max_iou_assign
+from ppdet.ops.boxes import box_iou
+
+__all__ = ["BBoxAssigner", "subsample_labels"]
+
+
+def subsample_labels(
+    labels: paddle.Tensor,
+    num_samples: int,
+    fg_fraction: float,
+    bg_label: int = 0,
+    use_random: bool = True,
+) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """labels: [N] int. Returns (fg_inds [F] int64, bg_inds [G] int64), indices into labels:
+    F = min(#foreground, int(num_samples * fg_fraction)), G = min(#background, num_samples - F).
+    """
+    positive = paddle.nonzero((labels != -1) & (labels != bg_label)).flatten()  # [P]
+    negative = paddle.nonzero(labels == bg_label).flatten()  # [Q]
+    fg_num = min(int(positive.shape[0]), int(num_samples * fg_fraction))
+    bg_num = min(int(negative.shape[0]), int(num_samples) - fg_num)
+    if use_random:
+        if positive.shape[0] > 0:
+            positive = paddle.gather(positive, paddle.randperm(positive.shape[0]))
+        if negative.shape[0] > 0:
+            negative = paddle.gather(negative, paddle.randperm(negative.shape[0]))
+    return positive[:fg_num], negative[:bg_num]
+
+
+@register("head")
+class BBoxAssigner:
+    """R-CNN RoI sampling (module docstring).
+
+    ``assigner(rois, gt_boxes, gt_classes)`` with per-image lists rois[b]: [N_b, 4] proposals,
+    gt_boxes[b]: [M_b, 4], gt_classes[b]: [M_b] int (x1y1x2y2 input pixels) -> (rois list
+    [S_b, 4], rois_num [B] int32, labels list [S_b] int32 (class, ``num_classes`` background),
+    matched gt boxes list [S_b, 4] (zeros without gt)). S_b <= batch_size_per_im; an image
+    where nothing can be sampled keeps its first RoI, labelled -1 (ignored).
+    ``ignore_thresh`` and ``cascade_iou`` are accepted for config compatibility (only
+    ignore_thresh -1, i.e. no crowd handling, is implemented).
+    """
+
+    __shared__ = ["num_classes"]
+
+    def __init__(
+        self,
+        batch_size_per_im: int = 512,
+        fg_fraction: float = 0.25,
+        fg_thresh: float = 0.5,
+        bg_thresh: float = 0.5,
+        ignore_thresh: float = -1.0,
+        use_random: bool = True,
+        cascade_iou: Sequence[float] = (0.5, 0.6, 0.7),
+        num_classes: int = 80,
+    ) -> None:
+        if ignore_thresh > 0:
+            raise ValueError("BBoxAssigner: ignore_thresh > 0 (crowd boxes) is not implemented")
+        if not 0 <= bg_thresh <= fg_thresh <= 1:
+            raise ValueError(
+                f"BBoxAssigner: need 0 <= bg_thresh <= fg_thresh <= 1, got {bg_thresh}, {fg_thresh}"
+            )
+        self.batch_size_per_im = int(batch_size_per_im)
+        self.fg_fraction = float(fg_fraction)
+        self.fg_thresh = float(fg_thresh)
+        self.bg_thresh = float(bg_thresh)
+        self.use_random = bool(use_random)
+        self.num_classes = int(num_classes)
+
+    @paddle.no_grad()
+    def sample_image(
+        self, rois: paddle.Tensor, gt_boxes: paddle.Tensor, gt_classes: paddle.Tensor
+    ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        """One image: (sampled rois [S, 4], labels [S] int32, matched gt boxes [S, 4])."""
+        if gt_boxes.shape[0] > 0:
+            rois = paddle.concat([rois, gt_boxes])  # gt boxes are proposals too
+            matched, match = max_iou_assign(
+                box_iou(rois, gt_boxes), self.fg_thresh, self.bg_thresh, allow_low_quality=False
+            )  # [N], [N]
+            labels = paddle.gather(gt_classes.astype("int32"), matched)  # [N]
+            labels = paddle.where(match == 0, paddle.full_like(labels, self.num_classes), labels)
+            labels = paddle.where(match == -1, paddle.full_like(labels, -1), labels)
+        else:
+            matched = paddle.zeros([rois.shape[0]], "int64")
+            labels = paddle.full([rois.shape[0]], self.num_classes, "int32")
+        fg, bg = subsample_labels(
+            labels, self.batch_size_per_im, self.fg_fraction, self.num_classes, self.use_random
+        )
+        keep = paddle.concat([fg, bg])  # [S] foreground first
+        if rois.shape[0] == 0:  # no proposals and no gt: nothing to sample
+            return rois, labels, rois
+        if keep.shape[0] == 0:  # nothing to learn from: one ignored RoI
+            keep = paddle.zeros([1], "int64")
+            labels = paddle.full_like(labels, -1)
+        sampled = paddle.gather(rois, keep)
+        if gt_boxes.shape[0] > 0:
+            gt = paddle.gather(gt_boxes, paddle.gather(matched, keep))
+        else:
+            gt = paddle.zeros_like(sampled)
+        return sampled, paddle.gather(labels, keep), gt
+
+    def __call__(
+        self,
+        rois: Sequence[paddle.Tensor],
+        gt_boxes: Sequence[paddle.Tensor],
+        gt_classes: Sequence[paddle.Tensor],
+    ) -> tuple[list[paddle.Tensor], paddle.Tensor, list[paddle.Tensor], list[paddle.Tensor]]:
+        out_rois, out_labels, out_gt = [], [], []
+        for r, g, c in zip(rois, gt_boxes, gt_classes, strict=True):
+            s, lab, gt = self.sample_image(r, g, c)
+            out_rois.append(s)
+            out_labels.append(lab)
+            out_gt.append(gt)
+        rois_num = paddle.to_tensor([r.shape[0] for r in out_rois], "int32")
+        return out_rois, rois_num, out_labels, out_gt

@@ -1,0 +1,234 @@
+"""The R-CNN box head: RoIAlign features -> TwoFCHead (FPN) or Res5Head (C4) -> class
+scores (C + 1, background LAST) and class-specific deltas (4C).
+
+Parameter names are PaddleDetection 2.x's: ``head.fc6`` / ``head.fc7`` (Linear weights
+[in, out], XavierUniform), or ``head.res5.res5{a,b,c}`` (ResNet-50 variant-b res5, frozen
+BN); ``bbox_score`` [feat, C+1] Normal(0, 0.01) and ``bbox_delta`` [feat, 4C] Normal(0, 0.001),
+zero biases.
+
+Training (``BBoxHead.forward`` with gt): ``BBoxAssigner`` samples the RoIs (gt boxes appended),
+``loss_bbox_cls`` is the softmax cross-entropy averaged over the sampled RoIs,
+``loss_bbox_reg`` the summed L1 between the deltas of each foreground RoI's own class and
+``encode_deltas(roi, gt, bbox_weight)`` ([10, 10, 5, 5]), divided by the number of sampled RoIs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import paddle
+import paddle.nn.functional as F
+from paddle import ParamAttr, nn
+from paddle.nn.initializer import Constant, Normal, XavierUniform
+
+from ppdet.config.registry import register
+from ppdet.modeling.assigners.sampler import BBoxAssigner
+from ppdet.modeling.backbones.resnet import ResStage
+from ppdet.modeling.coders.delta_bbox import encode_deltas
+from ppdet.ops.roi import distribute_fpn_proposals, roi_align
+
+__all__ = ["BBoxHead", "RoIAlign", "Res5Head", "TwoFCHead"]
+
+
+class RoIAlign:
+    """RoI features from one map (C4) or a pyramid (FPN: levels start_level..end_level, each
+    RoI on the level ``distribute_fpn_proposals`` picks, refer level 4, scale 224).
+
+    ``extract(feats, rois [R, 4], rois_num [B])`` -> [R, C, resolution, resolution].
+    ``canconical_level`` keeps 2.x's spelling (config compatibility).
+    """
+
+    def __init__(
+        self,
+        resolution: int = 14,
+        spatial_scale: Sequence[float] = (0.0625,),
+        sampling_ratio: int = 0,
+        canconical_level: int = 4,
+        canonical_size: int = 224,
+        start_level: int = 0,
+        end_level: int = 3,
+        aligned: bool = False,
+    ) -> None:
+        self.resolution = int(resolution)
+        self.spatial_scale = [float(s) for s in spatial_scale]
+        self.sampling_ratio = int(sampling_ratio)
+        self.canonical_level = int(canconical_level)
+        self.canonical_size = int(canonical_size)
+        self.start_level = int(start_level)
+        self.end_level = int(end_level)
+        self.aligned = bool(aligned)
+
+    def __call__(
+        self, feats: Sequence[paddle.Tensor], rois: paddle.Tensor, rois_num: paddle.Tensor
+    ) -> paddle.Tensor:
+        kw = dict(sampling_ratio=self.sampling_ratio, aligned=self.aligned)
+        if len(feats) == 1:
+            return roi_align(feats[0], rois, rois_num, self.resolution, self.spatial_scale[0], **kw)
+        first = round(-math.log2(self.spatial_scale[self.start_level]))  # P2 -> 2
+        last = first + self.end_level - self.start_level
+        per_level, restore, nums = distribute_fpn_proposals(
+            rois, rois_num, first, last, self.canonical_level, self.canonical_size
+        )
+        out = [
+            roi_align(feats[lvl], r, n, self.resolution, self.spatial_scale[lvl], **kw)
+            for lvl, r, n in zip(range(self.start_level, self.end_level + 1), per_level, nums)
+        ]  # [R_l, C, s, s] each
+        return paddle.gather(paddle.concat(out), restore.flatten())  # [R, C, s, s]
+
+
+@register("head")
+class TwoFCHead(nn.Layer):
+    """Two fully connected layers: [R, C, s, s] -> flatten -> fc6 -> ReLU -> fc7 -> ReLU ->
+    [R, out_channel]."""
+
+    def __init__(self, in_channel: int = 256, out_channel: int = 1024, resolution: int = 7):
+        super().__init__()
+        fan = in_channel * resolution * resolution
+        self.fc6 = nn.Linear(
+            fan, out_channel, weight_attr=ParamAttr(initializer=XavierUniform(fan_out=fan))
+        )
+        self.fc7 = nn.Linear(
+            out_channel,
+            out_channel,
+            weight_attr=ParamAttr(initializer=XavierUniform(fan_out=out_channel)),
+        )
+        self.out_channel = out_channel
+
+    def forward(self, rois_feat: paddle.Tensor) -> paddle.Tensor:
+        x = rois_feat.flatten(start_axis=1)  # [R, C*s*s]
+        return F.relu(self.fc7(F.relu(self.fc6(x))))
+
+
+@register("head")
+class Res5Head(nn.Layer):
+    """C4 head: res5 of a ResNet-50 (variant b, 3 bottlenecks, stride 2) on the RoI features:
+    [R, in_channel, 14, 14] -> [R, 2048, 7, 7]. ``depth`` is accepted for config
+    compatibility; the head is depth-50 shaped for every backbone, as in 2.x."""
+
+    def __init__(self, depth: int = 50, in_channel: int = 1024):
+        super().__init__()
+        self.res5 = ResStage("res5", in_channel, 3, bottleneck=True, stride=2, variant="b")
+        self.out_channel = self.res5.out_channels
+
+    def forward(self, rois_feat: paddle.Tensor) -> paddle.Tensor:
+        return self.res5(rois_feat)
+
+
+@register("head")
+class BBoxHead(nn.Layer):
+    """R-CNN box head (module docstring).
+
+    forward(feats, rois list [R_b, 4], rois_num [B], gt=None) ->
+    - eval (gt None): (deltas [R, 4C], probs [R, C+1] softmax, background last);
+    - training (gt = (boxes list [M_b, 4], classes list [M_b])): {"loss_bbox_cls", "loss_bbox_reg"}.
+
+    Args (2.x keys): head (TwoFCHead / Res5Head), roi_extractor (``RoIAlign`` arguments),
+    bbox_assigner (``BBoxAssigner``), with_pool (global average pool after the head: C4),
+    num_classes, bbox_weight; in_channels / spatial_scales are filled from the feature maps.
+    """
+
+    __shared__ = ["num_classes"]
+
+    def __init__(
+        self,
+        head: nn.Layer,
+        roi_extractor: dict | None = None,
+        bbox_assigner: Any = None,
+        with_pool: bool = False,
+        num_classes: int = 80,
+        bbox_weight: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        in_channel: int | None = None,
+        spatial_scales: Sequence[float] = (0.0625,),
+        in_channels: Sequence[int] | None = None,
+    ):
+        super().__init__()
+        self.head = head
+        spec = dict(roi_extractor or {})
+        spec.pop("name", None)
+        spec.setdefault("spatial_scale", list(spatial_scales))
+        self.roi_extractor = RoIAlign(**spec)
+        if bbox_assigner is None:
+            bbox_assigner = BBoxAssigner(num_classes=num_classes)
+        self.bbox_assigner = bbox_assigner
+        self.with_pool = with_pool
+        self.num_classes = num_classes
+        self.bbox_weight = [float(w) for w in bbox_weight]
+        feat = head.out_channel
+        self.bbox_score = nn.Linear(
+            feat,
+            num_classes + 1,
+            weight_attr=ParamAttr(initializer=Normal(0.0, 0.01)),
+            bias_attr=ParamAttr(initializer=Constant(0.0)),
+        )
+        self.bbox_delta = nn.Linear(
+            feat,
+            4 * num_classes,
+            weight_attr=ParamAttr(initializer=Normal(0.0, 0.001)),
+            bias_attr=ParamAttr(initializer=Constant(0.0)),
+        )
+
+    @classmethod
+    def from_config(cls, args: dict[str, Any], build: Callable[..., Any]) -> BBoxHead:
+        """Build the head with in_channel = the feature maps' channels and the RoI size."""
+        args = dict(args)
+        in_channels = list(args.pop("in_channels", None) or [args.get("in_channel") or 256])
+        resolution = int((args.get("roi_extractor") or {}).get("resolution", 14))
+        args["head"] = build(
+            args.get("head", "TwoFCHead"), in_channel=in_channels[0], resolution=resolution
+        )
+        if "bbox_assigner" in args:
+            args["bbox_assigner"] = build(args["bbox_assigner"])
+        return cls(**args)
+
+    def forward(
+        self,
+        feats: Sequence[paddle.Tensor],
+        rois: Sequence[paddle.Tensor],
+        rois_num: paddle.Tensor,
+        gt: tuple[Sequence[paddle.Tensor], Sequence[paddle.Tensor]] | None = None,
+    ) -> Any:
+        labels = gt_boxes = None
+        if gt is not None:
+            rois, rois_num, labels, gt_boxes = self.bbox_assigner(rois, gt[0], gt[1])
+        all_rois = paddle.concat(list(rois))  # [R, 4]
+        x = self.head(self.roi_extractor(feats, all_rois, rois_num))  # [R, F] or [R, F, h, w]
+        if self.with_pool:
+            x = F.adaptive_avg_pool2d(x, 1).flatten(start_axis=1)  # [R, F]
+        scores = self.bbox_score(x)  # [R, C+1]
+        deltas = self.bbox_delta(x)  # [R, 4C]
+        if gt is None:
+            return deltas, F.softmax(scores, axis=-1)
+        labels, gt_boxes = paddle.concat(labels), paddle.concat(gt_boxes)  # [R], [R, 4]
+        return self.get_loss(scores, deltas, all_rois, labels, gt_boxes)
+
+    def get_loss(
+        self,
+        scores: paddle.Tensor,
+        deltas: paddle.Tensor,
+        rois: paddle.Tensor,
+        labels: paddle.Tensor,
+        gt_boxes: paddle.Tensor,
+    ) -> dict[str, paddle.Tensor]:
+        """scores [R, C+1], deltas [R, 4C], rois / gt_boxes [R, 4], labels [R] (-1 ignored,
+        C background) -> {"loss_bbox_cls", "loss_bbox_reg"}."""
+        labels = labels.astype("int64")
+        valid = paddle.nonzero(labels >= 0).flatten()
+        if valid.shape[0]:
+            loss_cls = F.cross_entropy(
+                paddle.gather(scores, valid), paddle.gather(labels, valid), reduction="mean"
+            )
+        else:
+            loss_cls = scores.sum() * 0.0
+        fg = paddle.nonzero((labels >= 0) & (labels < self.num_classes)).flatten()
+        if fg.shape[0] == 0:
+            return {"loss_bbox_cls": loss_cls, "loss_bbox_reg": deltas.sum() * 0.0}
+        fg_cls = paddle.gather(labels, fg)  # [F]
+        cols = (4 * fg_cls).unsqueeze(1) + paddle.arange(4, dtype="int64")  # [F, 4]
+        pred = paddle.take_along_axis(paddle.gather(deltas, fg), cols, axis=1)  # [F, 4]
+        target = encode_deltas(
+            paddle.gather(rois, fg), paddle.gather(gt_boxes, fg), self.bbox_weight
+        )  # [F, 4]
+        loss_reg = (pred - target.detach()).abs().sum() / labels.shape[0]
+        return {"loss_bbox_cls": loss_cls, "loss_bbox_reg": loss_reg}

@@ -1,0 +1,164 @@
+"""Region Proposal Network head (Ren et al. 2015): objectness and box deltas per anchor,
+shared by all pyramid levels; proposals for the second stage; its own training loss.
+
+Parameter names are PaddleDetection 2.x's: ``rpn_feat.rpn_conv`` (3x3, the input's channels,
+ReLU), ``rpn_rois_score`` [A] and ``rpn_rois_delta`` [4A] (1x1 convs), all Normal(0, 0.01)
+weights and zero biases.
+
+Loss (``get_loss``), over the batch: anchors get ``RPNTargetAssign`` labels;
+``loss_rpn_cls`` is the summed binary cross-entropy on the logits of the sampled anchors,
+``loss_rpn_reg`` the summed L1 between predicted and target deltas of the positive anchors;
+both are divided by ``batch_size_per_im * B`` (256 per image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import paddle
+import paddle.nn.functional as F
+from paddle import ParamAttr, nn
+from paddle.nn.initializer import Constant, Normal
+
+from ppdet.config.registry import register
+from ppdet.modeling.anchors import AnchorGenerator
+from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
+from ppdet.modeling.heads.proposal_generator import ProposalGenerator
+from ppdet.modeling.postprocess.retina import flatten_level
+
+__all__ = ["RPNFeat", "RPNHead"]
+
+
+def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2D:
+    return nn.Conv2D(
+        c_in,
+        c_out,
+        k,
+        padding=(k - 1) // 2,
+        weight_attr=ParamAttr(initializer=Normal(0.0, 0.01)),
+        bias_attr=ParamAttr(initializer=Constant(0.0)),
+    )
+
+
+class RPNFeat(nn.Layer):
+    """``rpn_conv`` 3x3 + ReLU on every level: [B, C, H, W] -> [B, out_channel, H, W]."""
+
+    def __init__(self, in_channel: int = 1024, out_channel: int = 1024):
+        super().__init__()
+        self.rpn_conv = _conv(in_channel, out_channel, 3)
+
+    def forward(self, feats: Sequence[paddle.Tensor]) -> list[paddle.Tensor]:
+        return [F.relu(self.rpn_conv(x)) for x in feats]
+
+
+def _plain(cls: type, spec: Any, key: str) -> Any:
+    if isinstance(spec, cls):
+        return spec
+    if not isinstance(spec, dict):
+        raise ValueError(f"{key}: expected a mapping of {cls.__name__} arguments")
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{key}: {e}") from None
+
+
+@register("head")
+class RPNHead(nn.Layer):
+    """RPN (module docstring: naming, loss).
+
+    forward(feats, batch) with feats[i]: [B, C, H_i, W_i] (shallowest first; FPN P2-P6 or the
+    C4 map) and batch holding ``im_shape`` [B, 2] (plus the gt lists in training, see
+    ``get_loss``) -> (rois list [R_b, 4] input pixels, rois_num [B] int32, losses dict: empty
+    in eval).
+
+    Args (2.x config keys): anchor_generator (``AnchorGenerator`` arguments),
+    rpn_target_assign (``RPNTargetAssign``), train_proposal / test_proposal
+    (``ProposalGenerator``), in_channel (channels of the input maps; filled from the
+    backbone/neck), in_channels (the same as a list, filled by the architecture).
+    """
+
+    def __init__(
+        self,
+        anchor_generator: dict | None = None,
+        rpn_target_assign: dict | None = None,
+        train_proposal: dict | None = None,
+        test_proposal: dict | None = None,
+        in_channel: int | None = None,
+        in_channels: Sequence[int] = (1024,),
+    ):
+        super().__init__()
+        channels = int(in_channel if in_channel is not None else in_channels[0])
+        self.anchor_generator = _plain(
+            AnchorGenerator, anchor_generator or {}, "RPNHead.anchor_generator"
+        )
+        self.rpn_target_assign = _plain(
+            RPNTargetAssign, rpn_target_assign or {}, "RPNHead.rpn_target_assign"
+        )
+        self.train_proposal = _plain(
+            ProposalGenerator,
+            train_proposal or dict(pre_nms_top_n=12000, post_nms_top_n=2000),
+            "RPNHead.train_proposal",
+        )
+        self.test_proposal = _plain(ProposalGenerator, test_proposal or {}, "RPNHead.test_proposal")
+        num_anchors = self.anchor_generator.num_anchors
+        self.rpn_feat = RPNFeat(channels, channels)
+        self.rpn_rois_score = _conv(channels, num_anchors, 1)
+        self.rpn_rois_delta = _conv(channels, 4 * num_anchors, 1)
+
+    def forward(
+        self, feats: Sequence[paddle.Tensor], batch: dict[str, Any]
+    ) -> tuple[list[paddle.Tensor], paddle.Tensor, dict[str, paddle.Tensor]]:
+        if len(feats) != self.anchor_generator.num_levels:
+            raise ValueError(
+                f"RPNHead: got {len(feats)} feature maps, anchor_generator has "
+                f"{self.anchor_generator.num_levels} levels "
+                f"(strides {self.anchor_generator.strides})"
+            )
+        scores, deltas = [], []
+        for x in self.rpn_feat(feats):
+            scores.append(self.rpn_rois_score(x))  # [B, A, H, W]
+            deltas.append(self.rpn_rois_delta(x))  # [B, 4A, H, W]
+        anchors = self.anchor_generator(scores)  # [H*W*A, 4] per level
+        generator = self.train_proposal if self.training else self.test_proposal
+        rois, rois_num = generator(scores, deltas, anchors, batch["im_shape"])
+        if not self.training:
+            return rois, rois_num, {}
+        return rois, rois_num, self.get_loss(scores, deltas, anchors, batch["gt_boxes"])
+
+    def get_loss(
+        self,
+        scores: Sequence[paddle.Tensor],
+        deltas: Sequence[paddle.Tensor],
+        anchors: Sequence[paddle.Tensor],
+        gt_boxes: Sequence[paddle.Tensor],
+    ) -> dict[str, paddle.Tensor]:
+        """{"loss_rpn_cls", "loss_rpn_reg"}; gt_boxes[b]: [M_b, 4] real boxes of image b."""
+        anchors = paddle.concat(list(anchors))  # [N, 4]
+        logits = paddle.concat([flatten_level(s, 1) for s in scores], axis=1).flatten()  # [B*N]
+        pred = paddle.concat([flatten_level(d, 4) for d in deltas], axis=1).reshape([-1, 4])
+        labels, targets = [], []
+        for boxes in gt_boxes:
+            lab, tgt = self.rpn_target_assign(anchors, boxes)
+            labels.append(lab)
+            targets.append(tgt)
+        labels = paddle.concat(labels)  # [B*N]
+        targets = paddle.concat(targets)  # [B*N, 4]
+        norm = float(self.rpn_target_assign.batch_size_per_im * len(gt_boxes))
+        valid = paddle.nonzero(labels >= 0).flatten()
+        pos = paddle.nonzero(labels == 1).flatten()
+        if valid.shape[0]:
+            loss_cls = F.binary_cross_entropy_with_logits(
+                paddle.gather(logits, valid),
+                paddle.gather(labels, valid).astype("float32"),
+                reduction="sum",
+            )
+        else:
+            loss_cls = logits.sum() * 0.0
+        if pos.shape[0]:
+            diff = paddle.gather(pred, pos) - paddle.gather(targets, pos)
+            loss_reg = diff.abs().sum()
+        else:
+            loss_reg = pred.sum() * 0.0
+        return {"loss_rpn_cls": loss_cls / norm, "loss_rpn_reg": loss_reg / norm}

@@ -1,0 +1,277 @@
+"""Faster R-CNN: checkpoint names, sampling/assignment on hand-made boxes, proposals, RoIAlign,
+post-process, losses, a few training steps, eval, tools.
+
+Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and the same four losses
+from its own random .pdparams, FPN and C4) is checked by bench/compare_faster_rcnn.py.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+import ppdet
+from ppdet.modeling.assigners import BBoxAssigner, subsample_labels
+from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
+from ppdet.modeling.heads.bbox_head import RoIAlign
+from ppdet.modeling.heads.proposal_generator import ProposalGenerator
+from ppdet.modeling.postprocess import RCNNBox, rcnn_post_process
+from ppdet.modeling.postprocess.yolo import MultiClassNMS
+from ppdet.ops.roi import distribute_fpn_proposals, roi_align
+from tests.conftest import ROOT
+
+REPO = Path(__file__).resolve().parents[2]
+COMPAT = REPO / "tests" / "fixtures" / "compat"
+DEMO = str(REPO / "configs" / "faster_rcnn" / "faster_rcnn_r18_fpn_demo.yml")
+TINY = ["num_classes=3", "FPN.out_channel=32", "TwoFCHead.out_channel=64"]
+SIZE = 96
+T = paddle.to_tensor
+
+
+def state_lines(model):
+    return sorted(
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+    )
+
+
+@pytest.mark.parametrize("config, names", [
+    ("faster_rcnn_r50_fpn_1x_coco.yml", "faster_rcnn_r50_fpn.txt"),
+    ("faster_rcnn_r50_1x_coco.yml", "faster_rcnn_r50.txt"),
+])
+def test_names_and_shapes_equal_paddledetection(config, names):
+    model = ppdet.build_model(ppdet.load_config(str(REPO / "configs" / "faster_rcnn" / config)))
+    assert state_lines(model) == (COMPAT / names).read_text().splitlines()
+
+
+def test_subsample_labels():
+    labels = T([1, 0, -1, 1, 0, 0, 1, 0], "int32")
+    fg, bg = subsample_labels(labels, 4, 0.5, bg_label=0, use_random=False)
+    assert fg.numpy().tolist() == [0, 3] and bg.numpy().tolist() == [1, 4]
+    # few foreground items: the background fills the rest
+    fg, bg = subsample_labels(T([0, 0, 2, 0, 0, -1], "int32"), 4, 0.5, bg_label=0, use_random=False)
+    assert fg.numpy().tolist() == [2] and bg.numpy().tolist() == [0, 1, 3]
+    paddle.seed(3)
+    fg, bg = subsample_labels(labels, 4, 0.5, bg_label=0, use_random=True)
+    assert sorted(fg.numpy().tolist()) in ([0, 3], [0, 6], [3, 6]) and len(set(bg.numpy())) == 2
+    assert set(bg.numpy().tolist()) <= {1, 4, 5, 7}
+    # R-CNN labels: background is num_classes (3), class 0 is foreground
+    fg, bg = subsample_labels(T([3, 0, 3, 2], "int32"), 8, 0.25, bg_label=3, use_random=False)
+    assert fg.numpy().tolist() == [1, 3] and bg.numpy().tolist() == [0, 2]
+
+
+def test_rpn_targets_on_hand_made_boxes():
+    anchors = T([[0, 0, 10, 10], [0, 0, 10, 12], [20, 20, 30, 30], [5, 0, 15, 10], [50, 50, 60, 60]], "float32")
+    gt = T([[0, 0, 10, 10]], "float32")
+    # IoU with the gt: 1, 10/12, 0, 1/3, 0 -> pos, pos, neg, ignored, neg
+    assign = RPNTargetAssign(batch_size_per_im=4, fg_fraction=0.5, use_random=False)
+    labels, deltas = assign(anchors, gt)
+    assert labels.numpy().tolist() == [1, 1, 0, -1, 0]
+    # anchor 1 (h 12, centre y 6) -> gt (h 10, centre y 5): dy = -1/12, dh = log(10/12)
+    np.testing.assert_allclose(deltas.numpy()[1], [0, -1 / 12, 0, math.log(10 / 12)], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(deltas.numpy()[0], 0, atol=1e-7)
+    # a budget of 2 with half foreground: one positive, one negative
+    labels, _ = RPNTargetAssign(batch_size_per_im=2, fg_fraction=0.5, use_random=False)(anchors, gt)
+    assert labels.numpy().tolist() == [1, -1, 0, -1, -1]
+    labels, deltas = assign(anchors, paddle.zeros([0, 4]))  # no gt: background only
+    assert labels.numpy().tolist() == [0, 0, 0, 0, -1] and float(deltas.abs().sum()) == 0
+
+
+def test_bbox_assigner_appends_gt_and_samples():
+    rois = [T([[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]], "float32")]
+    gt = [T([[0, 0, 10, 12]], "float32")]
+    cls = [T([2], "int32")]
+    assigner = BBoxAssigner(batch_size_per_im=4, fg_fraction=0.5, num_classes=3, use_random=False)
+    out_rois, num, labels, gt_boxes = assigner(rois, gt, cls)
+    # IoUs 10/12, 0.6, 0, and the appended gt 1: foreground 0, 1, 3 (at most 2), background 2
+    assert num.numpy().tolist() == [3]
+    np.testing.assert_array_equal(out_rois[0].numpy(), [[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]])
+    assert labels[0].numpy().tolist() == [2, 2, 3]
+    np.testing.assert_array_equal(gt_boxes[0].numpy(), [[0, 0, 10, 12]] * 3)
+    # an image without gt: every proposal is background, gt boxes zero
+    out_rois, num, labels, gt_boxes = assigner(rois, [paddle.zeros([0, 4])], [paddle.zeros([0], "int32")])
+    assert num.numpy().tolist() == [3] and labels[0].numpy().tolist() == [3, 3, 3]
+    assert float(gt_boxes[0].abs().sum()) == 0
+
+
+def test_proposals_shapes_and_clipping():
+    paddle.seed(0)
+    gen = ProposalGenerator(pre_nms_top_n=50, post_nms_top_n=20, nms_thresh=0.7, min_size=0.0)
+    sizes = [(8, 8), (4, 4)]
+    scores = [paddle.randn([2, 3, h, w]) for h, w in sizes]
+    deltas = [paddle.randn([2, 12, h, w]) * 0.1 for h, w in sizes]
+    anchors = ppdet.modeling.anchors.AnchorGenerator([[8], [16]], [0.5, 1.0, 2.0], [4, 8])(sizes)
+    im_shape = T([[32, 32], [20, 28]], "float32")
+    rois, num = gen(scores, deltas, anchors, im_shape)
+    assert num.numpy().tolist() == [r.shape[0] for r in rois] and all(0 < n <= 20 for n in num.numpy())
+    for r, (h, w) in zip(rois, [(32, 32), (20, 28)]):
+        r = r.numpy()
+        assert r.shape[1] == 4 and (r[:, [0, 1]] >= 0).all() and (r[:, 2] <= w).all() and (r[:, 3] <= h).all()
+    # a single level (C4) keeps post_nms_top_n per image
+    rois, num = ProposalGenerator(50, 10, 0.7, 0.0)(scores[:1], deltas[:1], anchors[:1], im_shape)
+    assert all(n <= 10 for n in num.numpy())
+
+
+def test_roi_align_and_level_assignment():
+    feat = paddle.full([2, 3, 8, 8], 2.5)
+    rois = T([[0, 0, 16, 16], [4, 4, 20, 12], [8, 8, 24, 24]], "float32")
+    out = roi_align(feat, rois, T([1, 2], "int32"), 7, 0.25, sampling_ratio=0, aligned=True)
+    assert out.shape == [3, 3, 7, 7]
+    np.testing.assert_allclose(out.numpy(), 2.5, rtol=1e-6)
+    assert roi_align(feat, paddle.zeros([0, 4]), T([0, 0], "int32"), 7, 0.25).shape == [0, 3, 7, 7]
+    # sqrt(area) 56 -> level 2 (clipped from 2), 112 -> 3, 224 -> 4, 448 -> 5, 1000 -> 5
+    sizes = [56, 112, 224, 448, 1000]
+    boxes = T([[0, 0, s, s] for s in sizes], "float32")
+    per_level, restore, nums = distribute_fpn_proposals(boxes, T([5], "int32"), 2, 5)
+    assert [r.shape[0] for r in per_level] == [1, 1, 1, 2]
+    assert [int(n.sum()) for n in nums] == [1, 1, 1, 2]
+    gathered = paddle.gather(paddle.concat(per_level), restore.flatten())
+    np.testing.assert_array_equal(gathered.numpy(), boxes.numpy())
+    # pyramid extraction: each RoI reads its own level (here filled with the level number)
+    feats = [paddle.full([1, 1, 64 // 2**i, 64 // 2**i], float(i + 2)) for i in range(5)]
+    extractor = RoIAlign(resolution=2, spatial_scale=[1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64], aligned=True)
+    small_big = T([[0, 0, 150, 150], [0, 0, 250, 250], [0, 0, 10, 10]], "float32")
+    levels = extractor(feats, small_big, T([3], "int32"))[:, 0, 0, 0].numpy()
+    np.testing.assert_allclose(levels, [3, 4, 2])
+
+
+def test_rcnn_post_process_hand_checked():
+    # 2 images, 1 RoI each, 2 classes; zero deltas keep the RoI
+    rois = T([[10, 20, 50, 60], [0, 0, 100, 40]], "float32")
+    deltas = paddle.zeros([2, 8])
+    deltas[1, 4:] = T([0.0, 0.0, 5 * math.log(2.0), 0.0])  # class 1 of RoI 1: twice as wide
+    probs = T([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], "float32")  # background last
+    im_shape = T([[80, 80], [60, 120]], "float32")
+    scale = T([[2.0, 2.0], [0.5, 0.5]], "float32")
+    nms = MultiClassNMS(score_threshold=0.05, nms_top_k=-1, keep_top_k=100, nms_threshold=0.5)
+    bbox, num = rcnn_post_process((deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms)
+    assert num.numpy().tolist() == [2, 2]
+    got = {(int(r[0]), round(float(r[1]), 4)): r[2:].tolist() for r in bbox.numpy()[:2]}
+    assert got == {(0, 0.1): [5, 10, 25, 30], (1, 0.7): [5, 10, 25, 30]}
+    rows = bbox.numpy()[2:]
+    np.testing.assert_allclose(rows[0], [0, 0.5, 0, 0, 200, 80], rtol=1e-6)
+    # class 1: x from -50 to 150, clipped to the 120-wide input, then / 0.5 -> 240
+    np.testing.assert_allclose(rows[1], [1, 0.3, 0, 0, 240, 80], rtol=1e-5)
+    # nothing above the threshold: no rows at all
+    nms.score_threshold = 0.9
+    bbox, num = rcnn_post_process((deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms)
+    assert bbox.shape == [0, 6] and num.numpy().tolist() == [0, 0]
+
+
+def tiny_model(seed=0, extra=()):
+    paddle.seed(seed)
+    return ppdet.build_model(ppdet.load_config(DEMO, TINY + list(extra)))
+
+
+def fixed_batch():
+    rng = np.random.default_rng(0)
+    return {
+        "image": T(rng.normal(size=(2, 3, SIZE, SIZE)), "float32"),
+        "im_shape": T([[SIZE, SIZE]] * 2, "float32"),
+        "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
+        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
+        "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
+        "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
+    }
+
+
+NAMES = ["loss", "loss_bbox_cls", "loss_bbox_reg", "loss_rpn_cls", "loss_rpn_reg"]
+
+
+def test_loss_names_and_an_image_without_gt():
+    model = tiny_model()
+    model.train()
+    batch = fixed_batch()
+    losses = model(batch)
+    assert sorted(losses) == NAMES and all(np.isfinite(float(v)) for v in losses.values())
+    parts = sum(float(losses[k]) for k in NAMES[1:])
+    np.testing.assert_allclose(float(losses["loss"]), parts, rtol=1e-6)
+    # an untrained head: cross-entropy about log(C + 1)
+    assert abs(float(losses["loss_bbox_cls"]) - math.log(4)) < 0.1
+    # random sampling (RPN anchors, RoIs) follows paddle.seed
+    runs = []
+    for _ in range(2):
+        paddle.seed(7)
+        runs.append([float(v) for v in model(batch).values()])
+    assert runs[0] == runs[1]
+    batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
+    losses = model(batch)
+    assert float(losses["loss_rpn_reg"]) == 0 and float(losses["loss_bbox_reg"]) == 0
+    assert float(losses["loss_rpn_cls"]) > 0 and float(losses["loss_bbox_cls"]) > 0
+    losses["loss"].backward()
+
+
+def test_training_steps_lower_the_loss():
+    model = tiny_model(extra=["ResNet.freeze_at=-1"])
+    model.train()
+    batch = fixed_batch()
+    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
+    history = []
+    for _ in range(6):
+        loss = model(batch)["loss"]
+        history.append(float(loss))
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    assert all(np.isfinite(history)) and history[-1] < 0.7 * history[0], history
+
+
+def test_eval_output_format_and_no_detections():
+    model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.0"])  # untrained: keep all
+    model.eval()
+    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
+    with paddle.no_grad():
+        out = model(batch)
+    bbox, num = out["bbox"].numpy(), out["bbox_num"].numpy()
+    assert bbox.dtype == np.float32 and num.dtype == np.int32 and bbox.shape == (num.sum(), 6)
+    assert num.tolist() == [100, 100]
+    assert set(np.unique(bbox[:, 0])) <= {0.0, 1.0, 2.0}
+    assert ((bbox[:, 1] >= 0) & (bbox[:, 1] < 1)).all()
+    assert (bbox[:, 4] > bbox[:, 2]).all() and (bbox[:, 5] > bbox[:, 3]).all()
+    # boxes lie in the original images: 96x96, and 192x192 for the one downscaled by 2
+    assert bbox[:100, 2:].min() >= 0 and bbox[:100, 2:].max() <= SIZE
+    assert bbox[100:, 2:].max() <= 2 * SIZE and bbox[100:, 2:].max() > SIZE
+    model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"])
+    model.eval()
+    with paddle.no_grad():
+        out = model(batch)
+    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+
+
+def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
+    coco = os.path.join(tiny_demo_data, "coco")
+    opts = [
+        f"TrainDataset.dataset_dir={coco}", f"EvalDataset.dataset_dir={coco}",
+        f"TestDataset.anno_path={coco}/annotations/instances_val.json",
+        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
+        "FPN.out_channel=16", "TwoFCHead.out_channel=32", "BBoxPostProcess.nms.score_threshold=0.0",
+        "TrainReader.batch_size=4", "LearningRate.schedulers.0.max_epochs=1",
+        "LearningRate.schedulers.1.steps=1",
+        "TrainReader.sample_transforms.Resize.target_size=[64, 64]",
+        "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
+        "TestReader.sample_transforms.Resize.target_size=[64, 64]",
+    ]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+
+    def tool(name, *args):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = tool("train.py")
+    assert "loss_rpn_cls" in out and "loss_bbox_reg" in out
+    opts.append(f"weights={tmp_path / 'out' / 'faster_rcnn_r18_fpn_demo' / 'model_final'}")
+    out = tool("eval.py")
+    assert "eval summary: AP@[.5:.95] = " in out
+    infer_dir = tmp_path / "infer"
+    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
+         "--output_dir", str(infer_dir))
+    results = json.loads((infer_dir / "bbox.json").read_text())
+    assert len(results) == 2
+    for det in (d for r in results for d in r["detections"]):
+        assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
