@@ -13,7 +13,9 @@ Classes (COCO category id): circle (1), square (3), triangle (7), cross (10): th
 contiguous on purpose. Boxes are the exact pixel extent of each drawn shape, in integers:
 COCO [x, y, w, h] = VOC (xmin, ymin, xmax - xmin, ymax - ymin). Some val images hold a
 cluster of tiny circles annotated as one ``iscrowd`` box; VOC marks those, and shapes under
-24 px, ``difficult``. Each image depends only on (seed, split, index), so the output is the same
+24 px, ``difficult``. The COCO view also has each shape's outline as ``segmentation``
+polygons (continuous pixel coordinates: the drawn vertices' pixel centres; a circle as a
+32-gon; a cross as its two bars) and the crowd's exact mask as uncompressed RLE. Each image depends only on (seed, split, index), so the output is the same
 on every run. An identical existing set is kept (``--force`` remakes it); one made with other
 settings is replaced. Needs only numpy and OpenCV.
 """
@@ -35,7 +37,7 @@ CLASSES = (("circle", 1), ("square", 3), ("triangle", 7), ("cross", 10))
 SPLITS = {"train": 0, "val": 1, "samples": 2}
 DIFFICULT_BELOW = 24  # px: shapes whose longer side is shorter than this are VOC-difficult
 STAMP = ".complete.json"
-VERSION = 2
+VERSION = 3  # 3: COCO segmentation (images and boxes as in 2)
 MIN_SIZE = 20  # px: smallest shape side (smaller ones are hard for a model trained for minutes)
 
 
@@ -80,15 +82,26 @@ def _rotate(points: np.ndarray, angle: float, centre: np.ndarray) -> np.ndarray:
     return (points - centre) @ np.array([[c, s], [-s, c]]) + centre
 
 
+CIRCLE_VERTICES = 32
+
+
+def _circle_polygon(cx: int, cy: int, r: int) -> np.ndarray:
+    """The outline of cv2.circle((cx, cy), r) in continuous pixel coordinates, [2 * 32]."""
+    t = np.arange(CIRCLE_VERTICES) * 2 * np.pi / CIRCLE_VERTICES
+    return np.stack([cx + 0.5 + r * np.cos(t), cy + 0.5 + r * np.sin(t)], 1).reshape(-1)
+
+
 def shape_mask(
     rng: np.random.Generator, name: str, h: int, w: int, x: int, y: int, size: int
-) -> np.ndarray:
-    """uint8 [h, w] mask of one shape drawn inside the square (x, y, size)."""
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """uint8 [h, w] mask of one shape drawn inside the square (x, y, size), and its outline
+    polygons (float [2K] each: x1, y1, ... in continuous pixels, i.e. drawn pixel centres)."""
     mask = np.zeros((h, w), np.uint8)
     centre = np.array([x + size / 2, y + size / 2])
     if name == "circle":
-        cv2.circle(mask, (int(centre[0]), int(centre[1])), max(size // 2, 2), 255, -1)
-        return mask
+        cx, cy, r = int(centre[0]), int(centre[1]), max(size // 2, 2)
+        cv2.circle(mask, (cx, cy), r, 255, -1)
+        return mask, [_circle_polygon(cx, cy, r)]
     angle = rng.uniform(-0.3, 0.3)
     if name == "square":
         half = size / 2 / (abs(np.cos(angle)) + abs(np.sin(angle)))  # stays inside the square
@@ -105,9 +118,23 @@ def shape_mask(
         horizontal = centre + np.array([[-arm, -bar], [arm, -bar], [arm, bar], [-arm, bar]])
         vertical = centre + np.array([[-bar, -arm], [bar, -arm], [bar, arm], [-bar, arm]])
         polys = [_rotate(horizontal, angle, centre), _rotate(vertical, angle, centre)]
+    outlines = []
     for poly in polys:  # one call each: fillPoly would XOR overlapping polygons
-        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 255)
-    return mask
+        vertices = np.round(poly).astype(np.int32)
+        cv2.fillPoly(mask, [vertices], 255)
+        outlines.append((vertices + 0.5).reshape(-1))
+    return mask, outlines
+
+
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE of a binary mask [h, w]: column-major run lengths, zeros first."""
+    flat = (mask.T.reshape(-1) > 0).astype(np.int8)
+    change = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], change, [len(flat)]])
+    counts = np.diff(bounds).tolist()
+    if flat[0]:
+        counts = [0] + counts
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
 
 
 def _extent(mask: np.ndarray) -> list[int] | None:
@@ -148,7 +175,8 @@ def _paint(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Non
 
 
 def make_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[dict]]:
-    """One RGB uint8 image and its objects [{box [x1,y1,x2,y2], class, crowd, area}]."""
+    """One RGB uint8 image and its objects [{box [x1,y1,x2,y2], class, crowd, area, segm}]
+    (``segm``: COCO polygons, or uncompressed RLE for the crowd)."""
     rng = np.random.default_rng([seed, SPLITS[split], index])
     h, w = (int(v) for v in rng.integers(160, 321, 2))
     if rng.uniform() < 0.25:
@@ -170,8 +198,9 @@ def make_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[dict
             )
         _paint(image, mask, rng)
         box = _extent(mask)
+        area = (box[2] - box[0]) * (box[3] - box[1])
         objects.append(
-            {"box": box, "class": 0, "crowd": 1, "area": (box[2] - box[0]) * (box[3] - box[1])}
+            {"box": box, "class": 0, "crowd": 1, "area": area, "segm": uncompressed_rle(mask)}
         )
     n_objects = 0 if rng.uniform() < 0.08 else int(rng.integers(1, 7))
     for _ in range(n_objects * 5):  # attempts
@@ -180,12 +209,15 @@ def make_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[dict
         size = int(np.exp(rng.uniform(np.log(MIN_SIZE), np.log(min(120, 0.7 * min(h, w))))))
         x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
         cls = int(rng.integers(len(CLASSES)))
-        mask = shape_mask(rng, CLASSES[cls][0], h, w, x, y, size)
+        mask, outlines = shape_mask(rng, CLASSES[cls][0], h, w, x, y, size)
         box = _extent(mask)
         if box is None or not _overlap_ok(box, [o["box"] for o in objects]):
             continue
         _paint(image, mask, rng)
-        objects.append({"box": box, "class": cls, "crowd": 0, "area": int((mask > 0).sum())})
+        segm = [[round(float(v), 2) for v in poly] for poly in outlines]
+        objects.append(
+            {"box": box, "class": cls, "crowd": 0, "area": int((mask > 0).sum()), "segm": segm}
+        )
     image += rng.normal(0, rng.uniform(0, 8), image.shape)
     return np.clip(image, 0, 255).astype(np.uint8), objects
 
@@ -254,6 +286,7 @@ def _write_split(out: str, split: str, count: int, first_id: int, seed: int) -> 
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "area": obj["area"],
                 "iscrowd": obj["crowd"],
+                "segmentation": obj["segm"],
             })  # fmt: skip
         ids.append(f"{im_id:06d}")
     coco = {

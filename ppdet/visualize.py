@@ -1,7 +1,8 @@
 """Draw detections on images and write them as JSON (used by tools/infer.py).
 
 Detections follow the model contract: ``bbox`` [N,6] rows of (class id, score, x1, y1, x2, y2)
-in original-image pixels.
+in original-image pixels; instance models add ``mask``: binary masks [N, H, W] (uint8, original
+image size) row-aligned with ``bbox``, drawn as a semi-transparent fill and written as COCO RLE.
 """
 from __future__ import annotations
 
@@ -30,20 +31,48 @@ def _class_name(class_id: int, label_list: Sequence[str] | None) -> str:
     return str(class_id)
 
 
+MASK_ALPHA = 0.45  # opacity of the mask fill
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """A binary mask [H, W] as COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
 def draw_detections(
     image: np.ndarray,
     bbox: np.ndarray,
     label_list: Sequence[str] | None = None,
     threshold: float = 0.5,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """A copy of ``image`` (HxWx3 BGR uint8) with boxes scoring >= ``threshold`` drawn.
 
     Each box gets its class colour and a filled label "name score" above it (inside the
     box when there is no room above). Line width and font scale follow the image size.
+    ``mask`` [N, H, W] (optional, binary, rows aligned with ``bbox``): each kept detection's
+    mask is filled with its class colour at opacity ``MASK_ALPHA`` before the boxes are drawn.
     """
     out = np.ascontiguousarray(image, dtype=np.uint8).copy()
     h, w = out.shape[:2]
     bbox = np.asarray(bbox, dtype=np.float32).reshape(-1, 6)  # [N, 6]
+    if mask is not None:
+        mask = np.asarray(mask).reshape(-1, h, w)  # [N, H, W]
+        if len(mask) != len(bbox):
+            raise ValueError(f"{len(mask)} masks for {len(bbox)} boxes")
+        for i in np.argsort(bbox[:, 1]):
+            cls, score = int(round(float(bbox[i, 0]))), float(bbox[i, 1])
+            if score < threshold or cls < 0:
+                continue
+            region = mask[i] > 0
+            colour = np.array(class_color(cls), np.float32)
+            out[region] = np.round(out[region] * (1 - MASK_ALPHA) + colour * MASK_ALPHA).astype(
+                np.uint8
+            )
     thickness = max(1, round(min(h, w) / 320))
     font = cv2.FONT_HERSHEY_SIMPLEX
     font_scale = float(np.clip(min(h, w) / 900, 0.35, 1.2))
@@ -79,24 +108,32 @@ def detections_to_json(
     bbox: np.ndarray,
     label_list: Sequence[str] | None = None,
     threshold: float = 0.0,
+    mask: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One image's entry: ``{"image", "im_id", "detections": [{class_id, category, score,
     bbox: [x1, y1, x2, y2]}]}`` for rows of ``bbox`` [n,6] scoring >= ``threshold``,
-    highest score first."""
+    highest score first. With ``mask`` [n, H, W] each detection also has ``segmentation``
+    (COCO compressed RLE, ``{"size": [H, W], "counts": str}``)."""
     bbox = np.asarray(bbox, dtype=np.float32).reshape(-1, 6)  # [n, 6]
+    if mask is not None:
+        mask = np.asarray(mask)
+        if len(mask) != len(bbox):
+            raise ValueError(f"{image}: {len(mask)} masks for {len(bbox)} boxes")
     dets = []
-    for cls, score, x1, y1, x2, y2 in bbox[np.argsort(-bbox[:, 1], kind="stable")].tolist():
+    for i in np.argsort(-bbox[:, 1], kind="stable").tolist():
+        cls, score, x1, y1, x2, y2 = bbox[i].tolist()
         if score < threshold or cls < 0:
             continue
         cls = int(round(cls))
-        dets.append(
-            {
-                "class_id": cls,
-                "category": _class_name(cls, label_list),
-                "score": round(score, 5),
-                "bbox": [round(v, 2) for v in (x1, y1, x2, y2)],
-            }
-        )
+        det = {
+            "class_id": cls,
+            "category": _class_name(cls, label_list),
+            "score": round(score, 5),
+            "bbox": [round(v, 2) for v in (x1, y1, x2, y2)],
+        }
+        if mask is not None:
+            det["segmentation"] = mask_to_rle(mask[i])
+        dets.append(det)
     return {"image": str(image), "im_id": int(im_id), "detections": dets}
 
 
@@ -133,13 +170,15 @@ def write_detections_json(
     """Write the JSON list of per-image entries to ``path`` atomically.
 
     ``results`` holds either entries made by ``detections_to_json`` (written as they are) or
-    the Predictor's raw results ``{"im_file", "im_id", "bbox" [n,6]}`` (converted here with
-    ``label_list`` and ``threshold``).
+    the Predictor's raw results ``{"im_file", "im_id", "bbox" [n,6], "mask" [n,H,W]
+    (optional)}`` (converted here with ``label_list`` and ``threshold``).
     """
     entries = [
         r
         if "detections" in r
-        else detections_to_json(r["im_file"], r["im_id"], r["bbox"], label_list, threshold)
+        else detections_to_json(
+            r["im_file"], r["im_id"], r["bbox"], label_list, threshold, r.get("mask")
+        )
         for r in results
     ]
     atomic_write_text(path, json.dumps(entries, indent=1))

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import difflib
+import pickle
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,6 +54,21 @@ BATCH_FIELDS: dict[str, type] = {
     "is_crowd": np.int32,  # [B, M, 1]
     "difficult": np.int32,  # [B, M, 1]
 }
+# ``gt_poly`` (a list of B per-image polygon lists) is not a tensor: paddle's DataLoader would turn
+# every polygon into a Tensor, so Collate pickles it into a uint8 array under this key and
+# DetDataLoader turns it back into the list (numpy polygons) under ``gt_poly``.
+PACKED_POLY_KEY = "__gt_poly__"
+
+
+def pack_polys(polys: list) -> np.ndarray:
+    """A batch's ``gt_poly`` list as a uint8 array (paddle's loader only moves arrays)."""
+    return np.frombuffer(pickle.dumps(polys, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
+
+
+def unpack_polys(packed: Any) -> list:
+    """The list packed by ``pack_polys`` (from a uint8 numpy array or paddle Tensor)."""
+    data = packed.numpy() if hasattr(packed, "numpy") else np.asarray(packed)
+    return pickle.loads(np.ascontiguousarray(data, np.uint8).tobytes())  # our own worker's bytes
 
 
 def _source(cfg: dict, key: str) -> str:
@@ -132,7 +148,9 @@ class Collate:
     """Batch transforms, then one stacked numpy array per contract field (see BATCH_FIELDS).
 
     Ground truth that no ``PadGT`` padded yet is padded here, so a batch always has
-    ``gt_bbox``/``gt_class``/``gt_score``/``pad_gt_mask`` of one length M. An exception (in a
+    ``gt_bbox``/``gt_class``/``gt_score``/``pad_gt_mask`` of one length M. ``gt_poly`` (when the
+    samples have it) stays a Python list of B per-image lists (``_collate``); ``__call__`` packs
+    it for paddle's loader (``PACKED_POLY_KEY``), ``DetDataLoader`` unpacks it. An exception (in a
     sample or here) becomes a batch ``{ERROR_KEY: text as uint8}`` that ``DetDataLoader`` raises.
     """
 
@@ -143,12 +161,15 @@ class Collate:
         errors = [s[ERROR_KEY] for s in samples if ERROR_KEY in s]
         if not errors:
             try:
-                return self._collate(samples)
+                batch = self._collate(samples)
+                if "gt_poly" in batch:
+                    batch[PACKED_POLY_KEY] = pack_polys(batch.pop("gt_poly"))
+                return batch
             except Exception as e:
                 errors = [exception_text(e)]
         return {ERROR_KEY: np.frombuffer(errors[0].encode(), np.uint8)}
 
-    def _collate(self, samples: list[dict]) -> dict[str, np.ndarray]:
+    def _collate(self, samples: list[dict]) -> dict[str, Any]:
         samples = self.batch_transform(samples)
         if "gt_bbox" in samples[0] and "pad_gt_mask" not in samples[0]:
             samples = PadGT()(samples)
@@ -162,17 +183,24 @@ class Collate:
                 f"images of a batch differ in size {sorted(shapes)}: resize to a fixed size, "
                 "or add PadBatch to batch_transforms"
             )
-        return {
+        batch: dict[str, Any] = {
             key: np.stack([np.asarray(s[key], dtype) for s in samples])
             for key, dtype in BATCH_FIELDS.items()
             if key in samples[0]
         }
+        if all("gt_poly" in s for s in samples):
+            batch["gt_poly"] = [
+                [[np.asarray(p, np.float32).reshape(-1) for p in obj] for obj in s["gt_poly"]]
+                for s in samples
+            ]
+        return batch
 
 
 class DetDataLoader(paddle.io.DataLoader):
     """paddle.io.DataLoader that raises DataPipelineError in the loop when loading a batch
     failed, instead of waiting forever: one line for a DataError (e.g. an unreadable image in
-    eval mode), the original traceback after the first line for other exceptions."""
+    eval mode), the original traceback after the first line for other exceptions. A batch's
+    ``gt_poly`` comes out as a list of B lists (objects) of lists of float32 [2K] numpy arrays."""
 
     def __iter__(self) -> Iterator[dict]:  # type: ignore[override]
         for batch in super().__iter__():
@@ -182,6 +210,8 @@ class DetDataLoader(paddle.io.DataLoader):
                 if len(lines) > 1:  # a traceback: its last line first, then the whole
                     text = f"{lines[-1]}\n{text}"
                 raise DataPipelineError(f"loading a batch failed: {text}")
+            if PACKED_POLY_KEY in batch:
+                batch["gt_poly"] = unpack_polys(batch.pop(PACKED_POLY_KEY))
             yield batch
 
 

@@ -45,7 +45,13 @@ class Predictor:
         self.model.eval()
 
     def predict(self, images: list[str]) -> tuple[list[dict], list[str]]:
-        """Detections per image: ``[{"im_file", "im_id", "bbox": [n, 6]}]`` and the label list."""
+        """Detections per image: ``[{"im_file", "im_id", "bbox": [n, 6]}]`` and the label list.
+
+        When the model returns ``mask`` (a list of B uint8 [n_b, H, W], or a Tensor [N, H, W]
+        when all images share one size) each entry also has ``"mask"``: uint8 [n, H, W].
+        """
+        from ppdet.evaluation.coco_eval import split_masks
+
         from ppdet.data.loader import build_dataset, build_loader
 
         dataset = build_dataset(self.cfg, "test")
@@ -58,16 +64,21 @@ class Predictor:
                 out = self.model(batch)
                 bbox = out["bbox"].numpy().reshape(-1, 6)
                 counts = out["bbox_num"].numpy().reshape(-1)
+                masks = split_masks(out["mask"], counts) if out.get("mask") is not None else None
                 start = 0
-                for im_id, n in zip(batch["im_id"].numpy().reshape(-1), counts):
+                for b, (im_id, n) in enumerate(zip(batch["im_id"].numpy().reshape(-1), counts)):
                     rows = bbox[start : start + int(n)]
                     start += int(n)
-                    results.append({"im_file": id_to_file[int(im_id)], "im_id": int(im_id), "bbox": rows})
+                    result = {"im_file": id_to_file[int(im_id)], "im_id": int(im_id), "bbox": rows}
+                    if masks is not None:
+                        result["mask"] = masks[b]
+                    results.append(result)
         return results, list(dataset.label_list)
 
 
 def save_visualizations(results: list[dict], label_list: list[str], output_dir: str, threshold: float) -> list[str]:
-    """Write ``<output_dir>/<image name>`` with boxes drawn; returns the written paths."""
+    """Write ``<output_dir>/<image name>`` with boxes (and masks, if any) drawn; returns the
+    written paths."""
     from ppdet.atomic_io import atomic_path
     from ppdet.visualize import draw_detections
 
@@ -77,7 +88,7 @@ def save_visualizations(results: list[dict], label_list: list[str], output_dir: 
         image = cv2.imread(result["im_file"], cv2.IMREAD_COLOR)
         if image is None:
             continue
-        drawn = draw_detections(image, np.asarray(result["bbox"]), label_list, threshold)
+        drawn = draw_detections(image, np.asarray(result["bbox"]), label_list, threshold, result.get("mask"))
         name = os.path.basename(result["im_file"])
         path = os.path.join(output_dir, name)
         ext = os.path.splitext(name)[1] or ".jpg"

@@ -234,12 +234,14 @@ class Trainer:
         with paddle.no_grad():
             for batch in tqdm(loader, desc="eval", unit="batch", disable=not self.is_main, leave=False):
                 out = _to_numpy(self.model(batch))
-                evaluator.update(batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"])
+                with_masks = out.get("mask") is not None and getattr(evaluator, "supports_masks", False)
+                masks = {"mask": out["mask"]} if with_masks else {}
+                evaluator.update(batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"], **masks)
         metrics = evaluator.accumulate()
         metrics["primary_metric"] = evaluator.primary_metric
         if self.is_main:
             labels = {"AP": "AP@[.5:.95]", "AP50": "mAP@0.5", "mAP_11point": "VOC mAP 11-point",
-                      "mAP_area": "VOC mAP area"}
+                      "mAP_area": "VOC mAP area", "mask_AP": "mask AP@[.5:.95]", "mask_AP50": "mask mAP@0.5"}
             shown = [f"{label} = {metrics[k]:.4f}" for k, label in labels.items() if k in metrics]
             print("eval summary: " + ", ".join(shown), flush=True)
             self._record_metrics(metrics, dataset.get_anno())

@@ -1,7 +1,8 @@
-"""COCO-style box evaluation with pycocotools.
+"""COCO-style box (and instance mask) evaluation with pycocotools.
 
-The evaluator gathers the model's detections as COCO result dicts (one per box), then runs
-``COCOeval`` on the dataset's annotation json and returns the 12 standard AP/AR numbers.
+The evaluator gathers the model's detections as COCO result dicts (one per box; with masks
+also one RLE ``segmentation`` result per box), then runs ``COCOeval`` on the dataset's
+annotation json and returns the 12 standard AP/AR numbers (``mask_``-prefixed for masks).
 """
 from __future__ import annotations
 
@@ -20,6 +21,36 @@ from ppdet.config.registry import register
 STAT_NAMES = (
     "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"
 )
+
+
+def split_masks(mask: Any, counts: np.ndarray) -> list[np.ndarray]:
+    """Per-image binary masks from a model's ``mask`` output, aligned with ``bbox`` rows.
+
+    ``mask`` is a list of B uint8 arrays [n_b, H_b, W_b] (each image's original size), or one
+    array/paddle Tensor [N, H, W] when all images share a size (split by ``counts`` [B]).
+    """
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)  # [B]
+    if isinstance(mask, (list, tuple)):
+        parts = [np.asarray(m.numpy() if hasattr(m, "numpy") else m) for m in mask]
+    else:
+        full = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask)  # [N, H, W]
+        if full.shape[0] != counts.sum():
+            raise ValueError(f"mask has {full.shape[0]} rows but bbox_num sums to {counts.sum()}")
+        parts = np.split(full, np.cumsum(counts)[:-1]) if len(counts) else []
+    if len(parts) != len(counts) or any(len(p) != n for p, n in zip(parts, counts.tolist())):
+        raise ValueError(
+            f"mask rows per image {[len(p) for p in parts]} differ from bbox_num {counts.tolist()}"
+        )
+    return [p.astype(np.uint8, copy=False) for p in parts]
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """A binary mask [H, W] as COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
 
 
 def split_by_image(bbox: np.ndarray, bbox_num: np.ndarray) -> list[np.ndarray]:
@@ -66,11 +97,15 @@ class COCOEvaluator:
             category id), ``label_list`` and ``records`` (whose ``im_id`` select the images
             that are evaluated).
         output_dir: if set, ``accumulate`` also writes the detections to
-            ``<output_dir>/bbox.json``.
+            ``<output_dir>/bbox.json`` (and ``mask.json`` when masks were given).
         classwise: also report one AP per category (keys ``"AP/<name>"``) and print them.
+
+    When updates carry ``mask``, ``accumulate`` also runs the ``segm`` evaluation and adds
+    ``mask_AP``, ``mask_AP50``, ... (the 12 stats, prefixed) to the bbox metrics.
     """
 
     primary_metric = "AP"
+    supports_masks = True  # update(..., mask=...) is accepted (the Trainer checks this)
 
     def __init__(self, dataset: Any, output_dir: str | None = None, classwise: bool = False):
         # datasets keep anno_path relative to dataset_dir; get_anno() gives the full path
@@ -82,52 +117,102 @@ class COCOEvaluator:
         self.output_dir = output_dir
         self.classwise = classwise
         self.results: list[dict[str, Any]] = []
+        self.mask_results: list[dict[str, Any]] = []
+        self.has_masks = False
 
     def reset(self) -> None:
         """Forget all detections gathered so far."""
         self.results = []
+        self.mask_results = []
+        self.has_masks = False
 
-    def update(self, im_id: np.ndarray, bbox: np.ndarray, bbox_num: np.ndarray) -> None:
-        """Add one batch: ``im_id`` [B] (or [B,1]), ``bbox`` [N,6], ``bbox_num`` [B]."""
+    def update(
+        self, im_id: np.ndarray, bbox: np.ndarray, bbox_num: np.ndarray, mask: Any = None
+    ) -> None:
+        """Add one batch: ``im_id`` [B] (or [B,1]), ``bbox`` [N,6], ``bbox_num`` [B].
+
+        ``mask`` (optional): binary masks in original-image pixels, row-aligned with ``bbox``:
+        a list of B uint8 arrays [n_b, H_b, W_b], or an array/Tensor [N, H, W] (one size).
+        """
         ids = np.asarray(im_id).reshape(-1)  # [B]
         per_image = split_by_image(bbox, bbox_num)
         if len(per_image) != len(ids):
             raise ValueError(f"{len(ids)} image ids but bbox_num has {len(per_image)} entries")
         for i, dets in zip(ids.tolist(), per_image):
             self.results.extend(detections_to_coco(i, dets, self.clsid2catid))
+        if mask is None:
+            return
+        self.has_masks = True
+        for i, dets, masks in zip(ids.tolist(), per_image, split_masks(mask, bbox_num)):
+            for det, m in zip(dets.tolist(), masks):
+                cls = int(round(det[0]))
+                if cls < 0:
+                    continue
+                self.mask_results.append(
+                    {
+                        "image_id": int(i),
+                        "category_id": int(self.clsid2catid[cls]),
+                        "segmentation": encode_mask(m),
+                        "score": det[1],
+                    }
+                )
 
     def accumulate(self) -> dict[str, float]:
-        """Run COCOeval (bbox) on the gathered detections; print and return the 12 stats."""
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-
+        """Run COCOeval (bbox, and segm if masks were given) on the gathered detections; print
+        and return the 12 stats (``mask_``-prefixed for segm)."""
         if self.output_dir:
             path = os.path.join(self.output_dir, "bbox.json")
             atomic_write_text(path, json.dumps(self.results))
-        if not self.results:
-            print("COCO bbox eval: no detections at all; every AP and AR is 0.")
-            return {name: 0.0 for name in STAT_NAMES}
+            if self.has_masks:
+                path = os.path.join(self.output_dir, "mask.json")
+                atomic_write_text(path, json.dumps(self.mask_results))
+        metrics = self._evaluate(self.results, "bbox", "")
+        if self.has_masks:
+            metrics.update(self._evaluate(self.mask_results, "segm", "mask_"))
+            print(
+                f"COCO segm: mask AP = {metrics['mask_AP']:.4f}, "
+                f"mask AP50 = {metrics['mask_AP50']:.4f}"
+            )
+        return metrics
 
+    def _evaluate(self, results: list[dict], iou_type: str, prefix: str) -> dict[str, float]:
+        """COCOeval of one result list (``iou_type`` "bbox" or "segm"); keys get ``prefix``."""
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        if not results:
+            print(f"COCO {iou_type} eval: no detections at all; every AP and AR is 0.")
+            return {prefix + name: 0.0 for name in STAT_NAMES}
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress chatter
             coco_gt = COCO(self.anno_path)
-            unknown = {r["image_id"] for r in self.results} - set(coco_gt.getImgIds())
+            unknown = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
             if unknown:
                 raise ValueError(
                     f"detections for image ids not in {self.anno_path}: {sorted(unknown)[:5]}"
                 )
-            coco_dt = coco_gt.loadRes(self.results)
-            coco_eval = COCOeval(coco_gt, coco_dt, iouType="bbox")
+            if iou_type == "segm":
+                missing = [a["id"] for a in coco_gt.dataset.get("annotations", [])
+                           if not a.get("segmentation")]
+                if missing:
+                    raise ValueError(
+                        f"{self.anno_path}: annotation ids {missing[:5]} have no segmentation; "
+                        "mask AP needs instance masks in the ground truth"
+                    )
+            coco_dt = coco_gt.loadRes([dict(r) for r in results])  # loadRes adds keys
+            coco_eval = COCOeval(coco_gt, coco_dt, iouType=iou_type)
             if self.im_ids:
                 coco_eval.params.imgIds = self.im_ids
             coco_eval.evaluate()
             coco_eval.accumulate()
+        if iou_type == "segm":
+            print("COCO segm (mask) evaluation:")
         coco_eval.summarize()  # prints the 12 standard lines
-        metrics = {name: float(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
+        metrics = {prefix + name: float(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
         if self.classwise:
-            metrics.update(self._per_class_ap(coco_eval))
+            metrics.update(self._per_class_ap(coco_eval, prefix))
         return metrics
 
-    def _per_class_ap(self, coco_eval: Any) -> dict[str, float]:
+    def _per_class_ap(self, coco_eval: Any, prefix: str = "") -> dict[str, float]:
         """AP@[.5:.95] per category from ``coco_eval.eval["precision"]``, printed as a table."""
         # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
         precision = coco_eval.eval["precision"]
@@ -143,9 +228,9 @@ class COCOEvaluator:
                 if cls is not None and cls < len(self.label_list)
                 else str(cat_id)
             )
-            out[f"AP/{name}"] = ap
+            out[f"{prefix}AP/{name}"] = ap
         width = max([len(n) for n in out] + [8])
-        print("Per-category bbox AP:")
+        print(f"Per-category {'mask' if prefix else 'bbox'} AP:")
         for name, ap in out.items():
-            print(f"  {name[3:]:<{width}} {ap:.3f}")
+            print(f"  {name[len(prefix) + 3:]:<{width}} {ap:.3f}")
         return out

@@ -1,8 +1,8 @@
 """Training augmentations on HWC images: colour distortion, expand, SSD-style crop, flip, mixup.
 
 All randomness comes from ``np.random`` (the loader seeds it per worker). Geometric operators
-move every box by exactly the pixel shift applied to the image (coordinates as in
-decode_resize.py: continuous pixels, x1 y1 x2 y2, no +1).
+move every box, and every ``gt_poly`` polygon, by exactly the pixel shift applied to the image
+(coordinates as in decode_resize.py: continuous pixels, x1 y1 x2 y2, no +1).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ppdet.config.registry import register
 
 from .compose import BaseOperator
 from .decode_resize import is_chw
-from .gt_fields import GT_FIELDS, num_gt, select_gt
+from .gt_fields import GT_FIELDS, POLY_KEY, clip_polygon, map_polys, num_gt, select_gt
 
 
 def _require_hwc(image: np.ndarray, op: str) -> None:
@@ -115,8 +115,8 @@ class RandomExpand(BaseOperator):
         prob: probability of expanding.
         fill_value: canvas colour, one value or one per channel (RGB, 0-255).
 
-    Requires: ``image`` [H, W, 3]. Modifies: ``image``, ``im_shape``, ``gt_bbox`` (shifted by
-    the paste offset).
+    Requires: ``image`` [H, W, 3]. Modifies: ``image``, ``im_shape``, ``gt_bbox`` and
+    ``gt_poly`` (shifted by the paste offset).
     """
 
     def __init__(
@@ -153,6 +153,7 @@ class RandomExpand(BaseOperator):
         _set_shape(sample, canvas)
         if "gt_bbox" in sample:
             sample["gt_bbox"] = sample["gt_bbox"] + np.array([x0, y0, x0, y0], np.float32)
+        map_polys(sample, lambda xs, ys: (xs + x0, ys + y0))
         return sample
 
 
@@ -176,9 +177,11 @@ class RandomCrop(BaseOperator):
     IoU with the gt boxes (the min, with ``cover_all_box``) reaches the threshold and it holds at
     least one box centre; boxes whose centre lies outside are dropped, the rest are clipped.
     If no threshold yields a crop the sample is unchanged; samples without boxes are unchanged.
+    ``gt_poly`` polygons are clipped to the crop window; an object none of whose polygons
+    keeps any area inside it is dropped (box too).
 
     Requires: ``image`` [H, W, 3], ``gt_bbox``. Modifies: ``image``, ``im_shape`` and all gt
-    fields (``gt_bbox``, ``gt_class``, ``gt_score``, ``is_crowd``, ``difficult``).
+    fields (``gt_bbox``, ``gt_class``, ``gt_score``, ``is_crowd``, ``difficult``, ``gt_poly``).
     """
 
     def __init__(
@@ -245,17 +248,37 @@ class RandomCrop(BaseOperator):
         x0, y0, x1, y1 = (int(v) for v in crop)
         _set_shape(sample, sample["image"][y0:y1, x0:x1])
         select_gt(sample, keep)
+        before = sample.get(POLY_KEY, [])
         shifted = sample["gt_bbox"] - np.array([x0, y0, x0, y0], np.float32)
         limit = np.array([x1 - x0, y1 - y0] * 2, np.float32)
         sample["gt_bbox"] = np.clip(shifted, 0, limit).astype(np.float32)
+        if POLY_KEY in sample:
+            w, h = x1 - x0, y1 - y0
+            clipped = []
+            for obj in sample[POLY_KEY]:
+                polys = []
+                for poly in obj:
+                    poly = np.asarray(poly, np.float32).reshape(-1).copy()
+                    poly[0::2] -= x0
+                    poly[1::2] -= y0
+                    part = clip_polygon(poly, 0, 0, w, h)
+                    if len(part):
+                        polys.append(part)
+                clipped.append(polys)
+            sample[POLY_KEY] = clipped
+            # an object that had polygons but has none left inside the crop is dropped
+            gone = np.array([len(o) == 0 and len(p) > 0 for o, p in zip(clipped, before)], bool)
+            if gone.any():
+                select_gt(sample, ~gone)
         return sample
 
 
 @register("transform")
 class RandomFlip(BaseOperator):
-    """Horizontal flip with probability ``prob``; a box becomes (w - x2, y1, w - x1, y2).
+    """Horizontal flip with probability ``prob``; a box becomes (w - x2, y1, w - x1, y2), a
+    polygon vertex (x, y) becomes (w - x, y).
 
-    Requires: ``image`` [H, W, 3]. Modifies: ``image``, ``gt_bbox`` (if present).
+    Requires: ``image`` [H, W, 3]. Modifies: ``image``, ``gt_bbox`` and ``gt_poly`` (if present).
     """
 
     def __init__(self, prob: float = 0.5) -> None:
@@ -274,6 +297,7 @@ class RandomFlip(BaseOperator):
             flipped[:, 0] = w - boxes[:, 2]
             flipped[:, 2] = w - boxes[:, 0]
             sample["gt_bbox"] = flipped
+        map_polys(sample, lambda xs, ys: (w - xs, ys))
         return sample
 
 
@@ -284,7 +308,8 @@ class Mixup(BaseOperator):
     The weight ``f`` of the sample is drawn from Beta(alpha, beta) (the partner gets 1 - f);
     images are blended on a canvas of the larger height and width (both placed at the top-left)
     and the boxes of both are kept, with ``gt_score`` = f for the sample's boxes and 1 - f for
-    the partner's. Without a partner only ``gt_score`` (ones) is added.
+    the partner's (``gt_poly`` lists are joined the same way, unmoved). Without a partner only
+    ``gt_score`` (ones) is added.
 
     Requires: ``image`` [H, W, 3], gt fields; ``mixup`` (a decoded sample) optional.
     Modifies: ``image`` (float32 when blended), ``im_shape``, ``h``, ``w``, gt fields.
@@ -325,6 +350,8 @@ class Mixup(BaseOperator):
         for key in GT_FIELDS:
             if key in sample and key in other:
                 sample[key] = np.concatenate([sample[key], other[key]], axis=0)
+        if POLY_KEY in sample and POLY_KEY in other:
+            sample[POLY_KEY] = list(sample[POLY_KEY]) + list(other[POLY_KEY])
         _set_shape(sample, canvas)
         sample["h"], sample["w"] = h, w
         return sample

@@ -35,7 +35,7 @@ class BatchRandomResize(BatchOperator):
         random_interp: draw the interpolation at random per batch.
 
     Requires: ``image`` (HWC, or CHW after Permute). Modifies: ``image``, ``im_shape``,
-    ``scale_factor``, ``gt_bbox``.
+    ``scale_factor``, ``gt_bbox``, ``gt_poly``.
     """
 
     def __init__(
@@ -74,7 +74,7 @@ class PadBatch(BatchOperator):
         pad_to_stride: round the padded height and width up to a multiple of this (0: no rounding).
 
     Requires: ``image`` [3, H, W] (after Permute). Modifies: ``image``. ``im_shape`` keeps the
-    unpadded size, boxes are unchanged (padding is at the bottom/right).
+    unpadded size, boxes and ``gt_poly`` are unchanged (padding is at the bottom/right).
     """
 
     def __init__(self, pad_to_stride: int = 0) -> None:
@@ -110,6 +110,7 @@ class PadGT(BatchOperator):
     Fields and dtypes: ``gt_bbox`` float32 [M, 4], ``gt_class`` int32 [M, 1], ``gt_score``
     float32 [M, 1] (ones unless set by Mixup), ``is_crowd`` and ``difficult`` int32 [M, 1]
     (zeros if absent), ``pad_gt_mask`` float32 [M, 1] (1 for a real box). Padding rows are 0.
+    ``gt_poly`` stays a per-sample list of the real objects (cut to M if boxes were dropped).
 
     Requires: ``gt_bbox``, ``gt_class``. Modifies: those. Adds: ``gt_score``, ``is_crowd``,
     ``difficult`` (if absent), ``pad_gt_mask``.
@@ -145,4 +146,6 @@ class PadGT(BatchOperator):
             mask = np.zeros((m, 1), np.float32)
             mask[:n] = 1.0
             sample["pad_gt_mask"] = mask
+            if "gt_poly" in sample:
+                sample["gt_poly"] = list(sample["gt_poly"][:n])
         return samples

@@ -14,6 +14,7 @@ from ppdet.config.registry import register
 from ppdet.data.errors import ImageDecodeError
 
 from .compose import BaseOperator
+from .gt_fields import map_polys
 
 _TAIL = 4096  # bytes at the end of a file searched for its end marker
 
@@ -79,7 +80,8 @@ class Decode(BaseOperator):
 
 
 def resize_sample(sample: dict, out_h: int, out_w: int, interp: int) -> dict:
-    """Resize ``image`` (HWC, or CHW after Permute) to out_h x out_w and scale boxes to match.
+    """Resize ``image`` (HWC, or CHW after Permute) to out_h x out_w and scale boxes (and
+    ``gt_poly`` polygons) to match.
 
     ``im_shape`` becomes (out_h, out_w); ``scale_factor`` is multiplied by (out_h / h, out_w / w),
     so it stays resized / original over several resizes.
@@ -100,6 +102,7 @@ def resize_sample(sample: dict, out_h: int, out_w: int, interp: int) -> dict:
     sample["scale_factor"] = (old * np.array([sy, sx])).astype(np.float32)
     if "gt_bbox" in sample:
         sample["gt_bbox"] = (sample["gt_bbox"] * np.array([sx, sy, sx, sy])).astype(np.float32)
+    map_polys(sample, lambda xs, ys: (xs * sx, ys * sy))
     return sample
 
 
@@ -136,7 +139,7 @@ class Resize(BaseOperator):
         interp: OpenCV interpolation flag (0 nearest, 1 linear, 2 cubic, 3 area, 4 lanczos).
 
     Requires: ``image`` (HWC, or CHW after Permute). Modifies: ``image``, ``im_shape``,
-    ``scale_factor`` (times resized / original), ``gt_bbox`` (if present).
+    ``scale_factor`` (times resized / original), ``gt_bbox`` and ``gt_poly`` (if present).
     """
 
     def __init__(

@@ -69,6 +69,15 @@ class FasterRCNN(nn.Layer):
     @classmethod
     def from_config(cls, args: dict[str, Any], build: Callable[..., Any]) -> FasterRCNN:
         """Build the parts, passing channel counts and strides downstream."""
+        parts, _, _ = cls.build_parts(args, build)
+        return cls(**parts)
+
+    @staticmethod
+    def build_parts(
+        args: dict[str, Any], build: Callable[..., Any]
+    ) -> tuple[dict[str, nn.Layer], list[int], list[float]]:
+        """(backbone/neck/rpn_head/bbox_head/bbox_post_process, channels and spatial scales of
+        the maps the heads see)."""
         backbone = build(args.get("backbone", "ResNet"))
         neck = None
         channels, scales = backbone.out_channels, [1.0 / s for s in backbone.out_strides]
@@ -80,22 +89,24 @@ class FasterRCNN(nn.Layer):
             args.get("bbox_head", "BBoxHead"), in_channels=channels, spatial_scales=scales
         )
         post = build(args.get("bbox_post_process", "BBoxPostProcess"))
-        return cls(backbone, rpn_head, bbox_head, post, neck)
+        parts = dict(
+            backbone=backbone, rpn_head=rpn_head, bbox_head=bbox_head, bbox_post_process=post,
+            neck=neck,
+        )
+        return parts, list(channels), list(scales)
 
-    def forward(self, batch: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
-        feats = self.backbone(batch["image"])
-        if self.neck is not None:
-            feats = self.neck(feats)  # FPN: P2-P6
-        if self.training:
-            gt_boxes, gt_classes = gt_lists(batch)
-            rpn_in = {"im_shape": batch["im_shape"], "gt_boxes": gt_boxes}
-            rois, rois_num, losses = self.rpn_head(feats, rpn_in)
-            losses.update(self.bbox_head(feats, rois, rois_num, (gt_boxes, gt_classes)))
-            total = paddle.add_n([v.reshape([]) for v in losses.values()])
-            return {"loss": total, **losses}
+    def features(self, image: paddle.Tensor) -> list[paddle.Tensor]:
+        """image [B, 3, H, W] -> the maps the heads see (FPN: P2-P6; C4: [C4])."""
+        feats = self.backbone(image)
+        return self.neck(feats) if self.neck is not None else feats
+
+    def detect(
+        self, feats: list[paddle.Tensor], batch: dict[str, paddle.Tensor]
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """Eval path: (bbox [N, 6] original-image pixels, bbox_num [B] int32)."""
         rois, rois_num, _ = self.rpn_head(feats, {"im_shape": batch["im_shape"]})
         preds = self.bbox_head(feats, rois, rois_num)
-        bbox, bbox_num = rcnn_post_process(
+        return rcnn_post_process(
             preds,
             paddle.concat(rois),
             rois_num,
@@ -104,4 +115,15 @@ class FasterRCNN(nn.Layer):
             self.bbox_post_process.decode,
             self.bbox_post_process.nms,
         )
+
+    def forward(self, batch: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+        feats = self.features(batch["image"])
+        if self.training:
+            gt_boxes, gt_classes = gt_lists(batch)
+            rpn_in = {"im_shape": batch["im_shape"], "gt_boxes": gt_boxes}
+            rois, rois_num, losses = self.rpn_head(feats, rpn_in)
+            losses.update(self.bbox_head(feats, rois, rois_num, (gt_boxes, gt_classes)))
+            total = paddle.add_n([v.reshape([]) for v in losses.values()])
+            return {"loss": total, **losses}
+        bbox, bbox_num = self.detect(feats, batch)
         return {"bbox": bbox, "bbox_num": bbox_num}

@@ -3,3 +3,4 @@ geometry, no parameters."""
 
 from .max_iou import MaxIoUAssigner, max_iou_assign  # noqa: F401
 from .sampler import BBoxAssigner, subsample_labels  # noqa: F401
+from .mask_target import MaskAssigner, polygons_to_mask  # noqa: F401

@@ -57,8 +57,9 @@ class BBoxAssigner:
     [S_b, 4], rois_num [B] int32, labels list [S_b] int32 (class, ``num_classes`` background),
     matched gt boxes list [S_b, 4] (zeros without gt)). S_b <= batch_size_per_im; an image
     where nothing can be sampled keeps its first RoI, labelled -1 (ignored).
-    ``ignore_thresh`` and ``cascade_iou`` are accepted for config compatibility (only
-    ignore_thresh -1, i.e. no crowd handling, is implemented).
+    ``ignore_thresh`` is accepted for config compatibility (only -1, i.e. no crowd handling,
+    is implemented). ``cascade_iou`` holds the per-stage IoU thresholds Cascade R-CNN's later
+    stages label with (``label``, fg = bg threshold, no sampling).
     """
 
     __shared__ = ["num_classes"]
@@ -86,6 +87,31 @@ class BBoxAssigner:
         self.bg_thresh = float(bg_thresh)
         self.use_random = bool(use_random)
         self.num_classes = int(num_classes)
+        self.cascade_iou = [float(v) for v in cascade_iou]
+
+    @paddle.no_grad()
+    def label(
+        self,
+        rois: paddle.Tensor,
+        gt_boxes: paddle.Tensor,
+        gt_classes: paddle.Tensor,
+        fg_thresh: float,
+        bg_thresh: float,
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """rois [N, 4], gt_boxes [M, 4], gt_classes [M] -> (matched gt index [N] int64, labels
+        [N] int32: the matched gt's class if IoU >= fg_thresh, ``num_classes`` (background)
+        below bg_thresh, -1 between). Without gt: matched 0, every label background."""
+        if gt_boxes.shape[0] == 0:
+            return paddle.zeros([rois.shape[0]], "int64"), paddle.full(
+                [rois.shape[0]], self.num_classes, "int32"
+            )
+        matched, match = max_iou_assign(
+            box_iou(rois, gt_boxes), fg_thresh, bg_thresh, allow_low_quality=False
+        )  # [N], [N]
+        labels = paddle.gather(gt_classes.astype("int32"), matched)  # [N]
+        labels = paddle.where(match == 0, paddle.full_like(labels, self.num_classes), labels)
+        labels = paddle.where(match == -1, paddle.full_like(labels, -1), labels)
+        return matched, labels
 
     @paddle.no_grad()
     def sample_image(
@@ -94,15 +120,7 @@ class BBoxAssigner:
         """One image: (sampled rois [S, 4], labels [S] int32, matched gt boxes [S, 4])."""
         if gt_boxes.shape[0] > 0:
             rois = paddle.concat([rois, gt_boxes])  # gt boxes are proposals too
-            matched, match = max_iou_assign(
-                box_iou(rois, gt_boxes), self.fg_thresh, self.bg_thresh, allow_low_quality=False
-            )  # [N], [N]
-            labels = paddle.gather(gt_classes.astype("int32"), matched)  # [N]
-            labels = paddle.where(match == 0, paddle.full_like(labels, self.num_classes), labels)
-            labels = paddle.where(match == -1, paddle.full_like(labels, -1), labels)
-        else:
-            matched = paddle.zeros([rois.shape[0]], "int64")
-            labels = paddle.full([rois.shape[0]], self.num_classes, "int32")
+        matched, labels = self.label(rois, gt_boxes, gt_classes, self.fg_thresh, self.bg_thresh)
         fg, bg = subsample_labels(
             labels, self.batch_size_per_im, self.fg_fraction, self.num_classes, self.use_random
         )

@@ -29,7 +29,7 @@ from ppdet.modeling.backbones.resnet import ResStage
 from ppdet.modeling.coders.delta_bbox import encode_deltas
 from ppdet.ops.roi import distribute_fpn_proposals, roi_align
 
-__all__ = ["BBoxHead", "RoIAlign", "Res5Head", "TwoFCHead"]
+__all__ = ["BBoxHead", "RoIAlign", "Res5Head", "TwoFCHead", "rcnn_box_loss"]
 
 
 class RoIAlign:
@@ -213,22 +213,41 @@ class BBoxHead(nn.Layer):
     ) -> dict[str, paddle.Tensor]:
         """scores [R, C+1], deltas [R, 4C], rois / gt_boxes [R, 4], labels [R] (-1 ignored,
         C background) -> {"loss_bbox_cls", "loss_bbox_reg"}."""
-        labels = labels.astype("int64")
-        valid = paddle.nonzero(labels >= 0).flatten()
-        if valid.shape[0]:
-            loss_cls = F.cross_entropy(
-                paddle.gather(scores, valid), paddle.gather(labels, valid), reduction="mean"
-            )
-        else:
-            loss_cls = scores.sum() * 0.0
-        fg = paddle.nonzero((labels >= 0) & (labels < self.num_classes)).flatten()
-        if fg.shape[0] == 0:
-            return {"loss_bbox_cls": loss_cls, "loss_bbox_reg": deltas.sum() * 0.0}
-        fg_cls = paddle.gather(labels, fg)  # [F]
-        cols = (4 * fg_cls).unsqueeze(1) + paddle.arange(4, dtype="int64")  # [F, 4]
-        pred = paddle.take_along_axis(paddle.gather(deltas, fg), cols, axis=1)  # [F, 4]
-        target = encode_deltas(
-            paddle.gather(rois, fg), paddle.gather(gt_boxes, fg), self.bbox_weight
-        )  # [F, 4]
-        loss_reg = (pred - target.detach()).abs().sum() / labels.shape[0]
+        loss_cls, loss_reg = rcnn_box_loss(
+            scores, deltas, rois, labels, gt_boxes, self.num_classes, self.bbox_weight
+        )
         return {"loss_bbox_cls": loss_cls, "loss_bbox_reg": loss_reg}
+
+
+def rcnn_box_loss(
+    scores: paddle.Tensor,
+    deltas: paddle.Tensor,
+    rois: paddle.Tensor,
+    labels: paddle.Tensor,
+    gt_boxes: paddle.Tensor,
+    num_classes: int,
+    bbox_weight: Sequence[float],
+) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """The R-CNN box losses (module docstring): scores [R, C+1], deltas [R, 4C] class-specific
+    or [R, 4] class-agnostic, rois / gt_boxes [R, 4], labels [R] (-1 ignored, ``num_classes``
+    background) -> (softmax cross-entropy mean over the labelled RoIs, summed L1 of the
+    foreground deltas against ``encode_deltas(roi, gt, bbox_weight)`` / R)."""
+    labels = labels.astype("int64")
+    valid = paddle.nonzero(labels >= 0).flatten()
+    if valid.shape[0]:
+        loss_cls = F.cross_entropy(
+            paddle.gather(scores, valid), paddle.gather(labels, valid), reduction="mean"
+        )
+    else:
+        loss_cls = scores.sum() * 0.0
+    fg = paddle.nonzero((labels >= 0) & (labels < num_classes)).flatten()
+    if fg.shape[0] == 0:
+        return loss_cls, deltas.sum() * 0.0
+    pred = paddle.gather(deltas, fg)  # [F, 4C] or [F, 4]
+    if deltas.shape[1] != 4:  # class-specific: the columns of each RoI's own class
+        cols = (4 * paddle.gather(labels, fg)).unsqueeze(1) + paddle.arange(4, dtype="int64")
+        pred = paddle.take_along_axis(pred, cols, axis=1)  # [F, 4]
+    target = encode_deltas(
+        paddle.gather(rois, fg), paddle.gather(gt_boxes, fg), bbox_weight
+    )  # [F, 4]
+    return loss_cls, (pred - target.detach()).abs().sum() / labels.shape[0]

@@ -27,8 +27,9 @@ __all__ = ["RCNNBox", "rcnn_nms", "rcnn_post_process"]
 
 @register("postprocess")
 class RCNNBox(nn.Layer):
-    """forward((deltas [R, 4C], probs [R, C+1]), rois [R, 4], rois_num [B], im_shape [B, 2])
-    -> (boxes [R, C, 4] input pixels clipped to the image, scores [R, C]).
+    """forward((deltas [R, 4C] or class-agnostic [R, 4], probs [R, C+1]), rois [R, 4],
+    rois_num [B], im_shape [B, 2]) -> (boxes [R, C, 4] input pixels clipped to the image,
+    scores [R, C]).
 
     ``num_classes``, ``box_normalized`` (false only) and ``code_type`` are 2.x config keys."""
 
@@ -55,8 +56,10 @@ class RCNNBox(nn.Layer):
     ) -> tuple[paddle.Tensor, paddle.Tensor]:
         deltas, probs = head_outputs
         num_classes = probs.shape[1] - 1
-        boxes = decode_deltas(deltas, rois, self.prior_box_var)  # [R, 4C]
-        boxes = boxes.reshape([-1, num_classes, 4])  # [R, C, 4]
+        boxes = decode_deltas(deltas, rois, self.prior_box_var)  # [R, 4C] or [R, 4]
+        boxes = boxes.reshape([-1, deltas.shape[1] // 4, 4])  # [R, C, 4] or [R, 1, 4]
+        if boxes.shape[1] != num_classes:  # class-agnostic deltas (Cascade): one box for all
+            boxes = boxes.expand([-1, num_classes, 4])  # [R, C, 4]
         img = paddle.repeat_interleave(im_shape, rois_num.astype("int64"), axis=0)  # [R, 2]
         boxes = clip_boxes(boxes, img[:, 0:1], img[:, 1:2])  # [R, 1] broadcast over classes
         return boxes, probs[:, :-1]

@@ -1,0 +1,257 @@
+"""Cascade R-CNN box head (Cai & Vasconcelos 2018): three R-CNN box stages, each refining the
+boxes of the one before, trained at rising IoU thresholds.
+
+Stage k (k = 0, 1, 2) has its own ``TwoFCHead`` (``head.{k}.fc6/fc7``), class scores
+``bbox_score_stage{k}`` [feat, C+1] (background LAST) and class-agnostic deltas
+``bbox_delta_stage{k}`` [feat, 4], coded with ``bbox_weight[k]``: [10, 10, 5, 5],
+[20, 20, 10, 10], [30, 30, 15, 15]. All stages share one ``RoIAlign``.
+
+Stage 0 reads the RPN proposals; stage k > 0 reads stage k-1's RoIs moved by stage k-1's
+deltas (detached), clipped to the input image (``im_shape``).
+
+Training: stage 0 samples its RoIs with ``BBoxAssigner`` (gt appended, 512 per image, 25 %
+foreground, IoU 0.5); stage k > 0 labels every refined RoI at IoU ``cascade_iou[k]`` (0.6,
+0.7; no gt appended, no sampling), after dropping boxes left with no width or height (an image
+left with none keeps its first). Each stage's losses are the Faster R-CNN box losses
+(``rcnn_box_loss``), times ``stage_loss_weights[k]`` (default 1/3 each), named
+``loss_bbox_cls_stage{k}`` / ``loss_bbox_reg_stage{k}``.
+
+Eval: the class probabilities are the mean of the stages' softmax outputs; the boxes come from
+the last stage's deltas on its RoIs (decoded by the post-process with [30, 30, 15, 15]).
+These are the numbers of PaddleDetection 2.x's CascadeHead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import paddle
+import paddle.nn.functional as F
+from paddle import ParamAttr, nn
+from paddle.nn.initializer import Constant, Normal
+
+from ppdet.config.registry import register
+from ppdet.modeling.assigners.sampler import BBoxAssigner
+from ppdet.modeling.coders.delta_bbox import decode_deltas
+from ppdet.modeling.heads.bbox_head import RoIAlign, TwoFCHead, rcnn_box_loss
+
+__all__ = ["CascadeHead", "CascadeTwoFCHead", "refine_rois"]
+
+DEFAULT_WEIGHTS = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0))
+
+
+@register("head")
+class CascadeTwoFCHead(nn.Layer):
+    """One ``TwoFCHead`` per stage, sublayers named ``0``, ``1``, ...:
+    forward(rois_feat [R, C, s, s], stage) -> [R, out_channel]."""
+
+    def __init__(
+        self,
+        in_channel: int = 256,
+        out_channel: int = 1024,
+        resolution: int = 7,
+        num_cascade_stage: int = 3,
+    ):
+        super().__init__()
+        self.stages = [
+            self.add_sublayer(str(k), TwoFCHead(in_channel, out_channel, resolution))
+            for k in range(num_cascade_stage)
+        ]
+        self.out_channel = out_channel
+
+    def forward(self, rois_feat: paddle.Tensor, stage: int = 0) -> paddle.Tensor:
+        return self.stages[stage](rois_feat)
+
+
+def refine_rois(
+    deltas: paddle.Tensor,
+    rois: Sequence[paddle.Tensor],
+    weights: Sequence[float],
+    im_shape: paddle.Tensor,
+    drop_empty: bool,
+) -> tuple[list[paddle.Tensor], paddle.Tensor]:
+    """The next stage's RoIs: deltas [R, 4] (class-agnostic) applied to the per-image RoIs
+    (list of [R_b, 4], R = sum R_b) with ``weights``, detached, clipped to im_shape [B, 2]
+    (h, w). ``drop_empty`` (training) removes boxes with no width or height; an image left
+    with none keeps its first box. Returns (list of [R'_b, 4], rois_num [B] int32)."""
+    nums = [r.shape[0] for r in rois]
+    sizes = paddle.concat(
+        [paddle.expand(im_shape[b : b + 1], [n, 2]) for b, n in enumerate(nums)]
+    )  # [R, 2]
+    boxes = decode_deltas(
+        deltas.detach(), paddle.concat(list(rois)).detach(), weights, max_shape=sizes
+    )  # [R, 4]
+    out = []
+    for part in paddle.split(boxes, nums) if len(nums) > 1 else [boxes]:
+        if drop_empty and part.shape[0]:
+            keep = paddle.nonzero(
+                (part[:, 2] > part[:, 0]) & (part[:, 3] > part[:, 1])
+            ).flatten()  # [K]
+            if keep.shape[0] == 0:
+                keep = paddle.zeros([1], "int64")
+            part = paddle.gather(part, keep)
+        out.append(part)
+    return out, paddle.to_tensor([p.shape[0] for p in out], "int32")
+
+
+@register("head")
+class CascadeHead(nn.Layer):
+    """Cascade R-CNN box head (module docstring).
+
+    forward(feats, rois list [R_b, 4], rois_num [B], im_shape [B, 2], gt=None) ->
+    - eval (gt None): ((deltas [R, 4] last stage, probs [R, C+1] mean softmax), last-stage
+      rois [R, 4], rois_num [B]);
+    - training (gt = (boxes list [M_b, 4], classes list [M_b])):
+      {"loss_bbox_cls_stage{k}", "loss_bbox_reg_stage{k}"} for each stage k.
+
+    Args (2.x keys): head (CascadeTwoFCHead), roi_extractor (``RoIAlign`` arguments),
+    bbox_assigner (``BBoxAssigner``, its ``cascade_iou`` gives the stage thresholds),
+    num_classes, bbox_weight (one per stage), num_cascade_stages, stage_loss_weights;
+    reg_class_agnostic (true only), add_gt_as_proposals ([true, false, false] only) and
+    in_channel are accepted for config compatibility.
+    """
+
+    __shared__ = ["num_classes"]
+
+    def __init__(
+        self,
+        head: nn.Layer,
+        roi_extractor: dict | None = None,
+        bbox_assigner: Any = None,
+        num_classes: int = 80,
+        bbox_weight: Sequence[Sequence[float]] = DEFAULT_WEIGHTS,
+        num_cascade_stages: int = 3,
+        stage_loss_weights: Sequence[float] | None = None,
+        reg_class_agnostic: bool = True,
+        add_gt_as_proposals: Sequence[bool] = (True, False, False),
+        in_channel: int | None = None,
+        spatial_scales: Sequence[float] = (0.0625,),
+        in_channels: Sequence[int] | None = None,
+    ):
+        super().__init__()
+        n = int(num_cascade_stages)
+        if not reg_class_agnostic:
+            raise ValueError("CascadeHead: only reg_class_agnostic true is implemented")
+        if [bool(v) for v in add_gt_as_proposals] != [True] + [False] * (n - 1):
+            raise ValueError("CascadeHead: add_gt_as_proposals must be [true, false, ...]")
+        if len(bbox_weight) != n:
+            raise ValueError(f"CascadeHead: bbox_weight needs {n} entries (one per stage)")
+        self.head = head
+        spec = dict(roi_extractor or {})
+        spec.pop("name", None)
+        spec.setdefault("spatial_scale", list(spatial_scales))
+        self.roi_extractor = RoIAlign(**spec)
+        self.bbox_assigner = bbox_assigner or BBoxAssigner(num_classes=num_classes)
+        if len(self.bbox_assigner.cascade_iou) < n:
+            raise ValueError(f"CascadeHead: BBoxAssigner.cascade_iou needs {n} thresholds")
+        self.num_classes = int(num_classes)
+        self.num_stages = n
+        self.bbox_weight = [[float(v) for v in w] for w in bbox_weight]
+        self.stage_loss_weights = (
+            [1.0 / n] * n if stage_loss_weights is None else [float(v) for v in stage_loss_weights]
+        )
+        feat = head.out_channel
+        self.bbox_score = [
+            self.add_sublayer(
+                f"bbox_score_stage{k}",
+                nn.Linear(
+                    feat,
+                    num_classes + 1,
+                    weight_attr=ParamAttr(initializer=Normal(0.0, 0.01)),
+                    bias_attr=ParamAttr(initializer=Constant(0.0)),
+                ),
+            )
+            for k in range(n)
+        ]
+        self.bbox_delta = [
+            self.add_sublayer(
+                f"bbox_delta_stage{k}",
+                nn.Linear(
+                    feat,
+                    4,
+                    weight_attr=ParamAttr(initializer=Normal(0.0, 0.001)),
+                    bias_attr=ParamAttr(initializer=Constant(0.0)),
+                ),
+            )
+            for k in range(n)
+        ]
+
+    @classmethod
+    def from_config(cls, args: dict[str, Any], build: Callable[..., Any]) -> CascadeHead:
+        """Build the per-stage heads with in_channel = the feature maps' channels."""
+        args = dict(args)
+        in_channels = list(args.pop("in_channels", None) or [args.get("in_channel") or 256])
+        resolution = int((args.get("roi_extractor") or {}).get("resolution", 14))
+        args["head"] = build(
+            args.get("head", "CascadeTwoFCHead"),
+            in_channel=in_channels[0],
+            resolution=resolution,
+            num_cascade_stage=int(args.get("num_cascade_stages", 3)),
+        )
+        if "bbox_assigner" in args:
+            args["bbox_assigner"] = build(args["bbox_assigner"])
+        return cls(**args)
+
+    def _stage(
+        self, feats: Sequence[paddle.Tensor], rois: paddle.Tensor, rois_num: paddle.Tensor, k: int
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """rois [R, 4] -> (scores [R, C+1] logits, deltas [R, 4]) of stage k."""
+        x = self.head(self.roi_extractor(feats, rois, rois_num), k)  # [R, F]
+        return self.bbox_score[k](x), self.bbox_delta[k](x)
+
+    def forward(
+        self,
+        feats: Sequence[paddle.Tensor],
+        rois: Sequence[paddle.Tensor],
+        rois_num: paddle.Tensor,
+        im_shape: paddle.Tensor,
+        gt: tuple[Sequence[paddle.Tensor], Sequence[paddle.Tensor]] | None = None,
+    ) -> Any:
+        rois = list(rois)
+        losses: dict[str, paddle.Tensor] = {}
+        probs = []
+        for k in range(self.num_stages):
+            if k > 0:
+                rois, rois_num = refine_rois(
+                    deltas, rois, self.bbox_weight[k - 1], im_shape, gt is not None
+                )
+            if gt is not None:
+                if k == 0:
+                    rois, rois_num, labels, gt_boxes = self.bbox_assigner(rois, gt[0], gt[1])
+                else:
+                    labels, gt_boxes = self._label_all(rois, gt, self.bbox_assigner.cascade_iou[k])
+            all_rois = paddle.concat(rois)  # [R, 4]
+            scores, deltas = self._stage(feats, all_rois, rois_num, k)
+            if gt is None:
+                probs.append(F.softmax(scores, axis=-1))
+                continue
+            loss_cls, loss_reg = rcnn_box_loss(
+                scores,
+                deltas,
+                all_rois,
+                paddle.concat(labels),
+                paddle.concat(gt_boxes),
+                self.num_classes,
+                self.bbox_weight[k],
+            )
+            losses[f"loss_bbox_cls_stage{k}"] = loss_cls * self.stage_loss_weights[k]
+            losses[f"loss_bbox_reg_stage{k}"] = loss_reg * self.stage_loss_weights[k]
+        if gt is not None:
+            return losses
+        return (deltas, paddle.add_n(probs) / len(probs)), all_rois, rois_num
+
+    def _label_all(
+        self,
+        rois: Sequence[paddle.Tensor],
+        gt: tuple[Sequence[paddle.Tensor], Sequence[paddle.Tensor]],
+        iou: float,
+    ) -> tuple[list[paddle.Tensor], list[paddle.Tensor]]:
+        """Every RoI of every image labelled at one IoU threshold (no ignored band): (labels
+        list [R_b] int32, matched gt boxes list [R_b, 4], zeros without gt)."""
+        labels, boxes = [], []
+        for r, g, c in zip(rois, gt[0], gt[1], strict=True):
+            matched, lab = self.bbox_assigner.label(r, g, c, iou, iou)
+            labels.append(lab)
+            boxes.append(paddle.gather(g, matched) if g.shape[0] else paddle.zeros_like(r))
+        return labels, boxes

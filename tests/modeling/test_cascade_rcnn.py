@@ -1,0 +1,228 @@
+"""Cascade R-CNN: checkpoint names, stage targets and refinement on hand-made boxes,
+class-agnostic loss and decode, losses, a few training steps, eval, tools.
+
+Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and the same eight losses
+from its own random .pdparams) is checked by bench/compare_cascade_rcnn.py.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+import ppdet
+from ppdet.modeling.assigners import BBoxAssigner
+from ppdet.modeling.heads.bbox_head import rcnn_box_loss
+from ppdet.modeling.heads.cascade_head import CascadeHead, CascadeTwoFCHead, refine_rois
+from ppdet.modeling.postprocess import RCNNBox
+from tests.conftest import ROOT
+
+REPO = Path(__file__).resolve().parents[2]
+COMPAT = REPO / "tests" / "fixtures" / "compat"
+DEMO = str(REPO / "configs" / "cascade_rcnn" / "cascade_rcnn_r18_fpn_demo.yml")
+TINY = ["num_classes=3", "FPN.out_channel=32", "CascadeTwoFCHead.out_channel=64"]
+SIZE = 96
+T = paddle.to_tensor
+STAGE_LOSSES = [f"loss_bbox_{kind}_stage{k}" for k in range(3) for kind in ("cls", "reg")]
+NAMES = sorted(["loss", "loss_rpn_cls", "loss_rpn_reg"] + STAGE_LOSSES)
+
+
+def test_names_and_shapes_equal_paddledetection():
+    cfg = ppdet.load_config(str(REPO / "configs" / "cascade_rcnn" / "cascade_rcnn_r50_fpn_1x_coco.yml"))
+    model = ppdet.build_model(cfg)
+    lines = sorted(
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+    )
+    assert lines == (COMPAT / "cascade_rcnn_r50_fpn.txt").read_text().splitlines()
+    head = model.bbox_head
+    assert head.bbox_weight == [[10, 10, 5, 5], [20, 20, 10, 10], [30, 30, 15, 15]]
+    assert head.bbox_assigner.cascade_iou == [0.5, 0.6, 0.7]
+    np.testing.assert_allclose(head.stage_loss_weights, [1 / 3] * 3)
+    assert model.bbox_post_process.decode.prior_box_var == [30, 30, 15, 15]
+
+
+def test_refine_rois_decodes_clips_and_drops_empty_boxes():
+    rois = [T([[0, 0, 10, 10], [20, 0, 30, 10]], "float32"), T([[2, 2, 6, 6]], "float32")]
+    # RoI 0: dx 2 / 20 = 0.1 of the width (1 px), dw 10 log 2 / 10 -> twice as wide:
+    # centre 6, width 20 -> [-4, 0, 16, 10], clipped to the 14-wide image -> [0, 0, 14, 10].
+    # RoI 1 lies right of the image: clipped to [14, 0, 14, 10], no width.
+    deltas = T([[2.0, 0, 10 * math.log(2.0), 0], [0, 0, 0, 0], [0, 0, 0, 0]], "float32")
+    im_shape = T([[12, 14], [12, 4]], "float32")
+    out, num = refine_rois(deltas, rois, [20, 20, 10, 10], im_shape, drop_empty=False)
+    assert num.numpy().tolist() == [2, 1]
+    np.testing.assert_allclose(out[0].numpy(), [[0, 0, 14, 10], [14, 0, 14, 10]], atol=1e-5)
+    np.testing.assert_allclose(out[1].numpy(), [[2, 2, 4, 6]], atol=1e-5)  # image 1 is 4 wide
+    # training drops boxes with no width or height; an image left with none keeps its first
+    out, num = refine_rois(deltas, rois, [20, 20, 10, 10], im_shape, drop_empty=True)
+    assert num.numpy().tolist() == [1, 1]
+    np.testing.assert_allclose(out[0].numpy(), [[0, 0, 14, 10]], atol=1e-5)
+    outside = [T([[20, 0, 30, 10], [16, 0, 18, 4]], "float32")]  # both empty once clipped
+    out, num = refine_rois(paddle.zeros([2, 4]), outside, [10, 10, 5, 5], T([[12, 14]], "float32"), True)
+    assert num.numpy().tolist() == [1]
+    np.testing.assert_allclose(out[0].numpy(), [[14, 0, 14, 10]])
+    deltas.stop_gradient = False
+    out, _ = refine_rois(deltas, rois, [20, 20, 10, 10], im_shape, drop_empty=True)
+    assert out[0].stop_gradient  # the next stage does not train the previous one's deltas
+
+
+def test_later_stages_label_every_roi_at_their_threshold():
+    head = CascadeHead(CascadeTwoFCHead(in_channel=4, out_channel=8, resolution=2), num_classes=3,
+                       bbox_assigner=BBoxAssigner(num_classes=3, use_random=False))
+    gt = ([T([[0, 0, 10, 10]], "float32"), paddle.zeros([0, 4])], [T([1], "int32"), paddle.zeros([0], "int32")])
+    # IoU with the gt: 1, 100 / 150 = 0.667, 100 / 180 = 0.556, 0
+    rois = [T([[0, 0, 10, 10], [0, 0, 10, 15], [0, 0, 10, 18], [20, 20, 30, 30]], "float32"),
+            T([[1, 1, 5, 5]], "float32")]
+    labels, boxes = head._label_all(rois, gt, 0.6)
+    assert labels[0].numpy().tolist() == [1, 1, 3, 3]  # no ignored band, no gt appended
+    assert labels[1].numpy().tolist() == [3]  # no gt: background, zero boxes
+    np.testing.assert_array_equal(boxes[0].numpy(), [[0, 0, 10, 10]] * 4)
+    assert float(boxes[1].abs().sum()) == 0 and boxes[1].shape == [1, 4]
+    labels, _ = head._label_all(rois, gt, 0.7)
+    assert labels[0].numpy().tolist() == [1, 3, 3, 3]
+
+
+def test_class_agnostic_loss_and_decode():
+    # RoI 0 foreground (class 1) one pixel left of its gt: dx = 20 * 1 / 10 = 2 with [20, 20, 10, 10]
+    rois = T([[0, 0, 10, 10], [30, 30, 40, 40]], "float32")
+    gt = T([[1, 0, 11, 10], [0, 0, 0, 0]], "float32")
+    labels = T([1, 3], "int32")
+    scores = paddle.zeros([2, 4])
+    loss_cls, loss_reg = rcnn_box_loss(scores, paddle.zeros([2, 4]), rois, labels, gt, 3, [20, 20, 10, 10])
+    np.testing.assert_allclose(float(loss_cls), math.log(4), rtol=1e-6)
+    np.testing.assert_allclose(float(loss_reg), 2 / 2, rtol=1e-6)  # summed L1 / sampled RoIs
+    deltas = T([[2.0, 0, 0, 0], [0, 0, 0, 0]], "float32")
+    _, loss_reg = rcnn_box_loss(scores, deltas, rois, labels, gt, 3, [20, 20, 10, 10])
+    assert float(loss_reg) < 1e-6
+    # decode: one box per RoI, shared by every class
+    probs = T([[0.2, 0.3, 0.1, 0.4], [0.1, 0.1, 0.1, 0.7]], "float32")
+    boxes, cls_scores = RCNNBox([20, 20, 10, 10])((deltas, probs), rois, T([2], "int32"), T([[50, 50]], "float32"))
+    assert boxes.shape == [2, 3, 4]
+    np.testing.assert_allclose(boxes.numpy()[0], [[1, 0, 11, 10]] * 3, atol=1e-5)
+    np.testing.assert_allclose(cls_scores.numpy(), probs.numpy()[:, :3])
+
+
+def tiny_model(seed=0, extra=()):
+    paddle.seed(seed)
+    return ppdet.build_model(ppdet.load_config(DEMO, TINY + list(extra)))
+
+
+def fixed_batch():
+    rng = np.random.default_rng(0)
+    return {
+        "image": T(rng.normal(size=(2, 3, SIZE, SIZE)), "float32"),
+        "im_shape": T([[SIZE, SIZE]] * 2, "float32"),
+        "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
+        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
+        "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
+        "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
+    }
+
+
+def test_loss_names_and_an_image_without_gt():
+    model = tiny_model()
+    model.train()
+    batch = fixed_batch()
+    losses = model(batch)
+    assert sorted(losses) == NAMES and all(np.isfinite(float(v)) for v in losses.values())
+    parts = sum(float(losses[k]) for k in NAMES if k != "loss")
+    np.testing.assert_allclose(float(losses["loss"]), parts, rtol=1e-6)
+    # an untrained stage: cross-entropy about log(C + 1), weighted by 1/3
+    for k in range(3):
+        assert abs(3 * float(losses[f"loss_bbox_cls_stage{k}"]) - math.log(4)) < 0.15
+    # stage 0 saw the appended gt boxes, so it has foreground RoIs to regress
+    assert float(losses["loss_bbox_reg_stage0"]) > 0
+    batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
+    losses = model(batch)
+    assert all(float(losses[f"loss_bbox_reg_stage{k}"]) == 0 for k in range(3))
+    assert all(float(losses[f"loss_bbox_cls_stage{k}"]) > 0 for k in range(3))
+    losses["loss"].backward()
+
+
+def test_training_steps_lower_the_loss():
+    model = tiny_model(extra=["ResNet.freeze_at=-1"])
+    model.train()
+    batch = fixed_batch()
+    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
+    history = []
+    for _ in range(6):
+        loss = model(batch)["loss"]
+        history.append(float(loss))
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    assert all(np.isfinite(history)) and history[-1] < 0.7 * history[0], history
+
+
+def test_eval_mean_of_stages_output_format_and_no_detections():
+    model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.0"])  # untrained: keep all
+    model.eval()
+    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
+    with paddle.no_grad():
+        out = model(batch)
+        # the head's probabilities are the mean of the three stages' softmax, each stage on
+        # the boxes the previous one refined
+        feats = model.neck(model.backbone(batch["image"]))
+        rois, rois_num, _ = model.rpn_head(feats, {"im_shape": batch["im_shape"]})
+        (deltas, probs), last_rois, _ = model.bbox_head(feats, rois, rois_num, batch["im_shape"])
+        head, stage_probs = model.bbox_head, []
+        for k in range(3):
+            if k:
+                rois, rois_num = refine_rois(d, rois, head.bbox_weight[k - 1], batch["im_shape"], False)
+            s, d = head._stage(feats, paddle.concat(rois), rois_num, k)
+            stage_probs.append(paddle.nn.functional.softmax(s, axis=-1).numpy())
+    np.testing.assert_allclose(probs.numpy(), np.mean(stage_probs, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(last_rois.numpy(), paddle.concat(rois).numpy())
+    np.testing.assert_allclose(deltas.numpy(), d.numpy())
+    bbox, num = out["bbox"].numpy(), out["bbox_num"].numpy()
+    assert bbox.dtype == np.float32 and num.dtype == np.int32 and bbox.shape == (num.sum(), 6)
+    assert num.tolist() == [100, 100]
+    assert set(np.unique(bbox[:, 0])) <= {0.0, 1.0, 2.0}
+    assert ((bbox[:, 1] >= 0) & (bbox[:, 1] < 1)).all()
+    assert (bbox[:, 4] > bbox[:, 2]).all() and (bbox[:, 5] > bbox[:, 3]).all()
+    # boxes lie in the original images: 96x96, and 192x192 for the one downscaled by 2
+    assert bbox[:100, 2:].min() >= 0 and bbox[:100, 2:].max() <= SIZE
+    assert bbox[100:, 2:].max() <= 2 * SIZE and bbox[100:, 2:].max() > SIZE
+    model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"])
+    model.eval()
+    with paddle.no_grad():
+        out = model(batch)
+    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+
+
+def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
+    coco = os.path.join(tiny_demo_data, "coco")
+    opts = [
+        f"TrainDataset.dataset_dir={coco}", f"EvalDataset.dataset_dir={coco}",
+        f"TestDataset.anno_path={coco}/annotations/instances_val.json",
+        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
+        "FPN.out_channel=16", "CascadeTwoFCHead.out_channel=32", "BBoxPostProcess.nms.score_threshold=0.0",
+        "TrainReader.batch_size=4", "LearningRate.schedulers.0.max_epochs=1",
+        "LearningRate.schedulers.1.steps=1",
+        "TrainReader.sample_transforms.Resize.target_size=[64, 64]",
+        "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
+        "TestReader.sample_transforms.Resize.target_size=[64, 64]",
+    ]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+
+    def tool(name, *args):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = tool("train.py")
+    assert "loss_bbox_cls_stage0" in out and "loss_bbox_reg_stage2" in out
+    opts.append(f"weights={tmp_path / 'out' / 'cascade_rcnn_r18_fpn_demo' / 'model_final'}")
+    out = tool("eval.py")
+    assert "eval summary: AP@[.5:.95] = " in out
+    infer_dir = tmp_path / "infer"
+    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
+         "--output_dir", str(infer_dir))
+    results = json.loads((infer_dir / "bbox.json").read_text())
+    assert len(results) == 2
+    for det in (d for r in results for d in r["detections"]):
+        assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0

@@ -1,0 +1,263 @@
+"""Mask R-CNN: checkpoint names, mask targets from hand-made polygons, paste-back, losses, a few
+training steps, eval output (with and without detections), tools.
+
+Full-size equivalence with PaddleDetection 2.6 (same detections, the same pasted masks and the
+same six losses from its own random .pdparams, FPN and C4) is checked by
+bench/compare_mask_rcnn.py.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+import ppdet
+from ppdet.modeling.assigners import MaskAssigner, polygons_to_mask
+from ppdet.modeling.heads.mask_head import MaskFeat, MaskHead
+from ppdet.modeling.postprocess import paste_masks
+from tests.conftest import ROOT
+
+REPO = Path(__file__).resolve().parents[2]
+COMPAT = REPO / "tests" / "fixtures" / "compat"
+DEMO = str(REPO / "configs" / "mask_rcnn" / "mask_rcnn_r18_fpn_demo.yml")
+TINY = [
+    "num_classes=3", "FPN.out_channel=32", "TwoFCHead.out_channel=64", "MaskFeat.out_channel=16",
+    "MaskFeat.num_convs=2", "BBoxAssigner.batch_size_per_im=64",
+]
+SIZE = 96
+T = paddle.to_tensor
+
+
+def state_lines(model):
+    return sorted(
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+    )
+
+
+@pytest.mark.parametrize("config, names", [
+    ("mask_rcnn_r50_fpn_1x_coco.yml", "mask_rcnn_r50_fpn.txt"),
+    ("mask_rcnn_r50_fpn_2x_coco.yml", "mask_rcnn_r50_fpn.txt"),
+    ("mask_rcnn_r50_1x_coco.yml", "mask_rcnn_r50.txt"),
+    ("mask_rcnn_r50_2x_coco.yml", "mask_rcnn_r50.txt"),
+    ("mask_rcnn_r50_vd_fpn_2x_coco.yml", "mask_rcnn_r50_vd_fpn.txt"),
+    ("mask_rcnn_r101_fpn_1x_coco.yml", "mask_rcnn_r101_fpn.txt"),
+    ("mask_rcnn_x101_vd_64x4d_fpn_1x_coco.yml", "mask_rcnn_x101_vd_64x4d_fpn.txt"),
+])
+def test_names_and_shapes_equal_paddledetection(config, names):
+    cfg = ppdet.load_config(str(REPO / "configs" / "mask_rcnn" / config))
+    assert cfg["TrainDataset"]["load_segm"] is True
+    with paddle.LazyGuard():
+        model = ppdet.build_model(cfg)
+    assert state_lines(model) == (COMPAT / names).read_text().splitlines()
+
+
+def test_polygons_to_mask_hand_rasterised():
+    # box 28 px wide at 28x28: one pixel per cell; the polygon covers the box's left half
+    rect = [np.array([10, 20, 24, 20, 24, 48, 10, 48], "float32")]
+    expected = np.zeros((28, 28), "uint8")
+    expected[:, :14] = 1
+    np.testing.assert_array_equal(polygons_to_mask(rect, np.array([10, 20, 38, 48]), 28), expected)
+    # a 56 px box: coordinates halve
+    rect = [np.array([0, 0, 28, 0, 28, 56, 0, 56], "float32")]
+    np.testing.assert_array_equal(polygons_to_mask(rect, np.array([0, 0, 56, 56]), 28), expected)
+    # triangle x + y < 28: a pixel is in when its centre is, i + j + 1 < 28
+    tri = [np.array([0, 0, 28, 0, 0, 28], "float32")]
+    i, j = np.mgrid[:28, :28]
+    np.testing.assert_array_equal(polygons_to_mask(tri, np.array([0, 0, 28, 28]), 28), i + j <= 26)
+    # two polygons of one object: their union; a polygon outside the box adds nothing
+    two = [np.array([0, 0, 14, 0, 14, 14, 0, 14], "float32"), np.array([14, 14, 28, 14, 28, 28, 14, 28], "float32"),
+           np.array([40, 40, 50, 40, 50, 50], "float32")]
+    expected = np.zeros((14, 14), "uint8")
+    expected[:7, :7] = expected[7:, 7:] = 1  # 28 px box at 14x14: 2 px per cell
+    np.testing.assert_array_equal(polygons_to_mask(two, np.array([0, 0, 28, 28]), 14), expected)
+
+
+def test_mask_assigner_takes_foreground_rois_and_their_gt():
+    gt_boxes = [T([[0, 0, 28, 28], [40, 40, 68, 68]], "float32"), T(np.zeros((0, 4)), "float32")]
+    polys = [
+        [[np.array([0, 0, 14, 0, 14, 28, 0, 28], "float32")],  # left half of gt 0
+         [np.array([40, 40, 68, 40, 68, 54, 40, 54], "float32")]],  # top half of gt 1
+        [],
+    ]
+    rois = [T([[40, 40, 68, 68], [0, 0, 28, 28], [0, 0, 90, 90], [1, 1, 29, 29]], "float32"),
+            T([[0, 0, 10, 10]], "float32")]
+    labels = [T([2, 0, 3, -1], "int32"), T([3], "int32")]  # 3 = background (C = 3)
+    index, fg_rois, num, classes, targets = MaskAssigner(14, num_classes=3)(rois, labels, gt_boxes, polys)
+    assert index.numpy().tolist() == [0, 1] and num.numpy().tolist() == [2, 0]
+    assert classes.numpy().tolist() == [2, 0] and fg_rois[0].shape == [2, 4] and fg_rois[1].shape == [0, 4]
+    top, left = np.zeros((14, 14), "float32"), np.zeros((14, 14), "float32")
+    top[:7], left[:, :7] = 1, 1
+    np.testing.assert_array_equal(targets.numpy(), np.stack([top, left]))
+    # no foreground RoI anywhere: empty outputs
+    index, _, num, classes, targets = MaskAssigner(14, 3)(rois[1:], labels[1:], gt_boxes[1:], polys[1:])
+    assert index.shape == [0] and targets.shape == [0, 14, 14] and num.numpy().tolist() == [0]
+
+
+def test_paste_masks_known_and_against_grid_sample():
+    ones = np.ones((1, 28, 28))
+    out = paste_masks(ones, np.array([[10, 20, 30, 40]]), 50, 60)
+    expected = np.zeros((1, 50, 60), "uint8")
+    expected[0, 20:40, 10:30] = 1
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected)
+    half = np.zeros((1, 28, 28))
+    half[0, :, :14] = 1
+    expected = np.zeros((1, 28, 28), "uint8")
+    expected[0, :, :14] = 1
+    np.testing.assert_array_equal(paste_masks(half, np.array([[0, 0, 28, 28]]), 28, 28), expected)
+    # arbitrary boxes: Paddle's grid_sample (bilinear, align_corners False, zero padding)
+    rng = np.random.default_rng(0)
+    masks = rng.uniform(0, 1, (3, 28, 28))
+    boxes = np.array([[3.3, 5.7, 40.2, 30.1], [0, 0, 64, 48], [50.5, 40.2, 70, 47.9]])
+    h, w = 48, 64
+    ys, xs = np.mgrid[:h, :w] + 0.5
+    grid = np.stack([
+        np.stack([(xs - b[0]) / (b[2] - b[0]) * 2 - 1, (ys - b[1]) / (b[3] - b[1]) * 2 - 1], -1) for b in boxes
+    ])
+    ref = F.grid_sample(T(masks[:, None], "float32"), T(grid, "float32"), align_corners=False).numpy()[:, 0]
+    ours = paste_masks(masks, boxes, h, w)
+    assert ((ref >= 0.5) != ours).sum() <= 2  # float32 vs float64 at the threshold only
+    assert paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), h, w).shape == (0, h, w)
+
+
+def test_mask_head_loss_is_own_class_bce_over_pixels():
+    """loss_mask = mean over F x M x M of BCE(own-class logits, target), checked in NumPy."""
+    paddle.seed(0)
+    head = MaskHead(MaskFeat(in_channel=4, out_channel=4, num_convs=1), {"resolution": 4},
+                    MaskAssigner(8, num_classes=3), num_classes=3, spatial_scales=[0.25])
+    feats = [T(np.random.default_rng(0).normal(size=(1, 4, 16, 16)), "float32")]
+    gt = [T([[0, 0, 32, 32], [32, 32, 64, 64]], "float32")]
+    polys = [[[np.array([0, 0, 32, 0, 0, 32], "float32")], [np.array([32, 32, 64, 32, 64, 48, 32, 48], "float32")]]]
+    rois = [T([[0, 0, 32, 32], [32, 32, 64, 64], [10, 40, 20, 60]], "float32")]
+    labels = [T([1, 2, 3], "int32")]  # the last is background
+    loss = float(head(feats, rois, labels, gt, polys)["loss_mask"])
+    fg = T([[0, 0, 32, 32], [32, 32, 64, 64]], "float32")
+    logits = head.mask_fcn_logits(head.head(head.roi_extractor(feats, fg, T([2], "int32")))).numpy()
+    x = np.stack([logits[0, 1], logits[1, 2]])  # [2, 8, 8] own class
+    i, j = np.mgrid[:8, :8]
+    y = np.stack([i + j <= 6, i < 4]).astype("float64")
+    bce = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    np.testing.assert_allclose(loss, bce.mean(), rtol=1e-5)
+
+
+def tiny_model(seed=0, extra=()):
+    paddle.seed(seed)
+    return ppdet.build_model(ppdet.load_config(DEMO, TINY + list(extra)))
+
+
+def fixed_batch():
+    rng = np.random.default_rng(0)
+    return {
+        "image": T(rng.normal(size=(2, 3, SIZE, SIZE)), "float32"),
+        "im_shape": T([[SIZE, SIZE]] * 2, "float32"),
+        "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
+        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
+        "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
+        "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
+        "gt_poly": [
+            [[np.array([10, 10, 50, 10, 30, 60], "float32")],
+             [np.array([40, 30, 90, 30, 90, 90, 40, 90], "float32"), np.array([45, 35, 60, 35, 50, 50], "float32")]],
+            [[np.array([5, 70, 22, 50, 40, 70, 22, 90], "float32")]],
+        ],
+    }
+
+
+NAMES = ["loss", "loss_bbox_cls", "loss_bbox_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_reg"]
+
+
+def test_loss_names_and_no_foreground():
+    model = tiny_model()
+    model.train()
+    batch = fixed_batch()
+    losses = model(batch)
+    assert sorted(losses) == NAMES and all(np.isfinite(float(v)) for v in losses.values())
+    np.testing.assert_allclose(float(losses["loss"]), sum(float(losses[k]) for k in NAMES[1:]), rtol=1e-6)
+    assert float(losses["loss_mask"]) > 0
+    batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes: no mask target
+    losses = model(batch)
+    assert float(losses["loss_mask"]) == 0
+    losses["loss"].backward()
+    with pytest.raises(KeyError, match="gt_poly"):
+        model({k: v for k, v in fixed_batch().items() if k != "gt_poly"})
+
+
+def test_training_steps_lower_the_mask_loss():
+    model = tiny_model(extra=["ResNet.freeze_at=-1"])
+    model.train()
+    batch = fixed_batch()
+    opt = paddle.optimizer.Adam(learning_rate=2e-3, parameters=model.parameters())
+    history = []
+    for _ in range(6):
+        losses = model(batch)
+        history.append((float(losses["loss"]), float(losses["loss_mask"])))
+        losses["loss"].backward()
+        opt.step()
+        opt.clear_grad()
+    total, mask = np.array(history).T
+    assert np.isfinite(total).all() and total[-1] < 0.7 * total[0] and mask[-1] < mask[0], history
+
+
+def test_eval_output_format_and_no_detections():
+    model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.0"])  # untrained: keep all
+    model.eval()
+    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
+    with paddle.no_grad():
+        out = model(batch)
+    num = out["bbox_num"].numpy()
+    assert num.tolist() == [100, 100] and out["bbox"].shape == [200, 6]
+    masks = out["mask"]
+    assert [m.shape for m in masks] == [(100, SIZE, SIZE), (100, 2 * SIZE, 2 * SIZE)]
+    assert all(m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1} for m in masks)
+    # a mask stays near its box (at most one mask cell outside)
+    bbox = out["bbox"].numpy()
+    for m, b in zip(masks[1], bbox[100:]):
+        ys, xs = np.nonzero(m)
+        if len(xs):
+            cell = (b[4] - b[2]) / 28 + 1
+            assert xs.min() >= b[2] - cell and xs.max() <= b[4] + cell
+    model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"])
+    model.eval()
+    with paddle.no_grad():
+        out = model(batch)
+    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+    assert [m.shape for m in out["mask"]] == [(0, SIZE, SIZE), (0, 2 * SIZE, 2 * SIZE)]
+    assert all(m.dtype == np.uint8 for m in out["mask"])
+
+
+def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
+    coco = os.path.join(tiny_demo_data, "coco")
+    opts = [
+        f"TrainDataset.dataset_dir={coco}", f"EvalDataset.dataset_dir={coco}",
+        f"TestDataset.anno_path={coco}/annotations/instances_val.json",
+        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
+        "FPN.out_channel=16", "TwoFCHead.out_channel=32", "MaskFeat.out_channel=16", "MaskFeat.num_convs=1",
+        "BBoxPostProcess.nms.score_threshold=0.0", "BBoxPostProcess.nms.keep_top_k=20",
+        "TrainReader.batch_size=4", "LearningRate.schedulers.0.max_epochs=1",
+        "LearningRate.schedulers.1.steps=1",
+        "TrainReader.sample_transforms.Resize.target_size=[64, 64]",
+        "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
+        "TestReader.sample_transforms.Resize.target_size=[64, 64]",
+    ]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+
+    def tool(name, *args):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = tool("train.py")
+    assert "loss_mask" in out
+    opts.append(f"weights={tmp_path / 'out' / 'mask_rcnn_r18_fpn_demo' / 'model_final'}")
+    out = tool("eval.py")
+    assert "AP@[.5:.95]" in out
+    infer_dir = tmp_path / "infer"
+    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
+         "--output_dir", str(infer_dir))
+    results = json.loads((infer_dir / "bbox.json").read_text())
+    assert len(results) == 2
