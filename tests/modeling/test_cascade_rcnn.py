@@ -4,11 +4,7 @@ class-agnostic loss and decode, losses, a few training steps, eval, tools.
 Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and the same eight losses
 from its own random .pdparams) is checked by bench/compare_cascade_rcnn.py.
 """
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +15,10 @@ from ppdet.modeling.assigners import BBoxAssigner
 from ppdet.modeling.heads.bbox_head import rcnn_box_loss
 from ppdet.modeling.heads.cascade_head import CascadeHead, CascadeTwoFCHead, refine_rois
 from ppdet.modeling.postprocess import RCNNBox
-from tests.conftest import ROOT
+from tests.modeling.detector_checks import (
+    assert_loss_drops, check_boxes_in_images, check_detections, check_no_detections, demo_overrides,
+    eval_inputs, predict, run_tools, train_steps,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO / "tests" / "fixtures" / "compat"
@@ -144,25 +143,14 @@ def test_loss_names_and_an_image_without_gt():
 
 def test_training_steps_lower_the_loss():
     model = tiny_model(extra=["ResNet.freeze_at=-1"])
-    model.train()
-    batch = fixed_batch()
-    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
-    history = []
-    for _ in range(6):
-        loss = model(batch)["loss"]
-        history.append(float(loss))
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-    assert all(np.isfinite(history)) and history[-1] < 0.7 * history[0], history
+    assert_loss_drops(train_steps(model, fixed_batch(), steps=6)["loss"])
 
 
 def test_eval_mean_of_stages_output_format_and_no_detections():
     model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.0"])  # untrained: keep all
-    model.eval()
-    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
+    batch = eval_inputs(fixed_batch())
+    out = predict(model, batch)
     with paddle.no_grad():
-        out = model(batch)
         # the head's probabilities are the mean of the three stages' softmax, each stage on
         # the boxes the previous one refined
         feats = model.neck(model.backbone(batch["image"]))
@@ -177,52 +165,15 @@ def test_eval_mean_of_stages_output_format_and_no_detections():
     np.testing.assert_allclose(probs.numpy(), np.mean(stage_probs, axis=0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(last_rois.numpy(), paddle.concat(rois).numpy())
     np.testing.assert_allclose(deltas.numpy(), d.numpy())
-    bbox, num = out["bbox"].numpy(), out["bbox_num"].numpy()
-    assert bbox.dtype == np.float32 and num.dtype == np.int32 and bbox.shape == (num.sum(), 6)
-    assert num.tolist() == [100, 100]
-    assert set(np.unique(bbox[:, 0])) <= {0.0, 1.0, 2.0}
-    assert ((bbox[:, 1] >= 0) & (bbox[:, 1] < 1)).all()
-    assert (bbox[:, 4] > bbox[:, 2]).all() and (bbox[:, 5] > bbox[:, 3]).all()
-    # boxes lie in the original images: 96x96, and 192x192 for the one downscaled by 2
-    assert bbox[:100, 2:].min() >= 0 and bbox[:100, 2:].max() <= SIZE
-    assert bbox[100:, 2:].max() <= 2 * SIZE and bbox[100:, 2:].max() > SIZE
-    model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"])
-    model.eval()
-    with paddle.no_grad():
-        out = model(batch)
-    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+    bbox = check_detections(out, [100, 100], num_classes=3)
+    check_boxes_in_images(bbox, SIZE, first=100)  # 96x96, and 192x192 for the one downscaled by 2
+    check_no_detections(predict(tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"]), batch), 2)
 
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
-    coco = os.path.join(tiny_demo_data, "coco")
-    opts = [
-        f"TrainDataset.dataset_dir={coco}", f"EvalDataset.dataset_dir={coco}",
-        f"TestDataset.anno_path={coco}/annotations/instances_val.json",
-        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
+    opts = demo_overrides(tiny_demo_data, tmp_path / "out") + [
         "FPN.out_channel=16", "CascadeTwoFCHead.out_channel=32", "BBoxPostProcess.nms.score_threshold=0.0",
-        "TrainReader.batch_size=4", "LearningRate.schedulers.0.max_epochs=1",
-        "LearningRate.schedulers.1.steps=1",
-        "TrainReader.sample_transforms.Resize.target_size=[64, 64]",
-        "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
-        "TestReader.sample_transforms.Resize.target_size=[64, 64]",
     ]
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-
-    def tool(name, *args):
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    out = tool("train.py")
-    assert "loss_bbox_cls_stage0" in out and "loss_bbox_reg_stage2" in out
-    opts.append(f"weights={tmp_path / 'out' / 'cascade_rcnn_r18_fpn_demo' / 'model_final'}")
-    out = tool("eval.py")
-    assert "eval summary: AP@[.5:.95] = " in out
-    infer_dir = tmp_path / "infer"
-    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
-         "--output_dir", str(infer_dir))
-    results = json.loads((infer_dir / "bbox.json").read_text())
-    assert len(results) == 2
-    for det in (d for r in results for d in r["detections"]):
-        assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
+    out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "cascade_rcnn_r18_fpn_demo")
+    assert "loss_bbox_cls_stage0" in out["train"] and "loss_bbox_reg_stage2" in out["train"]
+    assert "eval summary: AP@[.5:.95] = " in out["eval"]

@@ -5,10 +5,6 @@ Full-size equivalence with PaddleDetection 2.6 (same detections, the same pasted
 same six losses from its own random .pdparams, FPN and C4) is checked by
 bench/compare_mask_rcnn.py.
 """
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +16,10 @@ import ppdet
 from ppdet.modeling.assigners import MaskAssigner, polygons_to_mask
 from ppdet.modeling.heads.mask_head import MaskFeat, MaskHead
 from ppdet.modeling.postprocess import paste_masks
-from tests.conftest import ROOT
+from tests.modeling.detector_checks import (
+    assert_loss_drops, check_no_detections, demo_overrides, eval_inputs, predict,
+    run_tools, train_steps,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO / "tests" / "fixtures" / "compat"
@@ -188,26 +187,15 @@ def test_loss_names_and_no_foreground():
 
 def test_training_steps_lower_the_mask_loss():
     model = tiny_model(extra=["ResNet.freeze_at=-1"])
-    model.train()
-    batch = fixed_batch()
-    opt = paddle.optimizer.Adam(learning_rate=2e-3, parameters=model.parameters())
-    history = []
-    for _ in range(6):
-        losses = model(batch)
-        history.append((float(losses["loss"]), float(losses["loss_mask"])))
-        losses["loss"].backward()
-        opt.step()
-        opt.clear_grad()
-    total, mask = np.array(history).T
-    assert np.isfinite(total).all() and total[-1] < 0.7 * total[0] and mask[-1] < mask[0], history
+    history = train_steps(model, fixed_batch(), steps=6, lr=2e-3, keys=("loss", "loss_mask"))
+    assert_loss_drops(history["loss"])
+    assert history["loss_mask"][-1] < history["loss_mask"][0], history
 
 
 def test_eval_output_format_and_no_detections():
     model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.0"])  # untrained: keep all
-    model.eval()
-    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
-    with paddle.no_grad():
-        out = model(batch)
+    batch = eval_inputs(fixed_batch())
+    out = predict(model, batch)
     num = out["bbox_num"].numpy()
     assert num.tolist() == [100, 100] and out["bbox"].shape == [200, 6]
     masks = out["mask"]
@@ -221,43 +209,17 @@ def test_eval_output_format_and_no_detections():
             cell = (b[4] - b[2]) / 28 + 1
             assert xs.min() >= b[2] - cell and xs.max() <= b[4] + cell
     model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"])
-    model.eval()
-    with paddle.no_grad():
-        out = model(batch)
-    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+    out = predict(model, batch)
+    check_no_detections(out, 2)
     assert [m.shape for m in out["mask"]] == [(0, SIZE, SIZE), (0, 2 * SIZE, 2 * SIZE)]
     assert all(m.dtype == np.uint8 for m in out["mask"])
 
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
-    coco = os.path.join(tiny_demo_data, "coco")
-    opts = [
-        f"TrainDataset.dataset_dir={coco}", f"EvalDataset.dataset_dir={coco}",
-        f"TestDataset.anno_path={coco}/annotations/instances_val.json",
-        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
+    opts = demo_overrides(tiny_demo_data, tmp_path / "out") + [
         "FPN.out_channel=16", "TwoFCHead.out_channel=32", "MaskFeat.out_channel=16", "MaskFeat.num_convs=1",
         "BBoxPostProcess.nms.score_threshold=0.0", "BBoxPostProcess.nms.keep_top_k=20",
-        "TrainReader.batch_size=4", "LearningRate.schedulers.0.max_epochs=1",
-        "LearningRate.schedulers.1.steps=1",
-        "TrainReader.sample_transforms.Resize.target_size=[64, 64]",
-        "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
-        "TestReader.sample_transforms.Resize.target_size=[64, 64]",
     ]
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-
-    def tool(name, *args):
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    out = tool("train.py")
-    assert "loss_mask" in out
-    opts.append(f"weights={tmp_path / 'out' / 'mask_rcnn_r18_fpn_demo' / 'model_final'}")
-    out = tool("eval.py")
-    assert "AP@[.5:.95]" in out
-    infer_dir = tmp_path / "infer"
-    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
-         "--output_dir", str(infer_dir))
-    results = json.loads((infer_dir / "bbox.json").read_text())
-    assert len(results) == 2
+    out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "mask_rcnn_r18_fpn_demo")
+    assert "loss_mask" in out["train"]
+    assert "AP@[.5:.95]" in out["eval"]

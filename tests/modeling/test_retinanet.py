@@ -3,11 +3,7 @@
 Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and losses from its own
 random .pdparams) is checked by bench/compare_retinanet.py (needs the reference venv).
 """
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +13,10 @@ import pytest
 import ppdet
 from ppdet.modeling.heads import RetinaHead
 from ppdet.modeling.postprocess import retina_decode
-from tests.conftest import ROOT
+from tests.modeling.detector_checks import (
+    assert_loss_drops, check_detections, check_no_detections, demo_overrides, eval_inputs, predict,
+    run_tools, train_steps,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO / "tests" / "fixtures" / "compat"
@@ -113,71 +112,28 @@ def test_loss_names_and_an_image_without_gt():
 
 def test_training_steps_lower_the_loss():
     model = tiny_model(extra=["ResNet.freeze_at=-1"])
-    model.train()
-    batch = fixed_batch()
-    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
-    history = []
-    for _ in range(8):
-        loss = model(batch)["loss"]
-        history.append(float(loss))
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-    assert all(np.isfinite(history)) and history[-1] < 0.7 * history[0], history
+    assert_loss_drops(train_steps(model, fixed_batch(), steps=8)["loss"])
 
 
 def test_eval_output_format_and_no_detections():
     model = tiny_model(extra=["RetinaHead.nms.score_threshold=0.0"])  # untrained: keep all
-    model.eval()
-    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
-    with paddle.no_grad():
-        out = model(batch)
-    bbox, num = out["bbox"].numpy(), out["bbox_num"].numpy()
-    assert bbox.dtype == np.float32 and bbox.shape == (200, 6) and num.tolist() == [100, 100]
-    assert set(np.unique(bbox[:, 0])) <= {0.0, 1.0, 2.0}
-    assert ((bbox[:, 1] > 0) & (bbox[:, 1] < 1)).all()
-    assert (bbox[:, 4] > bbox[:, 2]).all() and (bbox[:, 5] > bbox[:, 3]).all()
+    batch = eval_inputs(fixed_batch())
+    out = predict(model, batch)
+    bbox = check_detections(out, [100, 100], num_classes=3)
+    assert bbox.shape == (200, 6) and (bbox[:, 1] > 0).all()
     # image 1 was downscaled by 2: its boxes are in the twice larger original image
     assert np.abs(bbox[100:, 2:]).max() > SIZE
     # a threshold no score passes: no rows at all
     model = tiny_model(extra=["RetinaHead.nms.score_threshold=0.5"])
-    model.eval()
-    with paddle.no_grad():
-        out = model(batch)
-    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+    out = predict(model, batch)
+    check_no_detections(out, 2)
 
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
-    coco = os.path.join(tiny_demo_data, "coco")
-    opts = [
-        f"TrainDataset.dataset_dir={coco}", f"EvalDataset.dataset_dir={coco}",
-        f"TestDataset.anno_path={coco}/annotations/instances_val.json",
-        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
+    opts = demo_overrides(tiny_demo_data, tmp_path / "out") + [
         "FPN.out_channel=16", "RetinaHead.conv_feat.feat_out=16", "RetinaHead.conv_feat.num_convs=1",
-        "RetinaHead.nms.score_threshold=0.0", "TrainReader.batch_size=4",
-        "LearningRate.schedulers.0.max_epochs=1", "LearningRate.schedulers.1.steps=1",
-        "TrainReader.sample_transforms.Resize.target_size=[64, 64]",
-        "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
-        "TestReader.sample_transforms.Resize.target_size=[64, 64]",
+        "RetinaHead.nms.score_threshold=0.0",
     ]
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-
-    def tool(name, *args):
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    out = tool("train.py")
-    assert "loss_cls" in out and "loss_reg" in out
-    weights = f"weights={tmp_path / 'out' / 'retinanet_r18_fpn_demo' / 'model_final'}"
-    opts.append(weights)
-    out = tool("eval.py")
-    assert "eval summary: AP@[.5:.95] = " in out
-    infer_dir = tmp_path / "infer"
-    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
-         "--output_dir", str(infer_dir))
-    results = json.loads((infer_dir / "bbox.json").read_text())
-    assert len(results) == 2
-    for det in (d for r in results for d in r["detections"]):
-        assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
+    out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "retinanet_r18_fpn_demo")
+    assert "loss_cls" in out["train"] and "loss_reg" in out["train"]
+    assert "eval summary: AP@[.5:.95] = " in out["eval"]

@@ -4,11 +4,8 @@ Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and loss from
 random .pdparams, MobileNetV1, VGG16 and SSDLite) is checked by bench/compare_ssd.py (needs
 the reference venv).
 """
-import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,10 @@ import ppdet
 from ppdet.modeling.losses import SSDLoss, mine_hard_negatives, ssd_match
 from ppdet.modeling.postprocess import SSDBox
 from tests.conftest import ROOT
+from tests.modeling.detector_checks import (
+    assert_loss_drops, check_detections, check_no_detections, demo_overrides, eval_inputs, predict,
+    run_tools, train_steps,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO / "tests" / "fixtures" / "compat"
@@ -209,73 +210,31 @@ def test_loss_names_and_an_image_without_gt():
 
 def test_training_steps_lower_the_loss():
     model = tiny_model()
-    model.train()
-    batch = fixed_batch()
-    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
-    history = []
-    for _ in range(8):
-        loss = model(batch)["loss"]
-        history.append(float(loss))
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-    assert all(np.isfinite(history)) and history[-1] < 0.7 * history[0], history
+    assert_loss_drops(train_steps(model, fixed_batch(), steps=8)["loss"])
 
 
 def test_eval_output_format_and_no_detections():
     model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.0"])
-    model.eval()
-    batch = {k: v for k, v in fixed_batch().items() if k in ("image", "im_shape", "scale_factor")}
-    with paddle.no_grad():
-        out = model(batch)
-    bbox, num = out["bbox"].numpy(), out["bbox_num"].numpy()
+    batch = eval_inputs(fixed_batch())
+    out = predict(model, batch)
+    bbox = check_detections(out, [200, 200], num_classes=3)
     n_priors = 6 * 6 * 3 + 9 * 6 + 4 * 6 + 3 * 6
-    assert bbox.dtype == np.float32 and num.tolist() == [200, 200] and bbox.shape == (400, 6)
+    assert bbox.shape == (400, 6) and (bbox[:, 1] > 0).all()
     assert n_priors * 3 > 200  # keep_top_k decides
-    assert set(np.unique(bbox[:, 0])) <= {0.0, 1.0, 2.0}
-    assert ((bbox[:, 1] > 0) & (bbox[:, 1] < 1)).all()
-    assert (bbox[:, 4] > bbox[:, 2]).all() and (bbox[:, 5] > bbox[:, 3]).all()
     # image 1 was downscaled by 2: its boxes are in the twice larger original image
     assert np.abs(bbox[200:, 2:]).max() > SIZE
     model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"])
-    model.eval()
-    with paddle.no_grad():
-        out = model(batch)
-    assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
+    out = predict(model, batch)
+    check_no_detections(out, 2)
 
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
-    voc = os.path.join(tiny_demo_data, "voc")
-    opts = [
-        f"TrainDataset.dataset_dir={voc}", f"EvalDataset.dataset_dir={voc}",
-        f"TestDataset.anno_path={voc}/label_list.txt",
-        f"save_dir={tmp_path / 'out'}", "epoch=1", "snapshot_epoch=1", "log_iter=1",
-        "MobileNet.scale=0.25", "BBoxPostProcess.nms.score_threshold=0.0", "TrainReader.batch_size=4",
-        "LearningRate.schedulers.0.max_epochs=1", "LearningRate.schedulers.1.steps=1",
-        "TrainReader.sample_transforms.Resize.target_size=[96, 96]",
-        "EvalReader.sample_transforms.Resize.target_size=[96, 96]",
-        "TestReader.sample_transforms.Resize.target_size=[96, 96]",
+    opts = demo_overrides(tiny_demo_data, tmp_path / "out", fmt="voc", size=96) + [
+        "MobileNet.scale=0.25", "BBoxPostProcess.nms.score_threshold=0.0",
     ]
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-
-    def tool(name, *args):
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", DEMO, "-o", *opts, *args],
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-        assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
-
-    out = tool("train.py")
-    assert "loss_conf" in out and "loss_loc" in out
-    opts.append(f"weights={tmp_path / 'out' / 'ssd_mobilenet_v1_demo' / 'model_final'}")
-    out = tool("eval.py")
-    assert "mAP" in out
-    infer_dir = tmp_path / "infer"
-    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
-         "--output_dir", str(infer_dir))
-    results = json.loads((infer_dir / "bbox.json").read_text())
-    assert len(results) == 2
-    for det in (d for r in results for d in r["detections"]):
-        assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
+    out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "ssd_mobilenet_v1_demo")
+    assert "loss_conf" in out["train"] and "loss_loc" in out["train"]
+    assert "mAP" in out["eval"]
 
 
 def test_the_seed_legacy_ssd_tarball_loads_strictly_into_the_voc_config(tmp_path):
