@@ -24,26 +24,21 @@ on the right); only the pixels 2.x wrote are compared.
 
 from __future__ import annotations
 
-import argparse
-import os
 import pickle
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import oracle  # noqa: E402  (also puts the repository on sys.path)
 
 import paddle  # noqa: E402
 
 import ppdet  # noqa: E402
-from bench.compare_faster_rcnn import DETERMINISTIC, fixed_inputs, padded_gt  # noqa: E402
-from ppdet.zoo.weights import load_weights  # noqa: E402
+from oracle import DETERMINISTIC, fixed_inputs, padded_gt  # noqa: E402
 
+REPO = oracle.REPO
 # (case name, _base_ config, the Faster R-CNN base it includes, background-logit bias shift)
 CASES = (
     ("r50_fpn", "mask_rcnn_r50_fpn", "faster_rcnn_r50_fpn", 0.0),
@@ -65,41 +60,20 @@ POLYGONS = (
 )
 
 # Runs under the reference interpreter: argv = config, work dir, seed, background shift.
-REFERENCE_SCRIPT = r"""
-import pickle
-import sys
-import numpy as np
-import paddle
-from ppdet.core.workspace import create, load_config
-
-_concat = paddle.concat  # 2.6.0 concatenates 0-d RoI counts (Paddle 3): lift them to [1]
-def _concat_0d(x, axis=0, name=None):
-    if isinstance(x, (list, tuple)) and x and all(getattr(t, "ndim", 1) == 0 for t in x):
-        x = [t.reshape([1]) for t in x]
-    return _concat(x, axis=axis, name=name)
-paddle.concat = _concat_0d
-
+REFERENCE_SCRIPT = (
+    "\nimport pickle"
+    + oracle.SCRIPT_IMPORTS
+    + oracle.CONCAT_0D_PATCH
+    + """
 config, out_dir, seed, shift = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 cfg = load_config(config)
-cfg["RPNHead"]["rpn_target_assign"]["use_random"] = False
-cfg["BBoxAssigner"]["use_random"] = False
-model = create(cfg.architecture)
-rng = np.random.default_rng(seed)
-for name, param in model.state_dict().items():
-    shape = param.shape
-    if name.endswith("_variance") or (name.endswith("weight") and len(shape) == 1):
-        value = rng.uniform(0.5, 1.5, shape)
-    elif len(shape) == 4:
-        value = rng.normal(0.0, np.sqrt(1.0 / np.prod(shape[1:])), shape)
-    elif len(shape) == 2:
-        value = rng.normal(0.0, np.sqrt(1.0 / shape[0]), shape)
-    else:
-        value = rng.normal(0.0, 0.1, shape)
-    if name == "bbox_head.bbox_score.bias":
-        value[-1] += shift
-    param.set_value(value.astype("float32"))
-paddle.save(model.state_dict(), f"{out_dir}/model.pdparams")
-
+"""
+    + oracle.RCNN_DETERMINISTIC
+    + "model = create(cfg.architecture)\n"
+    + oracle.fill_weights(
+        '    if name == "bbox_head.bbox_score.bias":\n        value[-1] += shift\n', linear=True
+    )
+    + r"""
 inputs = dict(np.load(f"{out_dir}/inputs.npz"))
 with open(f"{out_dir}/polygons.pkl", "rb") as f:
     polygons = pickle.load(f)
@@ -112,17 +86,10 @@ if "mask" in out:
     result["mask"] = out["mask"].numpy()
 print("reference: bbox", out["bbox"].shape, "bbox_num", out["bbox_num"].numpy().tolist(),
       "mask", None if "mask" not in out else out["mask"].shape)
-
-model.train()
-n_images = inputs["image"].shape[0]
-batch["gt_bbox"] = [paddle.to_tensor(inputs[f"gt_bbox{b}"]) for b in range(n_images)]
-batch["gt_class"] = [paddle.to_tensor(inputs[f"gt_class{b}"]) for b in range(n_images)]
 batch["gt_poly"] = polygons
-losses = model(batch)
-result.update({k: v.numpy() for k, v in losses.items()})
-print("reference:", {k: round(float(v), 6) for k, v in losses.items()})
-np.savez(f"{out_dir}/reference.npz", **result)
 """
+    + oracle.train_list_gt("round(float(v), 6)")
+)
 
 
 class PerImageIndex:
@@ -152,10 +119,7 @@ def strip_reference(
         raise SystemExit(f"reference: {len(mask)} masks for {len(bbox)} boxes")
     for b, n in enumerate(bbox_num.tolist()):
         part = bbox[start : start + n]
-        keep = np.ones(n, bool)
-        if n == 1 and part[0, 1] == 0 and np.array_equal(part[0, 2:4], [0, 0]):  # fake row
-            keep[:] = False
-        keep &= part[:, 0] >= 0
+        keep = oracle.real_rows(part)
         rows.append(part[keep])
         nums.append(int(keep.sum()))
         h, w = (int(v) for v in sizes[b])
@@ -169,22 +133,13 @@ def strip_reference(
 
 def compare(case: str, base: str, faster: str, shift: float, ref_python: str, seed: int,
             work: Path) -> bool:
-    work.mkdir(parents=True, exist_ok=True)
-    for name in (base, faster):
-        shutil.copy(REPO / "configs" / "_base_" / f"{name}.yml", work / f"{name}.yml")
+    oracle.copy_configs(work, base, faster)
     inputs = fixed_inputs(seed)
     np.savez(work / "inputs.npz", **inputs)
     with open(work / "polygons.pkl", "wb") as f:
         pickle.dump(polygons(), f)
-    (work / "reference_run.py").write_text(REFERENCE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    cmd = [ref_python, "reference_run.py", f"{base}.yml", ".", str(seed), str(shift)]
-    run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        print(run.stdout[-3000:], run.stderr[-3000:])
-        raise SystemExit(f"{case}: the reference script failed")
-    print(f"[{case}]\n" + run.stdout.strip())
-    ref = dict(np.load(work / "reference.npz"))
+    args = [f"{base}.yml", ".", str(seed), str(shift)]
+    ref = oracle.run_reference(case, work, REFERENCE_SCRIPT, args, ref_python)
     sizes = np.floor(inputs["im_shape"] / inputs["scale_factor"] + 0.5).astype("int64")
     ref_bbox, ref_num, ref_masks = strip_reference(
         ref["bbox"], ref["bbox_num"], ref.get("mask"), sizes
@@ -192,24 +147,14 @@ def compare(case: str, base: str, faster: str, shift: float, ref_python: str, se
 
     overrides = [f"{k}={str(v).lower()}" for k, v in DETERMINISTIC.items()]
     cfg = ppdet.load_config(str(REPO / "configs" / "_base_" / f"{base}.yml"), overrides)
-    model = ppdet.build_model(cfg)
-    report = load_weights(model, str(work / "model.pdparams"), strict=True)
-    ok = not report.missing and not report.unused
-    batch = {k: paddle.to_tensor(inputs[k]) for k in ("image", "im_shape", "scale_factor")}
-    model.eval()
-    with paddle.no_grad():
-        out = model(batch)
+    model, ok, batch, out = oracle.load_and_detect(cfg, work, inputs)
     bbox, bbox_num, masks = out["bbox"].numpy(), out["bbox_num"].numpy(), out["mask"]
     print(f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()}, masks "
           f"{[m.shape for m in masks]} (reference without fake/-1 rows: {ref_num.tolist()})")
     if not np.array_equal(bbox_num, ref_num):
         print(f"{case}: DIFFERENT bbox_num\n")
         return False
-    diff = np.abs(bbox - ref_bbox)
-    print(f"  max |diff|: class {diff[:, 0].max(initial=0):.3g}, score "
-          f"{diff[:, 1].max(initial=0):.3g}, box {diff[:, 2:].max(initial=0):.3g} px")
-    ok = ok and diff[:, 0].max(initial=0) == 0 and diff[:, 1].max(initial=0) < 1e-5
-    ok = ok and diff[:, 2:].max(initial=0) < 1e-3
+    ok = oracle.boxes_match(bbox, ref_bbox, 1e-3) and ok
     total = differ = unset = 0
     for ours, theirs in zip(masks, ref_masks):
         ok = ok and ours.shape == theirs.shape and ours.dtype == np.uint8
@@ -234,33 +179,12 @@ def compare(case: str, base: str, faster: str, shift: float, ref_python: str, se
         losses = {k: float(v) for k, v in model({**batch, **gt}).items()}
         print(f"  C4 loss_mask with the right feature rows: {ours_mask:.5f}; with 2.x's per-image "
               "indices (compared below):")
-    parts = []
-    for name in LOSSES:
-        ours, theirs = losses[name], float(ref[name])
-        rel = abs(ours - theirs) / max(abs(theirs), 1e-12)
-        ok = ok and rel < 1e-4
-        parts.append(f"{name} {ours:.5f} vs {theirs:.5f} (rel {rel:.1e})")
-    print("  " + ";\n  ".join(parts))
-    print(f"{case}: {'MATCH' if ok else 'DIFFERENT'}\n")
-    return ok
+    ok = oracle.losses_match(LOSSES, losses, ref) and ok
+    return oracle.verdict(case, ok)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ref-python", default="/tmp/refvenv/bin/python")
-    names = [c[0] for c in CASES]
-    parser.add_argument("--cases", nargs="+", default=names, choices=names)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", default="", help="work directory to keep (default: temporary)")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ppdet_mrcnn_oracle_") as tmp:
-        tmp = args.keep or tmp
-        results = [
-            compare(case, base, faster, shift, args.ref_python, args.seed, Path(tmp) / case)
-            for case, base, faster, shift in CASES
-            if case in args.cases
-        ]
-    raise SystemExit(0 if all(results) else 1)
+    oracle.main(__doc__, CASES, compare, "ppdet_mrcnn_oracle_", keep_option=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Check that PaddleDetection 2.6 RetinaNet weights give the same detections and losses here.
 
-The reference package (``paddledet==2.6.0``, installed as in ``compare_with_paddledet.py``)
+The reference package (``paddledet==2.6.0``, set up as in ``bench/oracle.py``)
 runs as a black box in its own interpreter: a small script builds PaddleDetection's
 RetinaNet through its own config machinery from our ``configs/_base_/retinanet_*.yml`` (same
 keys and values as 2.x's), gives every parameter and BN statistic random values, saves the
@@ -16,24 +16,17 @@ The class-logit bias is lowered by ``shift`` per case: 3 gives 100 detections pe
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import paddle  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import oracle  # noqa: E402  (also puts the repository on sys.path)
 
 import ppdet  # noqa: E402
-from ppdet.zoo.weights import load_weights  # noqa: E402
 
+REPO = oracle.REPO
 # (case name, _base_ config, class-bias shift, conv weight gain: R101 is twice as deep, a
 # smaller gain keeps its scores away from 1.0, where ties would make the row order arbitrary)
 CASES = (
@@ -43,156 +36,50 @@ CASES = (
 )
 
 # Runs under the reference interpreter: argv = config, work dir, seed, class-bias shift, gain.
-REFERENCE_SCRIPT = r"""
-import sys
-import numpy as np
-import paddle
-from ppdet.core.workspace import create, load_config
-
+# random weights: LeCun-normal convs times gain (activations stay O(1) through the deep net),
+# BN near identity, small biases; the class bias lowered by `shift`
+REFERENCE_SCRIPT = (
+    oracle.SCRIPT_IMPORTS
+    + """
 config, out_dir, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 shift, gain = float(sys.argv[4]), float(sys.argv[5])
 cfg = load_config(config)
 model = create(cfg.architecture)
-# random weights: LeCun-normal convs times gain (activations stay O(1) through the deep net),
-# BN near identity, small biases; the class bias lowered by `shift`
-rng = np.random.default_rng(seed)
-for name, param in model.state_dict().items():
-    shape = param.shape
-    if name.endswith("_variance") or (name.endswith("weight") and len(shape) == 1):
-        value = rng.uniform(0.5, 1.5, shape)
-    elif len(shape) == 4:
-        value = rng.normal(0.0, np.sqrt(gain / np.prod(shape[1:])), shape)
-    else:
-        value = rng.normal(0.0, 0.1, shape)
-    if name == "head.retina_cls.bias":
-        value = value - shift
-    param.set_value(value.astype("float32"))
-paddle.save(model.state_dict(), f"{out_dir}/model.pdparams")
-
-inputs = dict(np.load(f"{out_dir}/inputs.npz"))
-model.eval()
-batch = {k: paddle.to_tensor(inputs[k]) for k in ("image", "im_shape", "scale_factor")}
-with paddle.no_grad():
-    out = model(batch)
-result = {"bbox": out["bbox"].numpy(), "bbox_num": out["bbox_num"].numpy()}
-print("reference: bbox", out["bbox"].shape, "bbox_num", out["bbox_num"].numpy().tolist())
-
-model.train()
-n_images = inputs["image"].shape[0]
-batch["gt_bbox"] = [paddle.to_tensor(inputs[f"gt_bbox{b}"]) for b in range(n_images)]
-batch["gt_class"] = [paddle.to_tensor(inputs[f"gt_class{b}"]) for b in range(n_images)]
-losses = model(batch)
-result.update({k: v.numpy() for k, v in losses.items()})
-print("reference:", {k: float(v) for k, v in losses.items()})
-np.savez(f"{out_dir}/reference.npz", **result)
 """
-
-
-def fixed_inputs(seed: int) -> dict[str, np.ndarray]:
-    """2 images padded to 160x224: 160x224 from 320x448, 128x192 (zero padding) from
-    320x480; ground truth in input pixels (3 boxes, 1 box)."""
-    rng = np.random.default_rng(seed)
-    image = rng.normal(0, 1, (2, 3, 160, 224)).astype("float32")
-    image[1, :, 128:, :] = 0
-    image[1, :, :, 192:] = 0
-    return {
-        "image": image,
-        "im_shape": np.array([[160, 224], [128, 192]], "float32"),
-        "scale_factor": np.array([[0.5, 0.5], [0.4, 0.4]], "float32"),
-        "gt_bbox0": np.array([[10, 20, 60, 90], [100, 30, 200, 150], [5, 5, 20, 18]], "float32"),
-        "gt_class0": np.array([[3], [17], [0]], "int32"),
-        "gt_bbox1": np.array([[40, 40, 120, 100]], "float32"),
-        "gt_class1": np.array([[79]], "int32"),
-    }
-
-
-def padded_gt(inputs: dict[str, np.ndarray]) -> dict[str, paddle.Tensor]:
-    """Per-image gt lists -> our PadGT batch fields."""
-    n = inputs["image"].shape[0]
-    m = max(len(inputs[f"gt_bbox{b}"]) for b in range(n))
-    gt_bbox = np.zeros((n, m, 4), "float32")
-    gt_class = np.zeros((n, m, 1), "int32")
-    mask = np.zeros((n, m, 1), "float32")
-    for b in range(n):
-        k = len(inputs[f"gt_bbox{b}"])
-        gt_bbox[b, :k] = inputs[f"gt_bbox{b}"]
-        gt_class[b, :k] = inputs[f"gt_class{b}"]
-        mask[b, :k] = 1
-    return {
-        "gt_bbox": paddle.to_tensor(gt_bbox),
-        "gt_class": paddle.to_tensor(gt_class),
-        "pad_gt_mask": paddle.to_tensor(mask),
-    }
+    + oracle.fill_weights(
+        '    if name == "head.retina_cls.bias":\n        value = value - shift\n', gain="gain"
+    )
+    + oracle.EVAL_BOXES
+    + oracle.train_list_gt("float(v)")
+)
 
 
 def compare(
     case: str, base: str, shift: float, gain: float, ref_python: str, seed: int, work: Path
 ) -> bool:
-    work.mkdir(parents=True, exist_ok=True)
-    for name in ("retinanet_r50_fpn", base):  # the r101 file includes the r50 one
-        shutil.copy(REPO / "configs" / "_base_" / f"{name}.yml", work / f"{name}.yml")
-    inputs = fixed_inputs(seed)
+    oracle.copy_configs(work, "retinanet_r50_fpn", base)  # the r101 file includes the r50 one
+    inputs = oracle.fixed_inputs(seed)
     np.savez(work / "inputs.npz", **inputs)
-    (work / "reference_run.py").write_text(REFERENCE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    cmd = [ref_python, "reference_run.py", f"{base}.yml", ".", str(seed), str(shift), str(gain)]
-    run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        print(run.stdout[-3000:], run.stderr[-3000:])
-        raise SystemExit(f"{case}: the reference script failed")
-    print(f"[{case}]\n" + run.stdout.strip())
-    ref = dict(np.load(work / "reference.npz"))
+    args = [f"{base}.yml", ".", str(seed), str(shift), str(gain)]
+    ref = oracle.run_reference(case, work, REFERENCE_SCRIPT, args, ref_python)
 
-    model = ppdet.build_model(ppdet.load_config(str(REPO / "configs" / "_base_" / f"{base}.yml")))
-    report = load_weights(model, str(work / "model.pdparams"), strict=True)
-    ok = not report.missing and not report.unused
-    batch = {k: paddle.to_tensor(inputs[k]) for k in ("image", "im_shape", "scale_factor")}
-    model.eval()
-    with paddle.no_grad():
-        out = model(batch)
+    cfg = ppdet.load_config(str(REPO / "configs" / "_base_" / f"{base}.yml"))
+    model, ok, batch, out = oracle.load_and_detect(cfg, work, inputs)
     bbox, bbox_num = out["bbox"].numpy(), out["bbox_num"].numpy()
     print(f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()}")
     if not np.array_equal(bbox_num, ref["bbox_num"]):
         print(f"{case}: DIFFERENT bbox_num\n")
         return False
-    diff = np.abs(bbox - ref["bbox"])  # [N, 6]
-    # random deep nets can give huge boxes: compare those relative to their size
-    box_rel = diff[:, 2:] / np.maximum(np.abs(ref["bbox"][:, 2:]), 100.0)
-    print(
-        f"  max |diff|: class {diff[:, 0].max(initial=0):.3g}, score "
-        f"{diff[:, 1].max(initial=0):.3g}, box {diff[:, 2:].max(initial=0):.3g} px "
-        f"(relative to max(|coordinate|, 100 px): {box_rel.max(initial=0):.2g})"
-    )
-    ok = ok and diff[:, 0].max(initial=0) == 0 and diff[:, 1].max(initial=0) < 1e-5
-    ok = ok and box_rel.max(initial=0) < 1e-5
+    ok = oracle.boxes_match(bbox, ref["bbox"], 1e-5, relative=True) and ok
 
     model.train()
-    losses = model({**batch, **padded_gt(inputs)})
-    parts = []
-    for name in ("loss", "loss_cls", "loss_reg"):
-        ours, theirs = float(losses[name]), float(ref[name])
-        rel = abs(ours - theirs) / max(abs(theirs), 1e-12)
-        ok = ok and rel < 1e-4
-        parts.append(f"{name} {ours:.5f} vs {theirs:.5f} (rel {rel:.1e})")
-    print("  " + "; ".join(parts))
-    print(f"{case}: {'MATCH' if ok else 'DIFFERENT'}\n")
-    return ok
+    losses = model({**batch, **oracle.padded_gt(inputs)})
+    ok = oracle.losses_match(("loss", "loss_cls", "loss_reg"), losses, ref, sep="; ") and ok
+    return oracle.verdict(case, ok)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ref-python", default="/tmp/refvenv/bin/python")
-    names = [c[0] for c in CASES]
-    parser.add_argument("--cases", nargs="+", default=names, choices=names)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ppdet_retina_oracle_") as tmp:
-        results = [
-            compare(case, base, shift, gain, args.ref_python, args.seed, Path(tmp) / case)
-            for case, base, shift, gain in CASES
-            if case in args.cases
-        ]
-    raise SystemExit(0 if all(results) else 1)
+    oracle.main(__doc__, CASES, compare, "ppdet_retina_oracle_")
 
 
 if __name__ == "__main__":

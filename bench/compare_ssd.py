@@ -1,6 +1,6 @@
 """Check that PaddleDetection 2.6 SSD / SSDLite weights give the same detections and losses here.
 
-The reference package (``paddledet==2.6.0``, installed as in ``compare_with_paddledet.py``)
+The reference package (``paddledet==2.6.0``, set up as in ``bench/oracle.py``)
 runs as a black box in its own interpreter: a small script builds PaddleDetection's SSD
 through its own config machinery from our ``configs/_base_/ssd*.yml`` (same keys and values as
 2.x's), gives every parameter and BN statistic random values, saves the ``.pdparams``, and
@@ -20,24 +20,19 @@ The ground truth avoids prior 0 as a best prior, where 2.x differs on purpose (s
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import oracle  # noqa: E402  (also puts the repository on sys.path)
 
 import paddle  # noqa: E402
 
 import ppdet  # noqa: E402
-from ppdet.zoo.weights import load_weights  # noqa: E402
 
+REPO = oracle.REPO
 # (case name, _base_ config, num_classes, input size, background-bias shift)
 CASES = (
     ("mbv1_dense", "ssd_mobilenet_v1_300", 20, 300, 0.0),
@@ -47,12 +42,17 @@ CASES = (
 )
 
 # Runs under the reference interpreter: argv = config, work dir, seed, background shift.
-REFERENCE_SCRIPT = r"""
-import sys
-import numpy as np
-import paddle
-from ppdet.core.workspace import create, load_config
-
+# random weights (LeCun-normal convs, BN near identity, small biases); the background logit
+# bias (channel p * (C + 1) + C of every scores conv) raised by `shift`
+_SHIFT = """\
+    if name.startswith("ssd_head.scores") and name.endswith(".bias") and ".bn." not in name:
+        value = value.reshape(-1, num_classes + 1)
+        value[:, -1] += shift
+        value = value.reshape(shape)
+"""
+REFERENCE_SCRIPT = (
+    oracle.SCRIPT_IMPORTS
+    + r"""
 # 2.6.0's hard-negative mining compares an int64 rank with a float32 count, which paddle 3
 # refuses; let "<" promote the integer side (the values are small integers, exact in float32)
 _lt = paddle.Tensor.__lt__
@@ -66,32 +66,10 @@ config, out_dir, seed, shift = sys.argv[1], sys.argv[2], int(sys.argv[3]), float
 cfg = load_config(config)
 model = create(cfg.architecture)
 num_classes = cfg.num_classes
-# random weights: LeCun-normal convs, BN near identity, small biases; the background logit
-# bias (channel p * (C + 1) + C of every scores conv) raised by `shift`
-rng = np.random.default_rng(seed)
-for name, param in model.state_dict().items():
-    shape = param.shape
-    if name.endswith("_variance") or (name.endswith("weight") and len(shape) == 1):
-        value = rng.uniform(0.5, 1.5, shape)
-    elif len(shape) == 4:
-        value = rng.normal(0.0, np.sqrt(1.0 / np.prod(shape[1:])), shape)
-    else:
-        value = rng.normal(0.0, 0.1, shape)
-    if name.startswith("ssd_head.scores") and name.endswith(".bias") and ".bn." not in name:
-        value = value.reshape(-1, num_classes + 1)
-        value[:, -1] += shift
-        value = value.reshape(shape)
-    param.set_value(value.astype("float32"))
-paddle.save(model.state_dict(), f"{out_dir}/model.pdparams")
-
-inputs = dict(np.load(f"{out_dir}/inputs.npz"))
-model.eval()
-batch = {k: paddle.to_tensor(inputs[k]) for k in ("image", "im_shape", "scale_factor")}
-with paddle.no_grad():
-    out = model(batch)
-result = {"bbox": out["bbox"].numpy(), "bbox_num": out["bbox_num"].numpy()}
-print("reference: bbox", out["bbox"].shape, "bbox_num", out["bbox_num"].numpy().tolist())
-
+"""
+    + oracle.fill_weights(_SHIFT)
+    + oracle.EVAL_BOXES
+    + r"""
 model.train()
 size = inputs["image"].shape[2]
 batch["gt_bbox"] = paddle.to_tensor(inputs["gt_bbox"] / size)  # normalised, zero padded
@@ -101,6 +79,7 @@ result.update({k: v.numpy() for k, v in losses.items()})
 print("reference:", {k: float(v) for k, v in losses.items()})
 np.savez(f"{out_dir}/reference.npz", **result)
 """
+)
 
 
 def fixed_inputs(seed: int, size: int) -> dict[str, np.ndarray]:
@@ -132,45 +111,25 @@ def compare(
     case: str, base: str, num_classes: int, size: int, shift: float, ref_python: str, seed: int,
     work: Path,
 ) -> bool:
-    work.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "configs" / "_base_" / f"{base}.yml", work / f"{base}.yml")
+    oracle.copy_configs(work, base)
     (work / "case.yml").write_text(f"_BASE_: [{base}.yml]\nnum_classes: {num_classes}\n")
     inputs = fixed_inputs(seed, size)
     np.savez(work / "inputs.npz", **inputs)
-    (work / "reference_run.py").write_text(REFERENCE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    cmd = [ref_python, "reference_run.py", "case.yml", ".", str(seed), str(shift)]
-    run = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        print(run.stdout[-3000:], run.stderr[-3000:])
-        raise SystemExit(f"{case}: the reference script failed")
-    print(f"[{case}]\n" + run.stdout.strip())
-    ref = dict(np.load(work / "reference.npz"))
+    args = ["case.yml", ".", str(seed), str(shift)]
+    ref = oracle.run_reference(case, work, REFERENCE_SCRIPT, args, ref_python)
 
     cfg = ppdet.load_config(str(REPO / "configs" / "_base_" / f"{base}.yml"))
     cfg["num_classes"] = num_classes
-    model = ppdet.build_model(cfg)
-    report = load_weights(model, str(work / "model.pdparams"), strict=True)
-    ok = not report.missing and not report.unused
-    batch = {k: paddle.to_tensor(v) for k, v in inputs.items()}
-    model.eval()
-    with paddle.no_grad():
-        out = model({k: batch[k] for k in ("image", "im_shape", "scale_factor")})
+    model, ok, _, out = oracle.load_and_detect(cfg, work, inputs)
     bbox, bbox_num = out["bbox"].numpy(), out["bbox_num"].numpy()
     print(f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()}")
     if not np.array_equal(bbox_num, ref["bbox_num"]):
         print(f"{case}: DIFFERENT bbox_num\n")
         return False
-    diff = np.abs(bbox - ref["bbox"])  # [N, 6]
-    print(
-        f"  max |diff|: class {diff[:, 0].max(initial=0):.3g}, score "
-        f"{diff[:, 1].max(initial=0):.3g}, box {diff[:, 2:].max(initial=0):.3g} px"
-    )
-    ok = ok and diff[:, 0].max(initial=0) == 0 and diff[:, 1].max(initial=0) < 1e-5
-    ok = ok and diff[:, 2:].max(initial=0) < 1e-2
+    ok = oracle.boxes_match(bbox, ref["bbox"], 1e-2) and ok
 
     model.train()
-    losses = model(batch)
+    losses = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
     ours, theirs = float(losses["loss"]), float(ref["loss"])
     rel = abs(ours - theirs) / max(abs(theirs), 1e-12)
     ok = ok and rel < 1e-4
@@ -178,24 +137,11 @@ def compare(
         f"  loss {ours:.5f} vs {theirs:.5f} (rel {rel:.1e}); ours: loss_conf "
         f"{float(losses['loss_conf']):.5f}, loss_loc {float(losses['loss_loc']):.5f}"
     )
-    print(f"{case}: {'MATCH' if ok else 'DIFFERENT'}\n")
-    return ok
+    return oracle.verdict(case, ok)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ref-python", default="/tmp/refvenv/bin/python")
-    names = [c[0] for c in CASES]
-    parser.add_argument("--cases", nargs="+", default=names, choices=names)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ppdet_ssd_oracle_") as tmp:
-        results = [
-            compare(case, *rest, args.ref_python, args.seed, Path(tmp) / case)
-            for case, *rest in CASES
-            if case in args.cases
-        ]
-    raise SystemExit(0 if all(results) else 1)
+    oracle.main(__doc__, CASES, compare, "ppdet_ssd_oracle_")
 
 
 if __name__ == "__main__":
