@@ -125,3 +125,26 @@ def check_boxes_in_images(bbox: np.ndarray, size: int, first: int) -> None:
     first `first` rows (image 0) lie in [0, size], the rest in the 2*size original, past size."""
     assert bbox[:first, 2:].min() >= 0 and bbox[:first, 2:].max() <= size
     assert bbox[first:, 2:].max() <= 2 * size and bbox[first:, 2:].max() > size
+
+
+def tiny_detector(config: str, overrides: list[str], seed: int = 0):
+    """The model of ``config`` with ``overrides``, its random init seeded."""
+    import ppdet
+
+    paddle.seed(seed)
+    return ppdet.build_model(ppdet.load_config(config, list(overrides)))
+
+
+def rcnn_batch(size: int) -> dict:
+    """A fixed 2-image training batch: [2, 3, size, size] noise, image 1 downscaled by 2 from
+    its original; 2 and 1 real boxes (classes 0, 2 and 1), padded to M = 2."""
+    rng = np.random.default_rng(0)
+    T = paddle.to_tensor
+    return {
+        "image": T(rng.normal(size=(2, 3, size, size)), "float32"),
+        "im_shape": T([[size, size]] * 2, "float32"),
+        "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
+        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
+        "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
+        "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
+    }

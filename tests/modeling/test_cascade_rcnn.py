@@ -16,6 +16,7 @@ from ppdet.modeling.heads.bbox_head import rcnn_box_loss
 from ppdet.modeling.heads.cascade_head import CascadeHead, CascadeTwoFCHead, refine_rois
 from ppdet.modeling.postprocess import RCNNBox
 from tests.modeling.detector_checks import (
+    rcnn_batch, tiny_detector,
     assert_loss_drops, check_boxes_in_images, check_detections, check_no_detections, demo_overrides,
     eval_inputs, predict, run_tools, train_steps,
 )
@@ -105,20 +106,11 @@ def test_class_agnostic_loss_and_decode():
 
 
 def tiny_model(seed=0, extra=()):
-    paddle.seed(seed)
-    return ppdet.build_model(ppdet.load_config(DEMO, TINY + list(extra)))
+    return tiny_detector(DEMO, TINY + list(extra), seed)
 
 
 def fixed_batch():
-    rng = np.random.default_rng(0)
-    return {
-        "image": T(rng.normal(size=(2, 3, SIZE, SIZE)), "float32"),
-        "im_shape": T([[SIZE, SIZE]] * 2, "float32"),
-        "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
-        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
-        "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
-        "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
-    }
+    return rcnn_batch(SIZE)
 
 
 def test_loss_names_and_an_image_without_gt():

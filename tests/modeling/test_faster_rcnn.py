@@ -20,6 +20,7 @@ from ppdet.modeling.postprocess import RCNNBox, rcnn_post_process
 from ppdet.modeling.postprocess.yolo import MultiClassNMS
 from ppdet.ops.roi import distribute_fpn_proposals, roi_align
 from tests.modeling.detector_checks import (
+    rcnn_batch, tiny_detector,
     assert_loss_drops, check_boxes_in_images, check_detections, check_no_detections, demo_overrides,
     eval_inputs, predict, run_tools, train_steps,
 )
@@ -162,20 +163,11 @@ def test_rcnn_post_process_hand_checked():
 
 
 def tiny_model(seed=0, extra=()):
-    paddle.seed(seed)
-    return ppdet.build_model(ppdet.load_config(DEMO, TINY + list(extra)))
+    return tiny_detector(DEMO, TINY + list(extra), seed)
 
 
 def fixed_batch():
-    rng = np.random.default_rng(0)
-    return {
-        "image": T(rng.normal(size=(2, 3, SIZE, SIZE)), "float32"),
-        "im_shape": T([[SIZE, SIZE]] * 2, "float32"),
-        "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
-        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
-        "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
-        "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
-    }
+    return rcnn_batch(SIZE)
 
 
 NAMES = ["loss", "loss_bbox_cls", "loss_bbox_reg", "loss_rpn_cls", "loss_rpn_reg"]

@@ -17,6 +17,7 @@ from ppdet.modeling.assigners import MaskAssigner, polygons_to_mask
 from ppdet.modeling.heads.mask_head import MaskFeat, MaskHead
 from ppdet.modeling.postprocess import paste_masks
 from tests.modeling.detector_checks import (
+    rcnn_batch, tiny_detector,
     assert_loss_drops, check_no_detections, demo_overrides, eval_inputs, predict,
     run_tools, train_steps,
 )
@@ -145,25 +146,17 @@ def test_mask_head_loss_is_own_class_bce_over_pixels():
 
 
 def tiny_model(seed=0, extra=()):
-    paddle.seed(seed)
-    return ppdet.build_model(ppdet.load_config(DEMO, TINY + list(extra)))
+    return tiny_detector(DEMO, TINY + list(extra), seed)
 
 
 def fixed_batch():
-    rng = np.random.default_rng(0)
-    return {
-        "image": T(rng.normal(size=(2, 3, SIZE, SIZE)), "float32"),
-        "im_shape": T([[SIZE, SIZE]] * 2, "float32"),
-        "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
-        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
-        "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
-        "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
-        "gt_poly": [
-            [[np.array([10, 10, 50, 10, 30, 60], "float32")],
-             [np.array([40, 30, 90, 30, 90, 90, 40, 90], "float32"), np.array([45, 35, 60, 35, 50, 50], "float32")]],
-            [[np.array([5, 70, 22, 50, 40, 70, 22, 90], "float32")]],
-        ],
-    }
+    batch = rcnn_batch(SIZE)
+    batch["gt_poly"] = [
+        [[np.array([10, 10, 50, 10, 30, 60], "float32")],
+         [np.array([40, 30, 90, 30, 90, 90, 40, 90], "float32"), np.array([45, 35, 60, 35, 50, 50], "float32")]],
+        [[np.array([5, 70, 22, 50, 40, 70, 22, 90], "float32")]],
+    ]
+    return batch
 
 
 NAMES = ["loss", "loss_bbox_cls", "loss_bbox_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_reg"]
