@@ -9,14 +9,14 @@ DEMO_OUT := output/yolov3_mobilenet_v1_demo
 export MKL_DEBUG_CPU_TYPE ?= 5
 export PYTHONWARNINGS ?= ignore::UserWarning:paddle.utils.cpp_extension.extension_utils
 
-.PHONY: install demo test data clean
+.PHONY: install demo test lint data clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py requirements.txt requirements-test.txt
+$(VENV)/.installed: pyproject.toml requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -28,6 +28,10 @@ demo: data
 	$(PY) tools/eval.py -c $(DEMO_CFG) -o weights=$(DEMO_OUT)/model_final
 	$(PY) tools/infer.py -c $(DEMO_CFG) -o weights=$(DEMO_OUT)/model_final \
 		--infer_dir dataset/demo/samples --output_dir output/demo_infer
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: install
 	$(PY) -m pytest -q tests

@@ -11,6 +11,7 @@ into BENCHMARK.md between its own markers (other benchmarks keep their sections)
 Standard inputs: R-CNN / RetinaNet backbones 800x1344 (short side 800, padded to /32), YOLOv3
 608x608, SSD 300x300 (VGG16, MobileNetV1-SSD) and SSDLite 320x320.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,12 +41,27 @@ BACKBONES = [
     ("ResNet101", "ResNet", {"depth": 101}, RCNN),
     ("ResNet101-vd", "ResNet", {"depth": 101, "variant": "d"}, RCNN),
     ("ResNet152", "ResNet", {"depth": 152}, RCNN),
-    ("ResNeXt101-vd-64x4d", "ResNet", {"depth": 101, "variant": "d", "groups": 64, "base_width": 4}, RCNN),
+    (
+        "ResNeXt101-vd-64x4d",
+        "ResNet",
+        {"depth": 101, "variant": "d", "groups": 64, "base_width": 4},
+        RCNN,
+    ),
     ("SENet154-vd", "SENet", {"depth": 152, "variant": "d", "groups": 64, "base_width": 4}, RCNN),
     ("DarkNet53", "DarkNet", {"depth": 53}, YOLO),
     ("MobileNetV1", "MobileNet", {}, YOLO),
-    ("MobileNetV1-SSD", "MobileNet", {"with_extra_blocks": True, "feature_maps": [11, 13, 14, 15, 16, 17]}, (300, 300)),
-    ("MobileNetV3-large", "MobileNetV3", {"model_name": "large", "feature_maps": [7, 13, 16]}, YOLO),
+    (
+        "MobileNetV1-SSD",
+        "MobileNet",
+        {"with_extra_blocks": True, "feature_maps": [11, 13, 14, 15, 16, 17]},
+        (300, 300),
+    ),
+    (
+        "MobileNetV3-large",
+        "MobileNetV3",
+        {"model_name": "large", "feature_maps": [7, 13, 16]},
+        YOLO,
+    ),
     ("MobileNetV3-small", "MobileNetV3", {"model_name": "small", "feature_maps": [4, 9, 12]}, YOLO),
     ("VGG16-SSD", "VGG", {"depth": 16}, (300, 300)),
 ]
@@ -154,8 +170,11 @@ def main() -> int:
         exported = None if args.no_export else time_exported(model, x, args.repeat, args.threads)
         rows.append((label, f"{h}x{w}", params, gflops, eager, exported))
         shown = f"{exported * 1000:.0f} ms" if exported else "-"
-        print(f"{label:22s} {h}x{w:<5d} {params:7.1f} M  {gflops:7.1f} GFLOPs  eager {eager * 1000:7.0f} ms  "
-              f"exported {shown}", flush=True)
+        print(
+            f"{label:22s} {h}x{w:<5d} {params:7.1f} M  {gflops:7.1f} GFLOPs  eager {eager * 1000:7.0f} ms  "
+            f"exported {shown}",
+            flush=True,
+        )
 
     cpu = platform.processor() or platform.machine()
     lines = [
@@ -172,7 +191,9 @@ def main() -> int:
     for label, size, params, gflops, eager, exported in rows:
         exp = f"{exported * 1000:.0f}" if exported else "-"
         up = f"{eager / exported:.2f}x" if exported else "-"
-        lines.append(f"| {label} | {size} | {params:.1f} | {gflops:.1f} | {eager * 1000:.0f} | {exp} | {up} |")
+        lines.append(
+            f"| {label} | {size} | {params:.1f} | {gflops:.1f} | {eager * 1000:.0f} | {exp} | {up} |"
+        )
     if not args.only:
         write_section(args.out, "\n".join(lines))
         print(f"wrote {args.out}")

@@ -55,7 +55,8 @@ def reference_script(delta_scale: float) -> str:
 
 
 def compare(
-    case: str, shift: float, delta_scale: float, ref_python: str, seed: int, work: Path) -> bool:
+    case: str, shift: float, delta_scale: float, ref_python: str, seed: int, work: Path
+) -> bool:
     oracle.copy_configs(work, BASE)
     inputs = oracle.fixed_inputs(seed)
     np.savez(work / "inputs.npz", **inputs)

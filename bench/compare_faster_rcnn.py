@@ -55,7 +55,9 @@ cfg = load_config(config)
 )
 # the shared input helpers, under their old names here (compare_cascade_rcnn.py uses them)
 fixed_inputs, padded_gt, strip_reference = (
-    oracle.fixed_inputs, oracle.padded_gt, oracle.strip_reference
+    oracle.fixed_inputs,
+    oracle.padded_gt,
+    oracle.strip_reference,
 )
 
 
@@ -71,8 +73,10 @@ def compare(case: str, base: str, shift: float, ref_python: str, seed: int, work
     cfg = ppdet.load_config(str(REPO / "configs" / "_base_" / f"{base}.yml"), overrides)
     model, ok, batch, out = oracle.load_and_detect(cfg, work, inputs)
     bbox, bbox_num = out["bbox"].numpy(), out["bbox_num"].numpy()
-    print(f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()} (reference without fake/-1 "
-          f"rows: {ref_num.tolist()})")
+    print(
+        f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()} (reference without fake/-1 "
+        f"rows: {ref_num.tolist()})"
+    )
     if not np.array_equal(bbox_num, ref_num):
         print(f"{case}: DIFFERENT bbox_num\n")
         return False

@@ -32,11 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import oracle  # noqa: E402  (also puts the repository on sys.path)
-
 import paddle  # noqa: E402
+from oracle import DETERMINISTIC, fixed_inputs, padded_gt  # noqa: E402
 
 import ppdet  # noqa: E402
-from oracle import DETERMINISTIC, fixed_inputs, padded_gt  # noqa: E402
 
 REPO = oracle.REPO
 # (case name, _base_ config, the Faster R-CNN base it includes, background-logit bias shift)
@@ -131,8 +130,9 @@ def strip_reference(
     return np.concatenate(rows).reshape(-1, 6), np.array(nums, "int32"), masks
 
 
-def compare(case: str, base: str, faster: str, shift: float, ref_python: str, seed: int,
-            work: Path) -> bool:
+def compare(
+    case: str, base: str, faster: str, shift: float, ref_python: str, seed: int, work: Path
+) -> bool:
     oracle.copy_configs(work, base, faster)
     inputs = fixed_inputs(seed)
     np.savez(work / "inputs.npz", **inputs)
@@ -149,8 +149,10 @@ def compare(case: str, base: str, faster: str, shift: float, ref_python: str, se
     cfg = ppdet.load_config(str(REPO / "configs" / "_base_" / f"{base}.yml"), overrides)
     model, ok, batch, out = oracle.load_and_detect(cfg, work, inputs)
     bbox, bbox_num, masks = out["bbox"].numpy(), out["bbox_num"].numpy(), out["mask"]
-    print(f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()}, masks "
-          f"{[m.shape for m in masks]} (reference without fake/-1 rows: {ref_num.tolist()})")
+    print(
+        f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()}, masks "
+        f"{[m.shape for m in masks]} (reference without fake/-1 rows: {ref_num.tolist()})"
+    )
     if not np.array_equal(bbox_num, ref_num):
         print(f"{case}: DIFFERENT bbox_num\n")
         return False
@@ -163,8 +165,10 @@ def compare(case: str, base: str, faster: str, shift: float, ref_python: str, se
             unset += int((~valid).sum())
             total += int((theirs == 1).sum())
             differ += int((ours != theirs)[valid].sum())
-    print(f"  masks: {total} foreground pixels in the reference, {differ} differ "
-          f"({unset} pixels inside the images left -1 by 2.x, not compared)")
+    print(
+        f"  masks: {total} foreground pixels in the reference, {differ} differ "
+        f"({unset} pixels inside the images left -1 by 2.x, not compared)"
+    )
     ok = ok and differ <= max(5, total // 10000)
 
     model.train()
@@ -177,8 +181,10 @@ def compare(case: str, base: str, faster: str, shift: float, ref_python: str, se
         ours_mask = losses["loss_mask"]
         model.mask_head.mask_assigner = PerImageIndex(model.mask_head.mask_assigner)
         losses = {k: float(v) for k, v in model({**batch, **gt}).items()}
-        print(f"  C4 loss_mask with the right feature rows: {ours_mask:.5f}; with 2.x's per-image "
-              "indices (compared below):")
+        print(
+            f"  C4 loss_mask with the right feature rows: {ours_mask:.5f}; with 2.x's per-image "
+            "indices (compared below):"
+        )
     ok = oracle.losses_match(LOSSES, losses, ref) and ok
     return oracle.verdict(case, ok)
 

@@ -27,7 +27,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import oracle  # noqa: E402  (also puts the repository on sys.path)
-
 import paddle  # noqa: E402
 
 import ppdet  # noqa: E402
@@ -108,7 +107,13 @@ def fixed_inputs(seed: int, size: int) -> dict[str, np.ndarray]:
 
 
 def compare(
-    case: str, base: str, num_classes: int, size: int, shift: float, ref_python: str, seed: int,
+    case: str,
+    base: str,
+    num_classes: int,
+    size: int,
+    shift: float,
+    ref_python: str,
+    seed: int,
     work: Path,
 ) -> bool:
     oracle.copy_configs(work, base)

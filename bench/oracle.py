@@ -199,8 +199,9 @@ def run_reference(
     return dict(np.load(work / "reference.npz"))
 
 
-def boxes_match(bbox: np.ndarray, ref_bbox: np.ndarray, box_tol: float,
-                relative: bool = False) -> bool:
+def boxes_match(
+    bbox: np.ndarray, ref_bbox: np.ndarray, box_tol: float, relative: bool = False
+) -> bool:
     """Print the max |diff| of class, score and box of two [N, 6] arrays; True if classes are
     equal, scores within 1e-5 and boxes within ``box_tol`` px (``relative``: relative to
     max(|coordinate|, 100 px), for the huge boxes of random deep nets)."""
@@ -218,8 +219,12 @@ def boxes_match(bbox: np.ndarray, ref_bbox: np.ndarray, box_tol: float,
     return bool(ok and box.max(initial=0) < box_tol)
 
 
-def losses_match(names: tuple[str, ...], ours: Mapping[str, float],
-                 ref: Mapping[str, np.ndarray], sep: str = ";\n  ") -> bool:
+def losses_match(
+    names: tuple[str, ...],
+    ours: Mapping[str, float],
+    ref: Mapping[str, np.ndarray],
+    sep: str = ";\n  ",
+) -> bool:
     """Print ``name ours vs theirs (rel ...)`` for each loss; True if all within 1e-4."""
     ok, parts = True, []
     for name in names:
@@ -257,7 +262,10 @@ def load_and_detect(
 
 
 def main(
-    doc: str, cases: tuple[tuple, ...], compare: Callable[..., bool], prefix: str,
+    doc: str,
+    cases: tuple[tuple, ...],
+    compare: Callable[..., bool],
+    prefix: str,
     keep_option: bool = False,
 ) -> None:
     """Command line of a comparison (--ref-python, --cases, --seed, optionally --keep): runs

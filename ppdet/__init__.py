@@ -2,6 +2,7 @@
 
 Public entry points: ``load_config``, ``build_model``, ``Trainer``.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -16,7 +17,8 @@ def register_all() -> None:
 
 def load_config(path: str, overrides=()):
     """Read a YAML config (with ``_BASE_`` files), apply ``key=value`` overrides, validate it."""
-    from ppdet.config import load_config as _load, validate_config
+    from ppdet.config import load_config as _load
+    from ppdet.config import validate_config
 
     register_all()
     cfg = _load(path, overrides)

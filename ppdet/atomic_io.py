@@ -1,10 +1,11 @@
 """Atomic file writes: write to a temp file beside the target, fsync, then rename over it."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ Detections follow the model contract: ``bbox`` [N,6] rows of (class id, score, x
 in original-image pixels; instance models add ``mask``: binary masks [N, H, W] (uint8, original
 image size) row-aligned with ``bbox``, drawn as a semi-transparent fill and written as COCO RLE.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -96,7 +97,13 @@ def draw_detections(
         luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
         text_color = (0, 0, 0) if luminance > 140 else (255, 255, 255)
         cv2.putText(
-            out, text, (left + 1, top + th + 1), font, font_scale, text_color, font_thick,
+            out,
+            text,
+            (left + 1, top + th + 1),
+            font,
+            font_scale,
+            text_color,
+            font_thick,
             cv2.LINE_AA,
         )
     return out

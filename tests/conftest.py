@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny generated demo dataset and a tiny YOLOv3 config over it."""
+
 import os
 import sys
 import warnings

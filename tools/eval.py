@@ -1,4 +1,5 @@
 """Evaluate a detector: python tools/eval.py -c CONFIG -o weights=output/demo/model_final"""
+
 import os
 import sys
 

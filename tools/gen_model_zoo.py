@@ -13,8 +13,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ppdet.atomic_io import atomic_write_text
-from ppdet.zoo.index import DEFAULT_INDEX, ZooIndexError, load_index, render_markdown
+from ppdet.atomic_io import atomic_write_text  # noqa: E402
+from ppdet.zoo.index import DEFAULT_INDEX, ZooIndexError, load_index, render_markdown  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

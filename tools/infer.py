@@ -2,6 +2,7 @@
 
 Writes annotated images and a JSON of all detections (bbox.json) into --output_dir.
 """
+
 import os
 import sys
 
@@ -14,8 +15,12 @@ def main() -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--infer_img", default=None, help="one image file")
     parser.add_argument("--infer_dir", default=None, help="a folder of images")
-    parser.add_argument("--draw_threshold", type=float, default=0.5, help="score needed to draw a box")
-    parser.add_argument("--output_dir", default="output", help="where drawn images and bbox.json go")
+    parser.add_argument(
+        "--draw_threshold", type=float, default=0.5, help="score needed to draw a box"
+    )
+    parser.add_argument(
+        "--output_dir", default="output", help="where drawn images and bbox.json go"
+    )
     args = parser.parse_args()
     cfg = load_from_args(args)
     if not cfg.get("weights"):
@@ -32,8 +37,10 @@ def main() -> int:
     json_path = os.path.join(args.output_dir, "bbox.json")
     write_detections_json(json_path, results, label_list)
     total = sum(int((r["bbox"][:, 1] >= args.draw_threshold).sum()) for r in results)
-    print(f"{len(results)} images, {total} detections with score >= {args.draw_threshold}; "
-          f"drawn images in {args.output_dir}/ ({len(drawn)} files), all detections in {json_path}")
+    print(
+        f"{len(results)} images, {total} detections with score >= {args.draw_threshold}; "
+        f"drawn images in {args.output_dir}/ ({len(drawn)} files), all detections in {json_path}"
+    )
     return 0
 
 

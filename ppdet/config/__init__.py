@@ -1,4 +1,5 @@
 """Config: safe YAML with ``_BASE_`` includes and ``-o`` overrides, validation, registries."""
+
 from .builder import build_spec, create
 from .errors import ConfigError
 from .loader import Config, apply_override, dump_config, load_config, merge, parse_override

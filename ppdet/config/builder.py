@@ -5,6 +5,7 @@ each key is a constructor argument of the right type, turns sub-component refere
 (``backbone: DarkNet`` or ``{name: YOLOBox, ...}``) into built objects, fills ``__shared__``
 arguments from the top level of the config, and calls the constructor (or ``from_config``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -63,7 +64,12 @@ def type_ok(value: Any, tp: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is str:
         return isinstance(value, str)
-    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence) or tp in (
+    if origin in (
+        list,
+        tuple,
+        typing.Sequence,
+        __import__("collections.abc").abc.Sequence,
+    ) or tp in (
         list,
         tuple,
     ):

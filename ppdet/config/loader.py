@@ -3,11 +3,13 @@
 The result is a :class:`Config`: a plain nested dict plus ``sources``, which remembers for
 each top-level key the file (or ``-o``) that last set it, so later errors can name the file.
 """
+
 from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
 
@@ -29,7 +31,7 @@ class Config(dict):
         top = key_path.split(".", 1)[0].split("[", 1)[0]
         return self.sources.get(top, self.path or "?")
 
-    def copy(self) -> "Config":
+    def copy(self) -> Config:
         new = Config(copy.deepcopy(dict(self)))
         new.sources = dict(self.sources)
         new.path = self.path
@@ -52,7 +54,9 @@ def _read_yaml(path: str, included_from: str | None) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
@@ -108,7 +112,9 @@ def _list_index(items: list, part: str, done: str) -> int:
     if part.lstrip("-").isdigit():
         index = int(part)
         if not -len(items) <= index < len(items):
-            raise ConfigError(f"-o {done}: index {index} out of range (list has {len(items)} items)")
+            raise ConfigError(
+                f"-o {done}: index {index} out of range (list has {len(items)} items)"
+            )
         return index
     for index, item in enumerate(items):
         if isinstance(item, dict) and (part in item or item.get("name") == part):

@@ -4,6 +4,7 @@ A class registers itself with ``@register("backbone")``; configs then name it by
 name (``backbone: DarkNet``). Names are unique across roles so that a config section
 ``DarkNet: {...}`` is unambiguous.
 """
+
 from __future__ import annotations
 
 import difflib

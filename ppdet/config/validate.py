@@ -1,4 +1,5 @@
 """Check a whole resolved config before anything is built, so mistakes fail in one line early."""
+
 from __future__ import annotations
 
 import difflib
@@ -60,14 +61,16 @@ def _src(cfg: dict, key: str) -> str:
 def _check_transform_list(cfg: dict, reader: str, key: str, items: Any, roles: tuple) -> None:
     path = f"{reader}.{key}"
     if not isinstance(items, list):
-        raise ConfigError(f"{_src(cfg, reader)}: {path}: must be a list of {{Name: {{args}}}} items")
+        raise ConfigError(
+            f"{_src(cfg, reader)}: {path}: must be a list of {{Name: {{args}}}} items"
+        )
     for i, item in enumerate(items):
         item_path = f"{path}[{i}]"
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(
                 f"{_src(cfg, reader)}: {item_path}: each item must be one {{Name: {{args}}}} mapping"
             )
-        (name, kwargs), = item.items()
+        ((name, kwargs),) = item.items()
         cls = next((lookup(name, r) for r in roles if name in all_names(r)), None)
         if cls is None:
             try:
@@ -75,7 +78,9 @@ def _check_transform_list(cfg: dict, reader: str, key: str, items: Any, roles: t
             except KeyError as e:
                 raise ConfigError(f"{_src(cfg, reader)}: {item_path}: {e.args[0]}") from None
         if kwargs is not None and not isinstance(kwargs, dict):
-            raise ConfigError(f"{_src(cfg, reader)}: {item_path}.{name}: arguments must be a mapping")
+            raise ConfigError(
+                f"{_src(cfg, reader)}: {item_path}.{name}: arguments must be a mapping"
+            )
         check_kwargs(cls, kwargs or {}, f"{item_path}.{name}", _src(cfg, reader))
 
 
@@ -132,9 +137,14 @@ def validate_config(cfg: dict) -> None:
                 raise ConfigError(f"{_src(cfg, reader)}: {reader}.{key}: unknown reader key{hint}")
             if not type_ok(value, READER_KEYS[key]):
                 want = READER_KEYS[key].__name__
-                raise ConfigError(f"{_src(cfg, reader)}: {reader}.{key}: expected {want}, got {value!r}")
+                raise ConfigError(
+                    f"{_src(cfg, reader)}: {reader}.{key}: expected {want}, got {value!r}"
+                )
         # sample operators may also stand in batch_transforms: they run on every sample
-        lists = (("sample_transforms", ("transform",)), ("batch_transforms", ("batch_transform", "transform")))
+        lists = (
+            ("sample_transforms", ("transform",)),
+            ("batch_transforms", ("batch_transform", "transform")),
+        )
         for key, roles in lists:
             if key in section:
                 _check_transform_list(cfg, reader, key, section[key], roles)

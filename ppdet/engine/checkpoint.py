@@ -4,13 +4,13 @@
 Both files are written atomically, weights first: a ``.pdopt`` only exists beside the
 weights it belongs to, so a checkpoint with a ``.pdopt`` is always complete.
 """
+
 from __future__ import annotations
 
 import glob
 import os
-import re
-
 import pickle
+import re
 
 import paddle
 
@@ -29,7 +29,7 @@ def _rename_keys(state: dict, renames: list[tuple[str, str]]) -> dict:
             value = _rename_keys(value, renames)
         for old, new in renames:
             if key == old or key.startswith(old + "_"):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         out[key] = value
     return out
@@ -41,13 +41,19 @@ def optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Laye
     Paddle keys accumulators by the runtime parameter name (``conv2d_12.w_0``), which depends
     on how many layers the process built before; structured names survive a restart.
     """
-    renames = sorted(((p.name, "@" + n) for n, p in model.named_parameters()), key=lambda r: -len(r[0]))
+    renames = sorted(
+        ((p.name, "@" + n) for n, p in model.named_parameters()), key=lambda r: -len(r[0])
+    )
     return _rename_keys(optimizer.state_dict(), renames)
 
 
-def set_optimizer_state(optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer, state: dict) -> None:
+def set_optimizer_state(
+    optimizer: paddle.optimizer.Optimizer, model: paddle.nn.Layer, state: dict
+) -> None:
     """Inverse of :func:`optimizer_state` for this process's parameter names."""
-    renames = sorted((("@" + n, p.name) for n, p in model.named_parameters()), key=lambda r: -len(r[0]))
+    renames = sorted(
+        (("@" + n, p.name) for n, p in model.named_parameters()), key=lambda r: -len(r[0])
+    )
     optimizer.set_state_dict(_rename_keys(state, renames))
 
 

@@ -1,11 +1,12 @@
 """What the tools/*.py command lines share: -c/-o parsing and one-line errors."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 warnings.filterwarnings("ignore", message="No ccache found")
 
@@ -14,12 +15,20 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("-c", "--config", required=True, help="YAML config file")
     parser.add_argument(
-        "-o", "--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        "-o",
+        "--opt",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
         help="override config keys, e.g. -o weights=out/model_final TrainReader.batch_size=4",
     )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument(
-        "--offline", action="store_true",
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
         help="never download: weights given as URL or zoo name must already be in the cache ($PPDET_HOME)",
     )
     return parser
@@ -65,7 +74,14 @@ def run(main: Callable[[], int | None]) -> None:
     from ppdet.zoo.legacy_format import LegacyError
     from ppdet.zoo.weights import WeightsError
 
-    user_errors = (ConfigError, WeightsError, TrainingDiverged, DataError, FileNotFoundError, LegacyError)
+    user_errors = (
+        ConfigError,
+        WeightsError,
+        TrainingDiverged,
+        DataError,
+        FileNotFoundError,
+        LegacyError,
+    )
     try:
         code = main()
     except user_errors as e:

@@ -4,10 +4,11 @@ After every optimizer step: ``ema = d * ema + (1 - d) * weights`` for every floa
 the state dict (parameters and norm statistics), with ``d = min(decay, (1 + t) / (10 + t))``
 at step ``t`` so that the average is not dominated by the random initial weights.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import paddle
 

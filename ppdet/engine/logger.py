@@ -1,4 +1,5 @@
 """Training progress: smoothed losses, speed and ETA every N iterations; optional VisualDL."""
+
 from __future__ import annotations
 
 import collections
@@ -44,12 +45,16 @@ class TrainLogger:
         try:
             from visualdl import LogWriter
         except ImportError:
-            print("--use_vdl: VisualDL is not installed (pip install visualdl); scalars are not logged")
+            print(
+                "--use_vdl: VisualDL is not installed (pip install visualdl); scalars are not logged"
+            )
             return None
         print(f"VisualDL: logging scalars to {log_dir} (visualdl --logdir {log_dir})")
         return LogWriter(log_dir)
 
-    def step(self, epoch: int, epochs: int, iteration: int, lr: float, losses: dict, data_time: float) -> None:
+    def step(
+        self, epoch: int, epochs: int, iteration: int, lr: float, losses: dict, data_time: float
+    ) -> None:
         """Record iteration ``iteration`` (1-based, counted over the whole run)."""
         now = time.time()
         self.stats.update(batch_time=now - self.last_time, data_time=data_time, **losses)

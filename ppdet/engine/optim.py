@@ -18,6 +18,7 @@ is ``decay(t) * warmup(t)``: a pure function of ``t``, so the scheduler's ``stat
 ``max_epochs``) count epochs in an epoch-based run and iterations in an iteration-based one;
 warmup ``steps`` always count iterations (``epochs`` counts epochs).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -41,9 +42,7 @@ def _check_keys(section: Any, path: str, allowed: dict[str, tuple], required=())
         raise ConfigError(f"{path}: expected a mapping, got {type(section).__name__}")
     for key, value in section.items():
         if key not in allowed:
-            raise ConfigError(
-                f"{path}.{key}: unknown key; accepted: {', '.join(sorted(allowed))}"
-            )
+            raise ConfigError(f"{path}.{key}: unknown key; accepted: {', '.join(sorted(allowed))}")
         types = allowed[key]
         is_bool = isinstance(value, bool)  # bool is an int subclass: reject unless listed
         ok = isinstance(value, types) and (bool in types or not is_bool)

@@ -1,4 +1,5 @@
 """Inference on image files: run the TestReader pipeline and the model, draw and save results."""
+
 from __future__ import annotations
 
 import glob
@@ -25,9 +26,13 @@ def list_images(infer_img: str | None = None, infer_dir: str | None = None) -> l
     if infer_dir:
         if not os.path.isdir(infer_dir):
             raise FileNotFoundError(f"--infer_dir: no such folder: {infer_dir}")
-        found = sorted(p for p in glob.glob(os.path.join(infer_dir, "*")) if p.lower().endswith(IMAGE_EXTS))
+        found = sorted(
+            p for p in glob.glob(os.path.join(infer_dir, "*")) if p.lower().endswith(IMAGE_EXTS)
+        )
         if not found:
-            raise FileNotFoundError(f"--infer_dir: no images ({', '.join(IMAGE_EXTS)}) in {infer_dir}")
+            raise FileNotFoundError(
+                f"--infer_dir: no images ({', '.join(IMAGE_EXTS)}) in {infer_dir}"
+            )
         images.extend(found)
     if not images:
         raise FileNotFoundError("no input images: pass --infer_img FILE or --infer_dir FOLDER")
@@ -50,9 +55,8 @@ class Predictor:
         When the model returns ``mask`` (a list of B uint8 [n_b, H, W], or a Tensor [N, H, W]
         when all images share one size) each entry also has ``"mask"``: uint8 [n, H, W].
         """
-        from ppdet.evaluation.coco_eval import split_masks
-
         from ppdet.data.loader import build_dataset, build_loader
+        from ppdet.evaluation.coco_eval import split_masks
 
         dataset = build_dataset(self.cfg, "test")
         dataset.set_images(images)
@@ -76,7 +80,9 @@ class Predictor:
         return results, list(dataset.label_list)
 
 
-def save_visualizations(results: list[dict], label_list: list[str], output_dir: str, threshold: float) -> list[str]:
+def save_visualizations(
+    results: list[dict], label_list: list[str], output_dir: str, threshold: float
+) -> list[str]:
     """Write ``<output_dir>/<image name>`` with boxes (and masks, if any) drawn; returns the
     written paths."""
     from ppdet.atomic_io import atomic_path
@@ -88,7 +94,9 @@ def save_visualizations(results: list[dict], label_list: list[str], output_dir: 
         image = cv2.imread(result["im_file"], cv2.IMREAD_COLOR)
         if image is None:
             continue
-        drawn = draw_detections(image, np.asarray(result["bbox"]), label_list, threshold, result.get("mask"))
+        drawn = draw_detections(
+            image, np.asarray(result["bbox"]), label_list, threshold, result.get("mask")
+        )
         name = os.path.basename(result["im_file"])
         path = os.path.join(output_dir, name)
         ext = os.path.splitext(name)[1] or ".jpg"

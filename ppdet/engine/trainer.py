@@ -1,6 +1,7 @@
 """The training / evaluation loop. It knows no architecture and no metric: the model returns
 named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator scores them.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ class Trainer:
     ``output_dir`` holds checkpoints (default ``<save_dir>/<config name>``).
     """
 
-    def __init__(self, cfg: dict, *, output_dir: str | None = None, amp: bool = False, use_vdl: bool = False) -> None:
+    def __init__(
+        self, cfg: dict, *, output_dir: str | None = None, amp: bool = False, use_vdl: bool = False
+    ) -> None:
         self.cfg = cfg
         self.world_size = dist.get_world_size()
         self.rank = dist.get_rank()
@@ -102,14 +105,20 @@ class Trainer:
         lr = build_lr(cfg["LearningRate"], steps_per_epoch, epoch_based)
         optimizer = build_optimizer(cfg.get("OptimizerBuilder") or {}, lr, self.model)
 
-        self.ema = ModelEMA(self.model, float(cfg.get("ema_decay", 0.9998))) if cfg.get("use_ema") else None
+        self.ema = (
+            ModelEMA(self.model, float(cfg.get("ema_decay", 0.9998)))
+            if cfg.get("use_ema")
+            else None
+        )
         start_iter, best = 0, -math.inf
         if resume:
             state = checkpoint.load_checkpoint(resume, self.model, optimizer, self.ema)
             start_iter = int(state["iteration"])
             best = float(state["extra"].get("best", -math.inf))
             if self.is_main:
-                print(f"resumed from {resume} at iteration {start_iter} (lr {optimizer.get_lr():.6f})")
+                print(
+                    f"resumed from {resume} at iteration {start_iter} (lr {optimizer.get_lr():.6f})"
+                )
         elif cfg.get("pretrain_weights"):
             self._load_pretrained(cfg["pretrain_weights"])
             if self.ema is not None:
@@ -120,7 +129,9 @@ class Trainer:
         logger = TrainLogger(
             total,
             int(cfg.get("log_iter", 20)),
-            vdl_dir=cfg.get("vdl_log_dir", os.path.join(self.output_dir, "vdl")) if self.use_vdl and self.is_main else None,
+            vdl_dir=cfg.get("vdl_log_dir", os.path.join(self.output_dir, "vdl"))
+            if self.use_vdl and self.is_main
+            else None,
         )
         config_text = dump_config(cfg)
         snapshot_epoch = int(cfg.get("snapshot_epoch", 1))
@@ -139,28 +150,38 @@ class Trainer:
                 if epoch == start_epoch and step < skip:
                     continue
                 data_time = time.time() - tic
-                losses = self._train_step(model, batch, optimizer, lr, scaler, iteration + 1, last_saved)
+                losses = self._train_step(
+                    model, batch, optimizer, lr, scaler, iteration + 1, last_saved
+                )
                 iteration += 1
                 self.iteration = iteration
                 if self.is_main:
                     logger.step(epoch, epochs, iteration, optimizer.get_lr(), losses, data_time)
                 if not epoch_based and (iteration % snapshot_iter == 0 or iteration == total):
                     metrics, best = self._maybe_validate(validate, iteration, metrics, best, logger)
-                    last_saved = self._save(f"iter_{iteration}", optimizer, epoch, iteration, config_text, best)
+                    last_saved = self._save(
+                        f"iter_{iteration}", optimizer, epoch, iteration, config_text, best
+                    )
                 tic = time.time()
                 if iteration >= total:
                     break
             if epoch_based and ((epoch + 1) % snapshot_epoch == 0 or epoch + 1 == epochs):
                 metrics, best = self._maybe_validate(validate, iteration, metrics, best, logger)
-                last_saved = self._save(f"epoch_{epoch + 1}", optimizer, epoch + 1, iteration, config_text, best)
+                last_saved = self._save(
+                    f"epoch_{epoch + 1}", optimizer, epoch + 1, iteration, config_text, best
+                )
             if iteration >= total:
                 break
         if self.is_main:
-            path = checkpoint.save_weights(self.model, os.path.join(self.output_dir, "model_final"), self.ema)
+            path = checkpoint.save_weights(
+                self.model, os.path.join(self.output_dir, "model_final"), self.ema
+            )
             print(f"training done: {iteration} iterations; final weights {path}")
         return metrics
 
-    def _train_step(self, model, batch, optimizer, lr, scaler, iteration: int, last_saved: str | None) -> dict:
+    def _train_step(
+        self, model, batch, optimizer, lr, scaler, iteration: int, last_saved: str | None
+    ) -> dict:
         """One optimizer step; ``lr`` is the per-iteration scheduler. Returns the loss values."""
         with paddle.amp.auto_cast(enable=self.amp):
             outputs = model(batch)
@@ -168,8 +189,14 @@ class Trainer:
         values = {k: float(v.item()) for k, v in outputs.items() if k.startswith("loss")}
         if not all(math.isfinite(v) for v in values.values()):
             named = ", ".join(f"{k}={v}" for k, v in values.items())
-            kept = f"last good checkpoint: {last_saved}" if last_saved else "no checkpoint was saved yet"
-            raise TrainingDiverged(f"loss is not finite at iteration {iteration} ({named}); {kept}; try a lower learning rate")
+            kept = (
+                f"last good checkpoint: {last_saved}"
+                if last_saved
+                else "no checkpoint was saved yet"
+            )
+            raise TrainingDiverged(
+                f"loss is not finite at iteration {iteration} ({named}); {kept}; try a lower learning rate"
+            )
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.minimize(optimizer, loss)
@@ -182,18 +209,28 @@ class Trainer:
             self.ema.update(self.model)
         return values
 
-    def _save(self, name: str, optimizer, epoch: int, iteration: int, config_text: str, best: float) -> str:
+    def _save(
+        self, name: str, optimizer, epoch: int, iteration: int, config_text: str, best: float
+    ) -> str:
         """Write a resumable checkpoint; ``best`` (the best eval metric so far) goes into it."""
         prefix = os.path.join(self.output_dir, name)
         if self.is_main:
             checkpoint.save_checkpoint(
-                prefix, self.model, optimizer, epoch=epoch, iteration=iteration, config_text=config_text,
-                ema=self.ema, extra={"best": best},
+                prefix,
+                self.model,
+                optimizer,
+                epoch=epoch,
+                iteration=iteration,
+                config_text=config_text,
+                ema=self.ema,
+                extra={"best": best},
             )
             print(f"saved checkpoint {prefix}")
         return prefix
 
-    def _maybe_validate(self, validate: bool, iteration: int, metrics: dict, best: float, logger) -> tuple[dict, float]:
+    def _maybe_validate(
+        self, validate: bool, iteration: int, metrics: dict, best: float, logger
+    ) -> tuple[dict, float]:
         if not validate:
             return metrics, best
         if self.ema is not None:
@@ -208,8 +245,12 @@ class Trainer:
             logger.scalars("eval", metrics, iteration)
             if value > best:
                 best = value
-                checkpoint.save_weights(self.model, os.path.join(self.output_dir, "best_model"), self.ema)
-                print(f"best {key} so far: {value:.4f}; saved {os.path.join(self.output_dir, 'best_model')}.pdparams")
+                checkpoint.save_weights(
+                    self.model, os.path.join(self.output_dir, "best_model"), self.ema
+                )
+                print(
+                    f"best {key} so far: {value:.4f}; saved {os.path.join(self.output_dir, 'best_model')}.pdparams"
+                )
         return metrics, best
 
     def _load_pretrained(self, path: str) -> None:
@@ -228,20 +269,34 @@ class Trainer:
             loader = build_loader(self.cfg, "eval", dataset)
             self._eval_data = (dataset, loader)
         dataset, loader = self._eval_data
-        evaluator = build_evaluator(self.cfg.get("metric", "COCO"), dataset, output_dir=self.output_dir)
+        evaluator = build_evaluator(
+            self.cfg.get("metric", "COCO"), dataset, output_dir=self.output_dir
+        )
         evaluator.reset()
         self.model.eval()
         with paddle.no_grad():
-            for batch in tqdm(loader, desc="eval", unit="batch", disable=not self.is_main, leave=False):
+            for batch in tqdm(
+                loader, desc="eval", unit="batch", disable=not self.is_main, leave=False
+            ):
                 out = _to_numpy(self.model(batch))
-                with_masks = out.get("mask") is not None and getattr(evaluator, "supports_masks", False)
+                with_masks = out.get("mask") is not None and getattr(
+                    evaluator, "supports_masks", False
+                )
                 masks = {"mask": out["mask"]} if with_masks else {}
-                evaluator.update(batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"], **masks)
+                evaluator.update(
+                    batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"], **masks
+                )
         metrics = evaluator.accumulate()
         metrics["primary_metric"] = evaluator.primary_metric
         if self.is_main:
-            labels = {"AP": "AP@[.5:.95]", "AP50": "mAP@0.5", "mAP_11point": "VOC mAP 11-point",
-                      "mAP_area": "VOC mAP area", "mask_AP": "mask AP@[.5:.95]", "mask_AP50": "mask mAP@0.5"}
+            labels = {
+                "AP": "AP@[.5:.95]",
+                "AP50": "mAP@0.5",
+                "mAP_11point": "VOC mAP 11-point",
+                "mAP_area": "VOC mAP area",
+                "mask_AP": "mask AP@[.5:.95]",
+                "mask_AP50": "mask mAP@0.5",
+            }
             shown = [f"{label} = {metrics[k]:.4f}" for k, label in labels.items() if k in metrics]
             print("eval summary: " + ", ".join(shown), flush=True)
             self._record_metrics(metrics, dataset.get_anno())
@@ -253,7 +308,11 @@ class Trainer:
             "weights": self.weights_source or "(weights being trained)",
             "iteration": self.iteration,
             "dataset": annotations,
-            "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating))},
+            "metrics": {
+                k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating))
+            },
         }
         os.makedirs(self.output_dir, exist_ok=True)
-        atomic_write_text(os.path.join(self.output_dir, "eval_metrics.json"), json.dumps(record, indent=1) + "\n")
+        atomic_write_text(
+            os.path.join(self.output_dir, "eval_metrics.json"), json.dumps(record, indent=1) + "\n"
+        )

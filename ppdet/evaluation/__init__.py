@@ -3,6 +3,7 @@
 Each has a ``primary_metric`` attribute naming the key of the returned dict that picks the
 best model.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ The evaluator gathers the model's detections as COCO result dicts (one per box; 
 also one RLE ``segmentation`` result per box), then runs ``COCOeval`` on the dataset's
 annotation json and returns the 12 standard AP/AR numbers (``mask_``-prefixed for masks).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,18 @@ from ppdet.config.registry import register
 
 # Names of COCOeval.stats[0..11], in order.
 STAT_NAMES = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
 )
 
 
@@ -191,8 +203,11 @@ class COCOEvaluator:
                     f"detections for image ids not in {self.anno_path}: {sorted(unknown)[:5]}"
                 )
             if iou_type == "segm":
-                missing = [a["id"] for a in coco_gt.dataset.get("annotations", [])
-                           if not a.get("segmentation")]
+                missing = [
+                    a["id"]
+                    for a in coco_gt.dataset.get("annotations", [])
+                    if not a.get("segmentation")
+                ]
                 if missing:
                     raise ValueError(
                         f"{self.anno_path}: annotation ids {missing[:5]} have no segmentation; "
@@ -232,5 +247,5 @@ class COCOEvaluator:
         width = max([len(n) for n in out] + [8])
         print(f"Per-category {'mask' if prefix else 'bbox'} AP:")
         for name, ap in out.items():
-            print(f"  {name[len(prefix) + 3:]:<{width}} {ap:.3f}")
+            print(f"  {name[len(prefix) + 3 :]:<{width}} {ap:.3f}")
         return out

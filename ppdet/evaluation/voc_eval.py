@@ -11,6 +11,7 @@ AP is then read off the precision/recall curve in two ways, both always computed
   * "area" (VOC2010+): area under the monotone (right-to-left max) precision envelope.
 Boxes are in pixels without the legacy "+1" width convention.
 """
+
 from __future__ import annotations
 
 import json

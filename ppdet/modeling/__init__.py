@@ -1,3 +1,14 @@
 """Detection models. Importing this package registers every model component."""
 
-from . import anchors, architectures, assigners, backbones, coders, heads, layers, losses, necks, postprocess  # noqa: F401
+from . import (  # noqa: F401
+    anchors,
+    architectures,
+    assigners,
+    backbones,
+    coders,
+    heads,
+    layers,
+    losses,
+    necks,
+    postprocess,
+)

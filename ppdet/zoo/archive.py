@@ -12,6 +12,7 @@ only when complete, with a marker file (:data:`MARKER`) inside; a lock file besi
 (``<target_dir>.lock``) makes concurrent extractions take turns, and the later ones find the
 finished folder and return at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,16 +87,16 @@ def extract(path: str, target_dir: str) -> str:
                     f"{target_dir} already exists but is not an extraction of an archive; "
                     f"remove it or choose another folder for {path}"
                 )
-            tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target_dir)}.", suffix=".tmp",
-                                   dir=parent)
+            tmp = tempfile.mkdtemp(
+                prefix=f".{os.path.basename(target_dir)}.", suffix=".tmp", dir=parent
+            )
             try:
                 if kind == "zip":
                     _write_zip(path, archive, plan, tmp)
                 else:
                     _write_tar(path, archive, plan, tmp)
                 with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
-                    json.dump({"archive": os.path.abspath(path),
-                               "size": os.path.getsize(path)}, f)
+                    json.dump({"archive": os.path.abspath(path), "size": os.path.getsize(path)}, f)
                 os.rename(tmp, target_dir)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -13,6 +13,7 @@ A download streams into ``.part`` (resumed with ``Range: bytes=N-``), is checked
 sha256/md5, then renamed to the final name: a half file never carries the final name. Several
 processes asking for the same URL take the lock in turn: one downloads, the others find the hit.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -118,7 +119,10 @@ def download(
         if os.path.isfile(path) and _verified(path, expected):  # the other process finished
             return path
         if not expected and progress:
-            print(f"ppdet: no checksum known for {url}; only its size and format are checked", file=sys.stderr)
+            print(
+                f"ppdet: no checksum known for {url}; only its size and format are checked",
+                file=sys.stderr,
+            )
         _download_locked(url, path, expected, progress, timeout, retries, backoff)
         return path
     finally:
@@ -264,8 +268,11 @@ def _fetch_once(session: requests.Session, url: str, part: str, progress: bool, 
         ) from None
     except requests.exceptions.TooManyRedirects:
         raise DownloadError(f"{url}: too many redirects; check the URL") from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema) as e:
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+    ) as e:
         raise DownloadError(f"{url}: not a valid http(s) URL ({_short(e)})") from None
     except requests.exceptions.Timeout as e:
         raise _Retryable(f"timed out ({_short(e)})") from None
@@ -307,8 +314,17 @@ def _stream(url, resp, part, mode, have, total, progress) -> None:
     name = os.path.basename(part)[: -len(".part")]
     if progress:
         print(f"ppdet: downloading {url}", file=sys.stderr)
-    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=name, file=sys.stderr, disable=not progress, leave=False)
+    bar = tqdm(
+        total=total,
+        initial=have,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=name,
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+    )
     written, first = have, have == 0
     # keep every byte that arrived before a hang-up (urllib3 would drop its last buffer); the
     # length check below reports the short read instead
@@ -328,8 +344,11 @@ def _stream(url, resp, part, mode, have, total, progress) -> None:
                 bar.update(len(block))
     except (requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError) as e:
         raise _Retryable(f"timed out after {written} bytes ({_short(e)})") from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.HTTPError) as e:
+    except (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.HTTPError,
+    ) as e:
         raise _Retryable(f"connection dropped after {written} bytes ({_short(e)})") from None
     except OSError as e:
         raise DownloadError(
@@ -369,8 +388,11 @@ def _blocks(resp: requests.Response):
 def _short(e: Exception) -> str:
     """The innermost one-line reason of a requests/urllib3 error."""
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    m = re.search(r"(\[Errno [^\]]+\][^'\")]*|Read timed out|Connection refused|"
-                  r"IncompleteRead\([^)]*\)|timed out)", text)
+    m = re.search(
+        r"(\[Errno [^\]]+\][^'\")]*|Read timed out|Connection refused|"
+        r"IncompleteRead\([^)]*\)|timed out)",
+        text,
+    )
     return m.group(1).strip() if m else text[:160]
 
 

@@ -14,6 +14,7 @@ Two guards make a wrong file fail loudly instead of training from a half-random 
   ``WeightsError`` naming both; so does one that fills fewer than half of the model's backbone
   parameters (another backbone or width).
 """
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,17 @@ from ppdet.zoo.weights import LoadReport, WeightsError
 
 __all__ = ["match_names", "fit_state_dict", "describe_resnet"]
 
-CLASSIFIER_HEADS = ("fc", "fc_0", "fc_1", "fc8", "out", "classifier", "last_conv", "fc_weights", "fc_offset")
+CLASSIFIER_HEADS = (
+    "fc",
+    "fc_0",
+    "fc_1",
+    "fc8",
+    "out",
+    "classifier",
+    "last_conv",
+    "fc_weights",
+    "fc_offset",
+)
 MIN_BACKBONE_FRACTION = 0.5
 RES5_PREFIX = "backbone.res5"
 
@@ -47,7 +58,7 @@ def match_names(model_names: list[str], file_names: list[str]) -> dict[str, str]
         by_suffix[w] = w
     for w in file_names:  # "backbone.res5..." also answers to "res5..." unless a real key has it
         if w.startswith(RES5_PREFIX):
-            by_suffix.setdefault(w[len("backbone."):], w)
+            by_suffix.setdefault(w[len("backbone.") :], w)
     chosen = {}
     for m in model_names:
         parts = m.split(".")
@@ -59,12 +70,12 @@ def match_names(model_names: list[str], file_names: list[str]) -> dict[str, str]
 
 
 def _is_classifier(name: str) -> bool:
-    head = name[len("backbone."):] if name.startswith("backbone.") else name
+    head = name[len("backbone.") :] if name.startswith("backbone.") else name
     return head.split(".", 1)[0] in CLASSIFIER_HEADS
 
 
 def describe_resnet(names) -> str | None:
-    """"ResNet-50 variant d" from ResNet-style parameter names, or None if they are not ResNet's."""
+    """ "ResNet-50 variant d" from ResNet-style parameter names, or None if they are not ResNet's."""
     blocks: dict[str, set] = {}
     bottleneck = False
     for n in names:
@@ -84,7 +95,9 @@ def describe_resnet(names) -> str | None:
     return what
 
 
-def fit_state_dict(model_state: dict, state: dict[str, np.ndarray], source: str) -> tuple[LoadReport, dict]:
+def fit_state_dict(
+    model_state: dict, state: dict[str, np.ndarray], source: str
+) -> tuple[LoadReport, dict]:
     """Match ``state`` onto ``model_state`` ({name: tensor}); return the report and {name: array}.
 
     Raises WeightsError when one checkpoint entry would fill two parameters, or when the
@@ -111,8 +124,12 @@ def fit_state_dict(model_state: dict, state: dict[str, np.ndarray], source: str)
     unused = [w for w in state if w not in used]
     classifier = [w for w in unused if _is_classifier(w)]
     report = LoadReport(
-        source, loaded, mismatched, [m for m in model_state if m not in to_set],
-        [w for w in unused if w not in classifier], skipped=classifier,
+        source,
+        loaded,
+        mismatched,
+        [m for m in model_state if m not in to_set],
+        [w for w in unused if w not in classifier],
+        skipped=classifier,
     )
     _check_backbone(model_state, state, loaded, source)
     return report, to_set

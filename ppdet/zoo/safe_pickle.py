@@ -5,6 +5,7 @@ unpickler here resolves only what ``paddle.save`` of a state dict needs (numpy a
 dtypes and scalars, OrderedDict; plain dicts, lists, strings and numbers need no lookup) and
 refuses every other global with an error naming the file and the global.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -62,7 +63,12 @@ def tensors_as_arrays(obj: Any) -> Any:
     """Replace the ``(name, array)`` pairs paddle.save writes for nested tensors by the arrays."""
     if isinstance(obj, dict):
         return type(obj)((k, tensors_as_arrays(v)) for k, v in obj.items())
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):
+    if (
+        isinstance(obj, tuple)
+        and len(obj) == 2
+        and isinstance(obj[0], str)
+        and isinstance(obj[1], np.ndarray)
+    ):
         return obj[1]
     if isinstance(obj, list):
         return [tensors_as_arrays(v) for v in obj]
@@ -82,10 +88,16 @@ def safe_load(path: str) -> Any:
         except UnsafeCheckpointError:
             raise
         except EOFError:
-            raise pickle.UnpicklingError(f"{path}: truncated (the file ends early); download it again") from None
+            raise pickle.UnpicklingError(
+                f"{path}: truncated (the file ends early); download it again"
+            ) from None
         except pickle.UnpicklingError as e:
             if "truncated" in str(e):
-                raise pickle.UnpicklingError(f"{path}: truncated (the file ends early); download it again") from None
+                raise pickle.UnpicklingError(
+                    f"{path}: truncated (the file ends early); download it again"
+                ) from None
             raise pickle.UnpicklingError(f"{path}: not a readable pickle ({e})") from None
         except Exception as e:
-            raise pickle.UnpicklingError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+            raise pickle.UnpicklingError(
+                f"{path}: not a readable pickle ({type(e).__name__}: {e})"
+            ) from None

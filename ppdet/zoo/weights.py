@@ -9,6 +9,7 @@ name and turns any mismatch or missing parameter into an error naming them; ``st
 Readable formats: ``.pdparams`` (a pickle, read by a restricted unpickler that runs no code),
 ``.safetensors``, and legacy v0.1 checkpoints (a fluid variable directory or its tarball).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,7 +75,9 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         from ppdet.zoo import legacy
 
         if not legacy.is_legacy(path):
-            raise WeightsError(f"{path}: a directory without weights (no .pdparams, no legacy variable files)")
+            raise WeightsError(
+                f"{path}: a directory without weights (no .pdparams, no legacy variable files)"
+            )
         try:
             state, report = legacy.convert(path)
         except legacy.LegacyError as e:
@@ -98,7 +101,9 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable safetensors file ({e}); delete it and fetch it again") from None
+        raise WeightsError(
+            f"{path}: not a readable safetensors file ({e}); delete it and fetch it again"
+        ) from None
 
 
 def load_weights(

@@ -1,4 +1,5 @@
 """Config loading, _BASE_ merging, -o overrides, validation errors and building."""
+
 import os
 import textwrap
 
@@ -9,7 +10,9 @@ from ppdet.config import ConfigError, create, load_config, register, validate_co
 
 @register("backbone")
 class CfgTestBackbone:
-    def __init__(self, depth: int = 50, widths: list[int] = (1, 2), scale: float = 1.0, name_hint: str = "x"):
+    def __init__(
+        self, depth: int = 50, widths: list[int] = (1, 2), scale: float = 1.0, name_hint: str = "x"
+    ):
         self.depth, self.widths, self.scale = depth, list(widths), scale
         self.out_channels = [w * 8 for w in self.widths]
 
@@ -58,10 +61,14 @@ TrainReader: {batch_size: 2, sample_transforms: [{A: {x: 1}}, {B: {y: 2}}]}
 
 def test_base_merge_is_relative_and_deep(tmp_path):
     write(tmp_path, "_base_/model.yml", BASE)
-    path = write(tmp_path, "exp/run.yml", """
+    path = write(
+        tmp_path,
+        "exp/run.yml",
+        """
         _BASE_: [../_base_/model.yml]
         CfgTestBackbone: {depth: 34}
-        """)
+        """,
+    )
     cfg = load_config(path)
     assert cfg["CfgTestBackbone"] == {"depth": 34, "widths": [1, 2, 4]}
     assert cfg["num_classes"] == 3
@@ -71,14 +78,17 @@ def test_base_merge_is_relative_and_deep(tmp_path):
 
 def test_overrides_reach_nested_keys_and_list_items(tmp_path):
     path = write(tmp_path, "c.yml", BASE)
-    cfg = load_config(path, [
-        "CfgTestBackbone.depth=101",
-        "CfgTestBackbone.widths.1=7",
-        "TrainReader.sample_transforms.0.A.x=5",
-        "TrainReader.sample_transforms.B.y=[1, 2]",
-        "weights=out/model_final",
-        "new_section.flag=true",
-    ])
+    cfg = load_config(
+        path,
+        [
+            "CfgTestBackbone.depth=101",
+            "CfgTestBackbone.widths.1=7",
+            "TrainReader.sample_transforms.0.A.x=5",
+            "TrainReader.sample_transforms.B.y=[1, 2]",
+            "weights=out/model_final",
+            "new_section.flag=true",
+        ],
+    )
     assert cfg["CfgTestBackbone"] == {"depth": 101, "widths": [1, 7, 4]}
     assert cfg["TrainReader"]["sample_transforms"] == [{"A": {"x": 5}}, {"B": {"y": [1, 2]}}]
     assert cfg["weights"] == "out/model_final"
@@ -86,12 +96,15 @@ def test_overrides_reach_nested_keys_and_list_items(tmp_path):
     assert cfg.source_of("CfgTestBackbone") == "-o"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("TrainReader.sample_transforms.5.A=1", "index 5 out of range"),
-    ("TrainReader.sample_transforms.C.y=1", "no list item named 'C'"),
-    ("num_classes.x=1", "cannot set a key inside a int"),
-    ("novalue", "must look like key.path=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("TrainReader.sample_transforms.5.A=1", "index 5 out of range"),
+        ("TrainReader.sample_transforms.C.y=1", "no list item named 'C'"),
+        ("num_classes.x=1", "cannot set a key inside a int"),
+        ("novalue", "must look like key.path=value"),
+    ],
+)
 def test_bad_overrides(tmp_path, override, message):
     path = write(tmp_path, "c.yml", BASE)
     with pytest.raises(ConfigError, match=message):
@@ -142,7 +155,9 @@ def test_validation_errors_name_file_and_key(tmp_path):
 
     cfg = load_config(path, ["CfgTestBackbone.dpeth=3"])
     text = one_line_error(lambda: validate_config(cfg))
-    assert "-o: CfgTestBackbone.dpeth: unknown key for CfgTestBackbone; did you mean 'depth'?" in text
+    assert (
+        "-o: CfgTestBackbone.dpeth: unknown key for CfgTestBackbone; did you mean 'depth'?" in text
+    )
 
     cfg = load_config(path)
     cfg["CfgTestBackbone"]["depth"] = "fifty"
@@ -160,7 +175,8 @@ def test_validation_errors_name_file_and_key(tmp_path):
 
     cfg = load_config(path, ["num_clases=3"])
     assert "num_clases: unknown top-level key; did you mean 'num_classes'?" in one_line_error(
-        lambda: validate_config(cfg))
+        lambda: validate_config(cfg)
+    )
 
 
 def test_create_builds_references_shared_keys_and_fills(tmp_path):
@@ -184,9 +200,18 @@ def test_print_config_shows_resolved_config(tmp_path):
     if not os.path.isfile(cfg):
         pytest.skip("demo config not written yet")
     out = subprocess.run(
-        [sys.executable, os.path.join(root, "tools", "train.py"), "-c", cfg, "--print-config",
-         "-o", "TrainReader.batch_size=3"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            os.path.join(root, "tools", "train.py"),
+            "-c",
+            cfg,
+            "--print-config",
+            "-o",
+            "TrainReader.batch_size=3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "architecture: YOLOv3" in out and "batch_size: 3" in out
 
@@ -198,9 +223,19 @@ def test_unknown_transform_is_named_with_its_list_position(tmp_path):
 
 
 def test_reader_keys_are_checked(tmp_path):
-    path = write(tmp_path, "c.yml", BASE.replace("TrainReader: {batch_size: 2, sample_transforms: [{A: {x: 1}}, {B: {y: 2}}]}", "TrainReader: {batch_size: 2}"))
+    path = write(
+        tmp_path,
+        "c.yml",
+        BASE.replace(
+            "TrainReader: {batch_size: 2, sample_transforms: [{A: {x: 1}}, {B: {y: 2}}]}",
+            "TrainReader: {batch_size: 2}",
+        ),
+    )
     cfg = load_config(path, ["TrainReader.batch_size=eight"])
-    assert "TrainReader.batch_size: expected int, got 'eight'" in one_line_error(lambda: validate_config(cfg))
+    assert "TrainReader.batch_size: expected int, got 'eight'" in one_line_error(
+        lambda: validate_config(cfg)
+    )
     cfg = load_config(path, ["TrainReader.shufle=true"])
     assert "TrainReader.shufle: unknown reader key; did you mean 'shuffle'?" in one_line_error(
-        lambda: validate_config(cfg))
+        lambda: validate_config(cfg)
+    )

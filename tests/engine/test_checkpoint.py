@@ -1,4 +1,5 @@
 """Checkpoint files: atomic writes, completeness, finding the latest one."""
+
 import os
 
 import numpy as np
@@ -26,10 +27,14 @@ def test_latest_complete_checkpoint(tmp_path):
     model = paddle.nn.Linear(2, 2)
     opt = paddle.optimizer.Momentum(0.1, parameters=model.parameters())
     for name, it in (("epoch_1", 10), ("epoch_2", 20)):
-        checkpoint.save_checkpoint(str(tmp_path / name), model, opt, epoch=int(name[-1]), iteration=it, config_text="")
+        checkpoint.save_checkpoint(
+            str(tmp_path / name), model, opt, epoch=int(name[-1]), iteration=it, config_text=""
+        )
     checkpoint.save_weights(model, str(tmp_path / "epoch_3"))  # weights only: incomplete
     assert checkpoint.latest_checkpoint(str(tmp_path)) == str(tmp_path / "epoch_2")
-    assert checkpoint.resolve_resume(str(tmp_path / "epoch_1.pdparams")) == str(tmp_path / "epoch_1")
+    assert checkpoint.resolve_resume(str(tmp_path / "epoch_1.pdparams")) == str(
+        tmp_path / "epoch_1"
+    )
     with pytest.raises(WeightsError, match="epoch_3.pdopt is missing"):
         checkpoint.resolve_resume(str(tmp_path / "epoch_3"))
     with pytest.raises(WeightsError, match="no complete checkpoint"):
@@ -44,6 +49,7 @@ def _empty(tmp_path):
 
 def test_optimizer_state_survives_new_parameter_names(tmp_path):
     """Paddle names parameters by a process-wide counter; the checkpoint must not depend on it."""
+
     def build():
         model = paddle.nn.Sequential(paddle.nn.Linear(2, 3), paddle.nn.Linear(3, 1))
         return model, paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
@@ -51,17 +57,23 @@ def test_optimizer_state_survives_new_parameter_names(tmp_path):
     model, opt = build()
     model(paddle.ones([4, 2])).sum().backward()
     opt.step()
-    checkpoint.save_checkpoint(str(tmp_path / "c"), model, opt, epoch=1, iteration=1, config_text="")
+    checkpoint.save_checkpoint(
+        str(tmp_path / "c"), model, opt, epoch=1, iteration=1, config_text=""
+    )
     velocity = {k: v.numpy() for k, v in opt.state_dict().items() if "velocity" in k}
 
     _ = paddle.nn.Linear(5, 5)  # shifts the global name counter
     model2, opt2 = build()
     checkpoint.load_checkpoint(str(tmp_path / "c"), model2, opt2)
     # until the next step Paddle holds loaded accumulators as given (arrays), then copies them in
-    restored = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-                for k, v in opt2.state_dict().items() if "velocity" in k}
+    restored = {
+        k: np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+        for k, v in opt2.state_dict().items()
+        if "velocity" in k
+    }
     assert sorted(v.tolist() for v in map(lambda a: a.ravel(), velocity.values())) == sorted(
-        v.tolist() for v in map(lambda a: a.ravel(), restored.values()))
+        v.tolist() for v in map(lambda a: a.ravel(), restored.values())
+    )
 
 
 def test_resume_refuses_a_training_state_that_runs_code(tmp_path):
@@ -69,7 +81,9 @@ def test_resume_refuses_a_training_state_that_runs_code(tmp_path):
 
     model = paddle.nn.Linear(2, 2)
     opt = paddle.optimizer.Momentum(0.1, parameters=model.parameters())
-    checkpoint.save_checkpoint(str(tmp_path / "c"), model, opt, epoch=1, iteration=1, config_text="")
+    checkpoint.save_checkpoint(
+        str(tmp_path / "c"), model, opt, epoch=1, iteration=1, config_text=""
+    )
     marker = tmp_path / "pwned"
 
     class Evil:

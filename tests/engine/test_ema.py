@@ -1,4 +1,5 @@
 """ModelEMA: the averaging formula, applying and restoring weights, checkpoint round trip."""
+
 import numpy as np
 import paddle
 

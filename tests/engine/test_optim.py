@@ -1,4 +1,5 @@
 """LR schedules and optimizers from PaddleDetection-shaped config sections."""
+
 import math
 import re
 
@@ -88,8 +89,9 @@ def test_warmup_cosine(epoch_based, max_epochs):
 def test_cosine_min_lr_and_plateau():
     cfg = {
         "base_lr": 1.0,
-        "schedulers": [{"name": "CosineDecay", "max_epochs": 4, "min_lr": 0.2,
-                        "last_plateau_epochs": 2}],
+        "schedulers": [
+            {"name": "CosineDecay", "max_epochs": 4, "min_lr": 0.2, "last_plateau_epochs": 2}
+        ],
     }
     lrs = lr_values(build_lr(cfg, steps_per_epoch=1, epoch_based=True), 4)
     assert lrs == pytest.approx([1.0, 0.6, 0.2, 0.2])  # cosine over the first 2 epochs
@@ -177,19 +179,31 @@ def test_optimizer_follows_scheduler_and_clips():
 @pytest.mark.parametrize(
     "cfg, message",
     [
-        ({"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gamma": "x"}]},
-         "LearningRate.schedulers[0].gamma"),
-        ({"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gama": 0.1}]},
-         "LearningRate.schedulers[0].gama: unknown key"),
-        ({"base_lr": 0.1, "schedulers": [{"name": "StepDecay"}]},
-         "LearningRate.schedulers[0].name: unknown scheduler 'StepDecay'"),
-        ({"base_lr": 0.1, "schedulers": [{"name": "LinearWarmup", "steps": 1.5}]},
-         "LearningRate.schedulers[0].steps"),
+        (
+            {"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gamma": "x"}]},
+            "LearningRate.schedulers[0].gamma",
+        ),
+        (
+            {"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gama": 0.1}]},
+            "LearningRate.schedulers[0].gama: unknown key",
+        ),
+        (
+            {"base_lr": 0.1, "schedulers": [{"name": "StepDecay"}]},
+            "LearningRate.schedulers[0].name: unknown scheduler 'StepDecay'",
+        ),
+        (
+            {"base_lr": 0.1, "schedulers": [{"name": "LinearWarmup", "steps": 1.5}]},
+            "LearningRate.schedulers[0].steps",
+        ),
         ({"schedulers": []}, "LearningRate.base_lr: required"),
         ({"base_lr": 0.1, "warmup": 3}, "LearningRate.warmup: unknown key"),
-        ({"base_lr": 0.1, "schedulers": [{"name": "PiecewiseDecay", "gamma": [0.1],
-                                          "milestones": [1, 2]}]},
-         "LearningRate.schedulers[0].gamma"),
+        (
+            {
+                "base_lr": 0.1,
+                "schedulers": [{"name": "PiecewiseDecay", "gamma": [0.1], "milestones": [1, 2]}],
+            },
+            "LearningRate.schedulers[0].gamma",
+        ),
     ],
 )
 def test_lr_config_errors(cfg, message):
@@ -201,16 +215,26 @@ def test_lr_config_errors(cfg, message):
     "cfg, message",
     [
         ({"optimizer": {"type": "SGDX"}}, "OptimizerBuilder.optimizer.type: unknown optimizer"),
-        ({"optimizer": {"type": "Momentum", "momentun": 0.9}},
-         "OptimizerBuilder.optimizer.momentun: unknown key"),
-        ({"optimizer": {"type": "Momentum"}, "regularizer": {"type": "L3", "factor": 1.0}},
-         "OptimizerBuilder.regularizer.type"),
-        ({"optimizer": {"type": "Momentum"}, "regularizer": {"type": "L2"}},
-         "OptimizerBuilder.regularizer.factor: required"),
-        ({"optimizer": {"type": "AdamW"}, "regularizer": {"type": "L2", "factor": 1e-4}},
-         "OptimizerBuilder.regularizer: AdamW"),
-        ({"optimizer": {"type": "Momentum"}, "clip_grad_by_norm": "big"},
-         "OptimizerBuilder.clip_grad_by_norm"),
+        (
+            {"optimizer": {"type": "Momentum", "momentun": 0.9}},
+            "OptimizerBuilder.optimizer.momentun: unknown key",
+        ),
+        (
+            {"optimizer": {"type": "Momentum"}, "regularizer": {"type": "L3", "factor": 1.0}},
+            "OptimizerBuilder.regularizer.type",
+        ),
+        (
+            {"optimizer": {"type": "Momentum"}, "regularizer": {"type": "L2"}},
+            "OptimizerBuilder.regularizer.factor: required",
+        ),
+        (
+            {"optimizer": {"type": "AdamW"}, "regularizer": {"type": "L2", "factor": 1e-4}},
+            "OptimizerBuilder.regularizer: AdamW",
+        ),
+        (
+            {"optimizer": {"type": "Momentum"}, "clip_grad_by_norm": "big"},
+            "OptimizerBuilder.clip_grad_by_norm",
+        ),
         ({"optimzer": {"type": "Momentum"}}, "OptimizerBuilder.optimzer: unknown key"),
     ],
 )

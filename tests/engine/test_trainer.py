@@ -1,4 +1,5 @@
 """The Trainer on a tiny YOLOv3: checkpoints, exact resume, NaN stop, evaluation."""
+
 import json
 import os
 
@@ -24,7 +25,8 @@ def test_resume_continues_exactly(tiny_demo_data, tmp_path):
     straight = make_trainer(tiny_demo_data, tmp_path / "straight")
     straight.train()
     assert {"epoch_1.pdparams", "epoch_1.pdopt", "epoch_2.pdparams", "model_final.pdparams"} <= set(
-        os.listdir(tmp_path / "straight"))
+        os.listdir(tmp_path / "straight")
+    )
 
     first = make_trainer(tiny_demo_data, tmp_path / "resumed", "epoch=1")
     first.train()
@@ -77,8 +79,14 @@ def test_train_with_validation_keeps_best_model(tiny_demo_data, tmp_path):
 
 
 def test_iteration_based_schedule_saves_by_iteration(tiny_demo_data, tmp_path):
-    trainer = make_trainer(tiny_demo_data, tmp_path, "epoch=null", "max_iters=3", "snapshot_iter=2",
-                           "LearningRate.schedulers.0.max_epochs=3")
+    trainer = make_trainer(
+        tiny_demo_data,
+        tmp_path,
+        "epoch=null",
+        "max_iters=3",
+        "snapshot_iter=2",
+        "LearningRate.schedulers.0.max_epochs=3",
+    )
     trainer.train()
     files = set(os.listdir(tmp_path))
     assert {"iter_2.pdopt", "iter_3.pdopt", "model_final.pdparams"} <= files
@@ -88,12 +96,14 @@ def test_iteration_based_schedule_saves_by_iteration(tiny_demo_data, tmp_path):
 
 def test_voc_dataset_and_metric(tiny_demo_data, tmp_path):
     voc = os.path.join(tiny_demo_data, "voc")
-    dataset = (
-        "{name: VOCDataSet, dataset_dir: %s, anno_path: ImageSets/Main/%s.txt, label_list: label_list.txt}"
-    )
+    dataset = "{name: VOCDataSet, dataset_dir: %s, anno_path: ImageSets/Main/%s.txt, label_list: label_list.txt}"
     trainer = make_trainer(
-        tiny_demo_data, tmp_path, "metric=VOC", "epoch=1",
-        f"TrainDataset={dataset % (voc, 'train')}", f"EvalDataset={dataset % (voc, 'val')}",
+        tiny_demo_data,
+        tmp_path,
+        "metric=VOC",
+        "epoch=1",
+        f"TrainDataset={dataset % (voc, 'train')}",
+        f"EvalDataset={dataset % (voc, 'val')}",
     )
     metrics = trainer.train(validate=True)
     assert metrics["primary_metric"] == "mAP"

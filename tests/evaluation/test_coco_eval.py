@@ -4,6 +4,7 @@ COCO AP averages precision at 101 recall thresholds 0, 0.01, ..., 1 after making
 non-increasing; with exact boxes (IoU 1) every IoU threshold gives the same number, so
 AP == AP50 == AP75. All boxes are 30-50 px wide: "medium" (32^2 <= area < 96^2).
 """
+
 import json
 import os
 from types import SimpleNamespace
@@ -43,8 +44,10 @@ def dataset(tmp_path):
     }
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(coco))
-    records = [{"im_file": f"{i}.jpg", "im_id": np.array([i], np.int64), "h": 100, "w": 100}
-               for i in (1, 2)]
+    records = [
+        {"im_file": f"{i}.jpg", "im_id": np.array([i], np.int64), "h": 100, "w": 100}
+        for i in (1, 2)
+    ]
     return SimpleNamespace(
         anno_path=str(path), clsid2catid=CATIDS, label_list=["cat", "dog"], records=records
     )

@@ -211,8 +211,10 @@ def test_predictor_draws_and_returns_masks(tiny_demo_data, tmp_path):
             "batch_size": 2,
         },
     }
-    samples = sorted(os.path.join(tiny_demo_data, "samples", f) for f in os.listdir(
-        os.path.join(tiny_demo_data, "samples")))
+    samples = sorted(
+        os.path.join(tiny_demo_data, "samples", f)
+        for f in os.listdir(os.path.join(tiny_demo_data, "samples"))
+    )
     predictor = Predictor(cfg, "", model=MaskModel())
     results, labels = predictor.predict(samples)
     assert len(results) == 2

@@ -1,4 +1,5 @@
 """ppdet.visualize: drawing boxes and the detections JSON writer."""
+
 import os
 
 import numpy as np
@@ -77,7 +78,10 @@ def test_writer_converts_predictor_results(tmp_path):
     path = str(tmp_path / "bbox.json")
     write_detections_json(path, results, ["cat", "dog"])
     assert read_detections_json(path) == [
-        {"image": "x/a.jpg", "im_id": 0, "detections": [
-            {"class_id": 1, "category": "dog", "score": 0.5, "bbox": [0, 0, 4, 4]}]},
+        {
+            "image": "x/a.jpg",
+            "im_id": 0,
+            "detections": [{"class_id": 1, "category": "dog", "score": 0.5, "bbox": [0, 0, 4, 4]}],
+        },
         {"image": "x/b.jpg", "im_id": 1, "detections": []},
     ]

@@ -1,4 +1,5 @@
 """VOCEvaluator on hand-computed precision/recall curves."""
+
 from types import SimpleNamespace
 
 import numpy as np

@@ -4,6 +4,7 @@ A plain helper module (no tests here): a few Adam steps on a fixed batch, the
 tools/train.py -> eval.py -> infer.py run on the tiny demo set, and the eval-output format
 checks every detector's `{"bbox": [N, 6], "bbox_num": [B]}` must pass.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def predict(model, batch: dict) -> dict:
         return model(batch)
 
 
-def train_steps(model, batch: dict, steps: int, lr: float = 1e-3,
-                keys: tuple[str, ...] = ("loss",)) -> dict[str, list[float]]:
+def train_steps(
+    model, batch: dict, steps: int, lr: float = 1e-3, keys: tuple[str, ...] = ("loss",)
+) -> dict[str, list[float]]:
     """Train `steps` Adam steps (learning rate `lr`) on one fixed batch, minimising "loss".
 
     Returns each loss named in `keys` as recorded before every step (a list of `steps` floats).
@@ -74,7 +76,9 @@ def check_no_detections(out: dict, batch_size: int) -> None:
     assert out["bbox"].shape == [0, 6] and out["bbox_num"].numpy().tolist() == [0] * batch_size
 
 
-def demo_overrides(tiny_demo_data: str, save_dir: str | Path, fmt: str = "coco", size: int = 64) -> list[str]:
+def demo_overrides(
+    tiny_demo_data: str, save_dir: str | Path, fmt: str = "coco", size: int = 64
+) -> list[str]:
     """-o overrides for a one-epoch run (batch 4, `size` x `size` images) on the tiny demo set.
 
     `fmt` "coco" reads tiny_demo_data/coco (test labels from instances_val.json), "voc" reads
@@ -83,15 +87,26 @@ def demo_overrides(tiny_demo_data: str, save_dir: str | Path, fmt: str = "coco",
     data = os.path.join(tiny_demo_data, fmt)
     anno = f"{data}/annotations/instances_val.json" if fmt == "coco" else f"{data}/label_list.txt"
     return [
-        f"TrainDataset.dataset_dir={data}", f"EvalDataset.dataset_dir={data}", f"TestDataset.anno_path={anno}",
-        f"save_dir={save_dir}", "epoch=1", "snapshot_epoch=1", "log_iter=1", "TrainReader.batch_size=4",
-        "LearningRate.schedulers.0.max_epochs=1", "LearningRate.schedulers.1.steps=1",
-        *(f"{r}.sample_transforms.Resize.target_size=[{size}, {size}]"
-          for r in ("TrainReader", "EvalReader", "TestReader")),
+        f"TrainDataset.dataset_dir={data}",
+        f"EvalDataset.dataset_dir={data}",
+        f"TestDataset.anno_path={anno}",
+        f"save_dir={save_dir}",
+        "epoch=1",
+        "snapshot_epoch=1",
+        "log_iter=1",
+        "TrainReader.batch_size=4",
+        "LearningRate.schedulers.0.max_epochs=1",
+        "LearningRate.schedulers.1.steps=1",
+        *(
+            f"{r}.sample_transforms.Resize.target_size=[{size}, {size}]"
+            for r in ("TrainReader", "EvalReader", "TestReader")
+        ),
     ]
 
 
-def run_tools(config: str, opts: list[str], tiny_demo_data: str, tmp_path: Path, run_name: str) -> dict:
+def run_tools(
+    config: str, opts: list[str], tiny_demo_data: str, tmp_path: Path, run_name: str
+) -> dict:
     """Run tools/train.py, then eval.py and infer.py on its tmp_path/out/<run_name>/model_final.
 
     Each tool must exit 0. infer.py writes tmp_path/infer/bbox.json for the 2 sample images;
@@ -102,8 +117,14 @@ def run_tools(config: str, opts: list[str], tiny_demo_data: str, tmp_path: Path,
     env = dict(os.environ, PYTHONWARNINGS="ignore")
 
     def tool(name: str, *args: str) -> str:
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", name), "-c", config, "-o", *opts, *args],
-                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tools", name), "-c", config, "-o", *opts, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
         assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
@@ -111,8 +132,15 @@ def run_tools(config: str, opts: list[str], tiny_demo_data: str, tmp_path: Path,
     opts.append(f"weights={tmp_path / 'out' / run_name / 'model_final'}")
     eval_out = tool("eval.py")
     infer_dir = tmp_path / "infer"
-    tool("infer.py", "--draw_threshold", "0.0", "--infer_dir", os.path.join(tiny_demo_data, "samples"),
-         "--output_dir", str(infer_dir))
+    tool(
+        "infer.py",
+        "--draw_threshold",
+        "0.0",
+        "--infer_dir",
+        os.path.join(tiny_demo_data, "samples"),
+        "--output_dir",
+        str(infer_dir),
+    )
     results = json.loads((infer_dir / "bbox.json").read_text())
     assert len(results) == 2
     for det in (d for r in results for d in r["detections"]):
@@ -144,7 +172,9 @@ def rcnn_batch(size: int) -> dict:
         "image": T(rng.normal(size=(2, 3, size, size)), "float32"),
         "im_shape": T([[size, size]] * 2, "float32"),
         "scale_factor": T([[1.0, 1.0], [0.5, 0.5]], "float32"),
-        "gt_bbox": T([[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"),
+        "gt_bbox": T(
+            [[[10, 10, 50, 60], [40, 30, 90, 90]], [[5, 50, 40, 90], [0, 0, 0, 0]]], "float32"
+        ),
         "gt_class": T([[[0], [2]], [[1], [0]]], "int32"),
         "pad_gt_mask": T([[[1], [1]], [[1], [0]]], "float32"),
     }

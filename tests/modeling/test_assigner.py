@@ -1,4 +1,5 @@
 """MaxIoUAssigner on hand-made boxes (rules checked against PaddleDetection 2.6's)."""
+
 import numpy as np
 import paddle
 
@@ -31,7 +32,9 @@ def test_thresholds_and_low_quality():
 
 def test_low_quality_keeps_the_anchors_best_gt_and_ties():
     # anchor 0 is the best anchor of both gts; it stays matched to its own best gt (index 0)
-    matched, labels = assign([[0, 0, 12, 12], [100, 100, 110, 110]], [[0, 0, 20, 20], [0, 0, 30, 30]])
+    matched, labels = assign(
+        [[0, 0, 12, 12], [100, 100, 110, 110]], [[0, 0, 20, 20], [0, 0, 30, 30]]
+    )
     assert matched == [0, 0] and labels == [1, 0]
     # two identical best anchors are both positive
     _, labels = assign([[20, 20, 30, 30], [20, 20, 30, 30], [0, 0, 5, 5]], [[20, 20, 40, 40]])
@@ -41,8 +44,8 @@ def test_low_quality_keeps_the_anchors_best_gt_and_ties():
 def test_no_gt_is_all_negative():
     matched, labels = assign([[0, 0, 10, 10], [5, 5, 9, 9]], np.zeros((0, 4)))
     assert matched == [0, 0] and labels == [0, 0]
-    m, l = max_iou_assign(paddle.zeros([3, 0]))
-    assert m.shape == [3] and l.numpy().tolist() == [0, 0, 0]
+    m, lab = max_iou_assign(paddle.zeros([3, 0]))
+    assert m.shape == [3] and lab.numpy().tolist() == [0, 0, 0]
 
 
 def test_iou_matrix_input():

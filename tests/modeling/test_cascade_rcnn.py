@@ -4,6 +4,7 @@ class-agnostic loss and decode, losses, a few training steps, eval, tools.
 Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and the same eight losses
 from its own random .pdparams) is checked by bench/compare_cascade_rcnn.py.
 """
+
 import math
 from pathlib import Path
 
@@ -16,9 +17,17 @@ from ppdet.modeling.heads.bbox_head import rcnn_box_loss
 from ppdet.modeling.heads.cascade_head import CascadeHead, CascadeTwoFCHead, refine_rois
 from ppdet.modeling.postprocess import RCNNBox
 from tests.modeling.detector_checks import (
-    rcnn_batch, tiny_detector,
-    assert_loss_drops, check_boxes_in_images, check_detections, check_no_detections, demo_overrides,
-    eval_inputs, predict, run_tools, train_steps,
+    assert_loss_drops,
+    check_boxes_in_images,
+    check_detections,
+    check_no_detections,
+    demo_overrides,
+    eval_inputs,
+    predict,
+    rcnn_batch,
+    run_tools,
+    tiny_detector,
+    train_steps,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,10 +41,13 @@ NAMES = sorted(["loss", "loss_rpn_cls", "loss_rpn_reg"] + STAGE_LOSSES)
 
 
 def test_names_and_shapes_equal_paddledetection():
-    cfg = ppdet.load_config(str(REPO / "configs" / "cascade_rcnn" / "cascade_rcnn_r50_fpn_1x_coco.yml"))
+    cfg = ppdet.load_config(
+        str(REPO / "configs" / "cascade_rcnn" / "cascade_rcnn_r50_fpn_1x_coco.yml")
+    )
     model = ppdet.build_model(cfg)
     lines = sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
+        for k, v in model.state_dict().items()
     )
     assert lines == (COMPAT / "cascade_rcnn_r50_fpn.txt").read_text().splitlines()
     head = model.bbox_head
@@ -61,7 +73,9 @@ def test_refine_rois_decodes_clips_and_drops_empty_boxes():
     assert num.numpy().tolist() == [1, 1]
     np.testing.assert_allclose(out[0].numpy(), [[0, 0, 14, 10]], atol=1e-5)
     outside = [T([[20, 0, 30, 10], [16, 0, 18, 4]], "float32")]  # both empty once clipped
-    out, num = refine_rois(paddle.zeros([2, 4]), outside, [10, 10, 5, 5], T([[12, 14]], "float32"), True)
+    out, num = refine_rois(
+        paddle.zeros([2, 4]), outside, [10, 10, 5, 5], T([[12, 14]], "float32"), True
+    )
     assert num.numpy().tolist() == [1]
     np.testing.assert_allclose(out[0].numpy(), [[14, 0, 14, 10]])
     deltas.stop_gradient = False
@@ -70,12 +84,20 @@ def test_refine_rois_decodes_clips_and_drops_empty_boxes():
 
 
 def test_later_stages_label_every_roi_at_their_threshold():
-    head = CascadeHead(CascadeTwoFCHead(in_channel=4, out_channel=8, resolution=2), num_classes=3,
-                       bbox_assigner=BBoxAssigner(num_classes=3, use_random=False))
-    gt = ([T([[0, 0, 10, 10]], "float32"), paddle.zeros([0, 4])], [T([1], "int32"), paddle.zeros([0], "int32")])
+    head = CascadeHead(
+        CascadeTwoFCHead(in_channel=4, out_channel=8, resolution=2),
+        num_classes=3,
+        bbox_assigner=BBoxAssigner(num_classes=3, use_random=False),
+    )
+    gt = (
+        [T([[0, 0, 10, 10]], "float32"), paddle.zeros([0, 4])],
+        [T([1], "int32"), paddle.zeros([0], "int32")],
+    )
     # IoU with the gt: 1, 100 / 150 = 0.667, 100 / 180 = 0.556, 0
-    rois = [T([[0, 0, 10, 10], [0, 0, 10, 15], [0, 0, 10, 18], [20, 20, 30, 30]], "float32"),
-            T([[1, 1, 5, 5]], "float32")]
+    rois = [
+        T([[0, 0, 10, 10], [0, 0, 10, 15], [0, 0, 10, 18], [20, 20, 30, 30]], "float32"),
+        T([[1, 1, 5, 5]], "float32"),
+    ]
     labels, boxes = head._label_all(rois, gt, 0.6)
     assert labels[0].numpy().tolist() == [1, 1, 3, 3]  # no ignored band, no gt appended
     assert labels[1].numpy().tolist() == [3]  # no gt: background, zero boxes
@@ -91,7 +113,9 @@ def test_class_agnostic_loss_and_decode():
     gt = T([[1, 0, 11, 10], [0, 0, 0, 0]], "float32")
     labels = T([1, 3], "int32")
     scores = paddle.zeros([2, 4])
-    loss_cls, loss_reg = rcnn_box_loss(scores, paddle.zeros([2, 4]), rois, labels, gt, 3, [20, 20, 10, 10])
+    loss_cls, loss_reg = rcnn_box_loss(
+        scores, paddle.zeros([2, 4]), rois, labels, gt, 3, [20, 20, 10, 10]
+    )
     np.testing.assert_allclose(float(loss_cls), math.log(4), rtol=1e-6)
     np.testing.assert_allclose(float(loss_reg), 2 / 2, rtol=1e-6)  # summed L1 / sampled RoIs
     deltas = T([[2.0, 0, 0, 0], [0, 0, 0, 0]], "float32")
@@ -99,7 +123,9 @@ def test_class_agnostic_loss_and_decode():
     assert float(loss_reg) < 1e-6
     # decode: one box per RoI, shared by every class
     probs = T([[0.2, 0.3, 0.1, 0.4], [0.1, 0.1, 0.1, 0.7]], "float32")
-    boxes, cls_scores = RCNNBox([20, 20, 10, 10])((deltas, probs), rois, T([2], "int32"), T([[50, 50]], "float32"))
+    boxes, cls_scores = RCNNBox([20, 20, 10, 10])(
+        (deltas, probs), rois, T([2], "int32"), T([[50, 50]], "float32")
+    )
     assert boxes.shape == [2, 3, 4]
     np.testing.assert_allclose(boxes.numpy()[0], [[1, 0, 11, 10]] * 3, atol=1e-5)
     np.testing.assert_allclose(cls_scores.numpy(), probs.numpy()[:, :3])
@@ -148,10 +174,12 @@ def test_eval_mean_of_stages_output_format_and_no_detections():
         feats = model.neck(model.backbone(batch["image"]))
         rois, rois_num, _ = model.rpn_head(feats, {"im_shape": batch["im_shape"]})
         (deltas, probs), last_rois, _ = model.bbox_head(feats, rois, rois_num, batch["im_shape"])
-        head, stage_probs = model.bbox_head, []
+        head, stage_probs, d = model.bbox_head, [], None
         for k in range(3):
             if k:
-                rois, rois_num = refine_rois(d, rois, head.bbox_weight[k - 1], batch["im_shape"], False)
+                rois, rois_num = refine_rois(
+                    d, rois, head.bbox_weight[k - 1], batch["im_shape"], False
+                )
             s, d = head._stage(feats, paddle.concat(rois), rois_num, k)
             stage_probs.append(paddle.nn.functional.softmax(s, axis=-1).numpy())
     np.testing.assert_allclose(probs.numpy(), np.mean(stage_probs, axis=0), rtol=1e-5, atol=1e-7)
@@ -159,12 +187,16 @@ def test_eval_mean_of_stages_output_format_and_no_detections():
     np.testing.assert_allclose(deltas.numpy(), d.numpy())
     bbox = check_detections(out, [100, 100], num_classes=3)
     check_boxes_in_images(bbox, SIZE, first=100)  # 96x96, and 192x192 for the one downscaled by 2
-    check_no_detections(predict(tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"]), batch), 2)
+    check_no_detections(
+        predict(tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"]), batch), 2
+    )
 
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
     opts = demo_overrides(tiny_demo_data, tmp_path / "out") + [
-        "FPN.out_channel=16", "CascadeTwoFCHead.out_channel=32", "BBoxPostProcess.nms.score_threshold=0.0",
+        "FPN.out_channel=16",
+        "CascadeTwoFCHead.out_channel=32",
+        "BBoxPostProcess.nms.score_threshold=0.0",
     ]
     out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "cascade_rcnn_r18_fpn_demo")
     assert "loss_bbox_cls_stage0" in out["train"] and "loss_bbox_reg_stage2" in out["train"]

@@ -4,6 +4,7 @@ post-process, losses, a few training steps, eval, tools.
 Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and the same four losses
 from its own random .pdparams, FPN and C4) is checked by bench/compare_faster_rcnn.py.
 """
+
 import math
 from pathlib import Path
 
@@ -20,9 +21,17 @@ from ppdet.modeling.postprocess import RCNNBox, rcnn_post_process
 from ppdet.modeling.postprocess.yolo import MultiClassNMS
 from ppdet.ops.roi import distribute_fpn_proposals, roi_align
 from tests.modeling.detector_checks import (
-    rcnn_batch, tiny_detector,
-    assert_loss_drops, check_boxes_in_images, check_detections, check_no_detections, demo_overrides,
-    eval_inputs, predict, run_tools, train_steps,
+    assert_loss_drops,
+    check_boxes_in_images,
+    check_detections,
+    check_no_detections,
+    demo_overrides,
+    eval_inputs,
+    predict,
+    rcnn_batch,
+    run_tools,
+    tiny_detector,
+    train_steps,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,14 +44,18 @@ T = paddle.to_tensor
 
 def state_lines(model):
     return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
+        for k, v in model.state_dict().items()
     )
 
 
-@pytest.mark.parametrize("config, names", [
-    ("faster_rcnn_r50_fpn_1x_coco.yml", "faster_rcnn_r50_fpn.txt"),
-    ("faster_rcnn_r50_1x_coco.yml", "faster_rcnn_r50.txt"),
-])
+@pytest.mark.parametrize(
+    "config, names",
+    [
+        ("faster_rcnn_r50_fpn_1x_coco.yml", "faster_rcnn_r50_fpn.txt"),
+        ("faster_rcnn_r50_1x_coco.yml", "faster_rcnn_r50.txt"),
+    ],
+)
 def test_names_and_shapes_equal_paddledetection(config, names):
     model = ppdet.build_model(ppdet.load_config(str(REPO / "configs" / "faster_rcnn" / config)))
     assert state_lines(model) == (COMPAT / names).read_text().splitlines()
@@ -65,14 +78,19 @@ def test_subsample_labels():
 
 
 def test_rpn_targets_on_hand_made_boxes():
-    anchors = T([[0, 0, 10, 10], [0, 0, 10, 12], [20, 20, 30, 30], [5, 0, 15, 10], [50, 50, 60, 60]], "float32")
+    anchors = T(
+        [[0, 0, 10, 10], [0, 0, 10, 12], [20, 20, 30, 30], [5, 0, 15, 10], [50, 50, 60, 60]],
+        "float32",
+    )
     gt = T([[0, 0, 10, 10]], "float32")
     # IoU with the gt: 1, 10/12, 0, 1/3, 0 -> pos, pos, neg, ignored, neg
     assign = RPNTargetAssign(batch_size_per_im=4, fg_fraction=0.5, use_random=False)
     labels, deltas = assign(anchors, gt)
     assert labels.numpy().tolist() == [1, 1, 0, -1, 0]
     # anchor 1 (h 12, centre y 6) -> gt (h 10, centre y 5): dy = -1/12, dh = log(10/12)
-    np.testing.assert_allclose(deltas.numpy()[1], [0, -1 / 12, 0, math.log(10 / 12)], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        deltas.numpy()[1], [0, -1 / 12, 0, math.log(10 / 12)], rtol=1e-5, atol=1e-7
+    )
     np.testing.assert_allclose(deltas.numpy()[0], 0, atol=1e-7)
     # a budget of 2 with half foreground: one positive, one negative
     labels, _ = RPNTargetAssign(batch_size_per_im=2, fg_fraction=0.5, use_random=False)(anchors, gt)
@@ -89,11 +107,15 @@ def test_bbox_assigner_appends_gt_and_samples():
     out_rois, num, labels, gt_boxes = assigner(rois, gt, cls)
     # IoUs 10/12, 0.6, 0, and the appended gt 1: foreground 0, 1, 3 (at most 2), background 2
     assert num.numpy().tolist() == [3]
-    np.testing.assert_array_equal(out_rois[0].numpy(), [[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]])
+    np.testing.assert_array_equal(
+        out_rois[0].numpy(), [[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]]
+    )
     assert labels[0].numpy().tolist() == [2, 2, 3]
     np.testing.assert_array_equal(gt_boxes[0].numpy(), [[0, 0, 10, 12]] * 3)
     # an image without gt: every proposal is background, gt boxes zero
-    out_rois, num, labels, gt_boxes = assigner(rois, [paddle.zeros([0, 4])], [paddle.zeros([0], "int32")])
+    out_rois, num, labels, gt_boxes = assigner(
+        rois, [paddle.zeros([0, 4])], [paddle.zeros([0], "int32")]
+    )
     assert num.numpy().tolist() == [3] and labels[0].numpy().tolist() == [3, 3, 3]
     assert float(gt_boxes[0].abs().sum()) == 0
 
@@ -107,10 +129,17 @@ def test_proposals_shapes_and_clipping():
     anchors = ppdet.modeling.anchors.AnchorGenerator([[8], [16]], [0.5, 1.0, 2.0], [4, 8])(sizes)
     im_shape = T([[32, 32], [20, 28]], "float32")
     rois, num = gen(scores, deltas, anchors, im_shape)
-    assert num.numpy().tolist() == [r.shape[0] for r in rois] and all(0 < n <= 20 for n in num.numpy())
+    assert num.numpy().tolist() == [r.shape[0] for r in rois] and all(
+        0 < n <= 20 for n in num.numpy()
+    )
     for r, (h, w) in zip(rois, [(32, 32), (20, 28)]):
         r = r.numpy()
-        assert r.shape[1] == 4 and (r[:, [0, 1]] >= 0).all() and (r[:, 2] <= w).all() and (r[:, 3] <= h).all()
+        assert (
+            r.shape[1] == 4
+            and (r[:, [0, 1]] >= 0).all()
+            and (r[:, 2] <= w).all()
+            and (r[:, 3] <= h).all()
+        )
     # a single level (C4) keeps post_nms_top_n per image
     rois, num = ProposalGenerator(50, 10, 0.7, 0.0)(scores[:1], deltas[:1], anchors[:1], im_shape)
     assert all(n <= 10 for n in num.numpy())
@@ -133,7 +162,9 @@ def test_roi_align_and_level_assignment():
     np.testing.assert_array_equal(gathered.numpy(), boxes.numpy())
     # pyramid extraction: each RoI reads its own level (here filled with the level number)
     feats = [paddle.full([1, 1, 64 // 2**i, 64 // 2**i], float(i + 2)) for i in range(5)]
-    extractor = RoIAlign(resolution=2, spatial_scale=[1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64], aligned=True)
+    extractor = RoIAlign(
+        resolution=2, spatial_scale=[1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64], aligned=True
+    )
     small_big = T([[0, 0, 150, 150], [0, 0, 250, 250], [0, 0, 10, 10]], "float32")
     levels = extractor(feats, small_big, T([3], "int32"))[:, 0, 0, 0].numpy()
     np.testing.assert_allclose(levels, [3, 4, 2])
@@ -148,7 +179,9 @@ def test_rcnn_post_process_hand_checked():
     im_shape = T([[80, 80], [60, 120]], "float32")
     scale = T([[2.0, 2.0], [0.5, 0.5]], "float32")
     nms = MultiClassNMS(score_threshold=0.05, nms_top_k=-1, keep_top_k=100, nms_threshold=0.5)
-    bbox, num = rcnn_post_process((deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms)
+    bbox, num = rcnn_post_process(
+        (deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms
+    )
     assert num.numpy().tolist() == [2, 2]
     got = {(int(r[0]), round(float(r[1]), 4)): r[2:].tolist() for r in bbox.numpy()[:2]}
     assert got == {(0, 0.1): [5, 10, 25, 30], (1, 0.7): [5, 10, 25, 30]}
@@ -158,7 +191,9 @@ def test_rcnn_post_process_hand_checked():
     np.testing.assert_allclose(rows[1], [1, 0.3, 0, 0, 240, 80], rtol=1e-5)
     # nothing above the threshold: no rows at all
     nms.score_threshold = 0.9
-    bbox, num = rcnn_post_process((deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms)
+    bbox, num = rcnn_post_process(
+        (deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms
+    )
     assert bbox.shape == [0, 6] and num.numpy().tolist() == [0, 0]
 
 
@@ -207,12 +242,16 @@ def test_eval_output_format_and_no_detections():
     out = predict(model, batch)
     bbox = check_detections(out, [100, 100], num_classes=3)
     check_boxes_in_images(bbox, SIZE, first=100)  # 96x96, and 192x192 for the one downscaled by 2
-    check_no_detections(predict(tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"]), batch), 2)
+    check_no_detections(
+        predict(tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"]), batch), 2
+    )
 
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
     opts = demo_overrides(tiny_demo_data, tmp_path / "out") + [
-        "FPN.out_channel=16", "TwoFCHead.out_channel=32", "BBoxPostProcess.nms.score_threshold=0.0",
+        "FPN.out_channel=16",
+        "TwoFCHead.out_channel=32",
+        "BBoxPostProcess.nms.score_threshold=0.0",
     ]
     out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "faster_rcnn_r18_fpn_demo")
     assert "loss_rpn_cls" in out["train"] and "loss_bbox_reg" in out["train"]

@@ -1,4 +1,5 @@
 """Sigmoid focal loss against the NumPy formula."""
+
 import numpy as np
 import paddle
 import pytest

@@ -74,8 +74,12 @@ def test_norm_variant_names():
     neck = FPN([8, 16], 32, [0.0625, 0.03125], norm_type="gn")
     assert sorted(neck.state_dict()) == sorted(
         f"{layer}.{p}"
-        for layer in ("fpn_inner_res4_sum_lateral", "fpn_inner_res5_sum", "fpn_res4_sum",
-                      "fpn_res5_sum")
+        for layer in (
+            "fpn_inner_res4_sum_lateral",
+            "fpn_inner_res5_sum",
+            "fpn_res4_sum",
+            "fpn_res5_sum",
+        )
         for p in ("conv.weight", "norm.weight", "norm.bias")
     )
     bn = FPN([8], 4, [0.03125], norm_type="bn", has_extra_convs=True, extra_stage=1)
@@ -100,8 +104,13 @@ def test_rcnn_setting_shapes():
     assert neck.spatial_scales == [0.25, 0.125, 0.0625, 0.03125, 0.015625]
     assert neck.out_channels == [8] * 5
     outs = neck(feats_for([4, 6, 8, 10], [4, 8, 16, 32], batch=2))
-    assert [o.shape for o in outs] == [[2, 8, 16, 16], [2, 8, 8, 8], [2, 8, 4, 4], [2, 8, 2, 2],
-                                       [2, 8, 1, 1]]
+    assert [o.shape for o in outs] == [
+        [2, 8, 16, 16],
+        [2, 8, 8, 8],
+        [2, 8, 4, 4],
+        [2, 8, 2, 2],
+        [2, 8, 1, 1],
+    ]
     # P6 is a max-pool with kernel 1, stride 2: every other pixel of P5
     np.testing.assert_array_equal(outs[4].numpy(), outs[3].numpy()[:, :, ::2, ::2])
 
@@ -110,8 +119,13 @@ def test_retinanet_setting_shapes():
     neck = FPN([6, 8, 10], 8, RETINA_SCALES, has_extra_convs=True, extra_stage=2, use_c5=False)
     assert neck.out_strides == [8, 16, 32, 64, 128]
     outs = neck(feats_for([6, 8, 10], [8, 16, 32], size=128))
-    assert [o.shape for o in outs] == [[1, 8, 16, 16], [1, 8, 8, 8], [1, 8, 4, 4], [1, 8, 2, 2],
-                                       [1, 8, 1, 1]]
+    assert [o.shape for o in outs] == [
+        [1, 8, 16, 16],
+        [1, 8, 8, 8],
+        [1, 8, 4, 4],
+        [1, 8, 2, 2],
+        [1, 8, 1, 1],
+    ]
 
 
 def test_use_c5_shapes_and_input():
@@ -127,8 +141,12 @@ def test_no_extra_levels_and_odd_sizes():
     assert neck.out_strides == [16, 32]
     rng = np.random.RandomState(0)
     # 200 px: stride-16 map 13, stride-32 map 7; upsampling follows the lateral's size
-    outs = neck([paddle.to_tensor(rng.randn(1, 4, 13, 13).astype("float32")),
-                 paddle.to_tensor(rng.randn(1, 6, 7, 7).astype("float32"))])
+    outs = neck(
+        [
+            paddle.to_tensor(rng.randn(1, 4, 13, 13).astype("float32")),
+            paddle.to_tensor(rng.randn(1, 6, 7, 7).astype("float32")),
+        ]
+    )
     assert [o.shape for o in outs] == [[1, 4, 13, 13], [1, 4, 7, 7]]
 
 
@@ -144,12 +162,19 @@ def test_hand_computed_top_down_sum():
     neck = FPN([1, 1], 1, [0.0625, 0.03125])
     identity = np.zeros([1, 1, 3, 3])
     identity[0, 0, 1, 1] = 1
-    set_params(neck, {
-        "fpn_inner_res4_sum_lateral.weight": [[[[2.0]]]], "fpn_inner_res4_sum_lateral.bias": [1.0],
-        "fpn_inner_res5_sum.weight": [[[[3.0]]]], "fpn_inner_res5_sum.bias": [-1.0],
-        "fpn_res4_sum.weight": identity, "fpn_res4_sum.bias": [0.0],
-        "fpn_res5_sum.weight": identity, "fpn_res5_sum.bias": [0.5],
-    })
+    set_params(
+        neck,
+        {
+            "fpn_inner_res4_sum_lateral.weight": [[[[2.0]]]],
+            "fpn_inner_res4_sum_lateral.bias": [1.0],
+            "fpn_inner_res5_sum.weight": [[[[3.0]]]],
+            "fpn_inner_res5_sum.bias": [-1.0],
+            "fpn_res4_sum.weight": identity,
+            "fpn_res4_sum.bias": [0.0],
+            "fpn_res5_sum.weight": identity,
+            "fpn_res5_sum.bias": [0.5],
+        },
+    )
     c4 = np.arange(16, dtype="float32").reshape(1, 1, 4, 4)
     c5 = np.array([[1, 2], [3, 4]], "float32").reshape(1, 1, 2, 2)
     p4, p5, p6 = (o.numpy()[0, 0] for o in neck([paddle.to_tensor(c4), paddle.to_tensor(c5)]))
@@ -176,6 +201,7 @@ def conv_ref(x, w, b, stride=1):
 
 def fpn_ref(p, feats, names, extras, use_c5, relu):
     """NumPy FPN: top-down with nearest 2x upsampling, then stride-2 extra convs."""
+
     def conv(name, x, stride=1):
         return conv_ref(x, p[f"{name}.weight"], p[f"{name}.bias"], stride)
 
@@ -193,15 +219,23 @@ def fpn_ref(p, feats, names, extras, use_c5, relu):
 @pytest.mark.parametrize("use_c5,relu", [(False, True), (True, True), (False, False)])
 def test_matches_numpy_reference(use_c5, relu):
     paddle.seed(3)
-    neck = FPN([3, 5, 7], 4, RETINA_SCALES, has_extra_convs=True, extra_stage=2, use_c5=use_c5,
-               relu_before_extra_convs=relu)
+    neck = FPN(
+        [3, 5, 7],
+        4,
+        RETINA_SCALES,
+        has_extra_convs=True,
+        extra_stage=2,
+        use_c5=use_c5,
+        relu_before_extra_convs=relu,
+    )
     rng = np.random.RandomState(0)
     params = {k: rng.randn(*v.shape).astype("float32") * 0.5 for k, v in neck.state_dict().items()}
     set_params(neck, params)
     xs = [rng.randn(2, c, s, s).astype("float32") for c, s in [(3, 16), (5, 8), (7, 4)]]
     outs = neck([paddle.to_tensor(x) for x in xs])
-    refs = fpn_ref(params, [x.astype("float64") for x in xs], ["res3", "res4", "res5"], 2, use_c5,
-                   relu)
+    refs = fpn_ref(
+        params, [x.astype("float64") for x in xs], ["res3", "res4", "res5"], 2, use_c5, relu
+    )
     assert len(outs) == len(refs) == 5
     for o, r in zip(outs, refs):
         np.testing.assert_allclose(o.numpy(), r, rtol=1e-4, atol=1e-4)
@@ -210,32 +244,114 @@ def test_matches_numpy_reference(use_c5, relu):
 # Recorded from paddledet 2.6.0's FPN (eval mode) with the parameters and inputs of
 # `oracle_inputs`: per output level (sum, y[0, 0, 0, 0], y[1, -1, -1, -1]).
 ORACLE = {
-    "rcnn": (dict(in_channels=[4, 6, 8, 10], out_channel=4), [16, 8, 4, 2], [
-        (-4961.407, 3.15099, 0.45007), (594.669, 4.48209, -5.86609), (60.849, -2.54986, -2.2787),
-        (-35.936, -1.63939, 0.59428), (-3.323, -1.63939, -0.75093)]),
-    "retina": (dict(in_channels=[6, 8, 10], out_channel=4, spatial_scales=RETINA_SCALES,
-                    has_extra_convs=True, extra_stage=2, use_c5=False), [16, 8, 4], [
-        (1619.44, 2.10816, 3.91186), (-253.115, 3.16379, -5.55726), (-19.618, 2.46814, 3.22273),
-        (22.127, 5.05944, 1.60326), (-82.744, -16.06647, -6.85505)]),
-    "retina_c5": (dict(in_channels=[6, 8, 10], out_channel=4, spatial_scales=RETINA_SCALES,
-                       has_extra_convs=True, extra_stage=3, use_c5=True), [16, 8, 4], [
-        (4860.03, 5.9832, 2.48745), (-266.794, -1.43048, 0.55631), (-35.26, 3.08096, -7.16586),
-        (82.286, 6.31705, -2.59455), (33.042, 8.92134, 0.41846), (-19.03, -11.40782, 1.14705)]),
-    "retina_norelu": (dict(in_channels=[6, 8, 10], out_channel=4, spatial_scales=RETINA_SCALES,
-                           has_extra_convs=True, extra_stage=2, use_c5=False,
-                           relu_before_extra_convs=False), [16, 8, 4], [
-        (1619.44, 2.10816, 3.91186), (-253.115, 3.16379, -5.55726), (-19.618, 2.46814, 3.22273),
-        (22.127, 5.05944, 1.60326), (-26.037, -3.61287, -6.25888)]),
-    "odd_p6": (dict(in_channels=[4, 6, 8, 10], out_channel=4), [24, 12, 6, 3], [
-        (-8473.836, -4.11208, -2.17851), (2309.515, 0.76019, -5.39388),
-        (291.839, 3.91952, 1.00438), (-83.122, -2.35541, 8.65933), (-7.182, -2.35541, 8.65933)]),
-    "gn": (dict(in_channels=[4, 6, 8, 10], out_channel=32, norm_type="gn"), [8, 4, 2, 1], [
-        (48.868, 0.20954, 0.11066), (-48.173, -0.25067, -0.4056), (23.573, -1.44607, 0.30481),
-        (-0.102, 0.34563, -0.05707), (-0.102, 0.34563, -0.05707)]),
-    "bn": (dict(in_channels=[6, 8, 10], out_channel=4, spatial_scales=RETINA_SCALES,
-                norm_type="bn", has_extra_convs=True, extra_stage=2, use_c5=False), [8, 4, 2], [
-        (-506.536, -0.33067, -0.38645), (-33.307, 0.93621, 0.02423), (15.703, 0.60026, 0.30348),
-        (0.504, 0.03459, -0.14624), (1.415, 0.18789, 0.59555)]),
+    "rcnn": (
+        dict(in_channels=[4, 6, 8, 10], out_channel=4),
+        [16, 8, 4, 2],
+        [
+            (-4961.407, 3.15099, 0.45007),
+            (594.669, 4.48209, -5.86609),
+            (60.849, -2.54986, -2.2787),
+            (-35.936, -1.63939, 0.59428),
+            (-3.323, -1.63939, -0.75093),
+        ],
+    ),
+    "retina": (
+        dict(
+            in_channels=[6, 8, 10],
+            out_channel=4,
+            spatial_scales=RETINA_SCALES,
+            has_extra_convs=True,
+            extra_stage=2,
+            use_c5=False,
+        ),
+        [16, 8, 4],
+        [
+            (1619.44, 2.10816, 3.91186),
+            (-253.115, 3.16379, -5.55726),
+            (-19.618, 2.46814, 3.22273),
+            (22.127, 5.05944, 1.60326),
+            (-82.744, -16.06647, -6.85505),
+        ],
+    ),
+    "retina_c5": (
+        dict(
+            in_channels=[6, 8, 10],
+            out_channel=4,
+            spatial_scales=RETINA_SCALES,
+            has_extra_convs=True,
+            extra_stage=3,
+            use_c5=True,
+        ),
+        [16, 8, 4],
+        [
+            (4860.03, 5.9832, 2.48745),
+            (-266.794, -1.43048, 0.55631),
+            (-35.26, 3.08096, -7.16586),
+            (82.286, 6.31705, -2.59455),
+            (33.042, 8.92134, 0.41846),
+            (-19.03, -11.40782, 1.14705),
+        ],
+    ),
+    "retina_norelu": (
+        dict(
+            in_channels=[6, 8, 10],
+            out_channel=4,
+            spatial_scales=RETINA_SCALES,
+            has_extra_convs=True,
+            extra_stage=2,
+            use_c5=False,
+            relu_before_extra_convs=False,
+        ),
+        [16, 8, 4],
+        [
+            (1619.44, 2.10816, 3.91186),
+            (-253.115, 3.16379, -5.55726),
+            (-19.618, 2.46814, 3.22273),
+            (22.127, 5.05944, 1.60326),
+            (-26.037, -3.61287, -6.25888),
+        ],
+    ),
+    "odd_p6": (
+        dict(in_channels=[4, 6, 8, 10], out_channel=4),
+        [24, 12, 6, 3],
+        [
+            (-8473.836, -4.11208, -2.17851),
+            (2309.515, 0.76019, -5.39388),
+            (291.839, 3.91952, 1.00438),
+            (-83.122, -2.35541, 8.65933),
+            (-7.182, -2.35541, 8.65933),
+        ],
+    ),
+    "gn": (
+        dict(in_channels=[4, 6, 8, 10], out_channel=32, norm_type="gn"),
+        [8, 4, 2, 1],
+        [
+            (48.868, 0.20954, 0.11066),
+            (-48.173, -0.25067, -0.4056),
+            (23.573, -1.44607, 0.30481),
+            (-0.102, 0.34563, -0.05707),
+            (-0.102, 0.34563, -0.05707),
+        ],
+    ),
+    "bn": (
+        dict(
+            in_channels=[6, 8, 10],
+            out_channel=4,
+            spatial_scales=RETINA_SCALES,
+            norm_type="bn",
+            has_extra_convs=True,
+            extra_stage=2,
+            use_c5=False,
+        ),
+        [8, 4, 2],
+        [
+            (-506.536, -0.33067, -0.38645),
+            (-33.307, 0.93621, 0.02423),
+            (15.703, 0.60026, 0.30348),
+            (0.504, 0.03459, -0.14624),
+            (1.415, 0.18789, 0.59555),
+        ],
+    ),
 }
 
 
@@ -251,8 +367,10 @@ def oracle_inputs(neck: FPN, in_channels, sizes):
             values[k] = (rng.randn(*v.shape) * 0.5).astype("float32")
     set_params(neck, values)
     rng = np.random.RandomState(1)
-    return [paddle.to_tensor(rng.randn(2, c, s, s).astype("float32"))
-            for c, s in zip(in_channels, sizes)]
+    return [
+        paddle.to_tensor(rng.randn(2, c, s, s).astype("float32"))
+        for c, s in zip(in_channels, sizes)
+    ]
 
 
 @pytest.mark.parametrize("case", sorted(ORACLE))
@@ -261,8 +379,10 @@ def test_matches_recorded_paddledet_outputs(case):
     neck = FPN(**kw)
     neck.eval()
     outs = neck(oracle_inputs(neck, kw["in_channels"], sizes))
-    got = [(float(o.numpy().astype("float64").sum()), float(o[0, 0, 0, 0]), float(o[1, -1, -1, -1]))
-           for o in outs]
+    got = [
+        (float(o.numpy().astype("float64").sum()), float(o[0, 0, 0, 0]), float(o[1, -1, -1, -1]))
+        for o in outs
+    ]
     assert len(got) == len(expected)
     np.testing.assert_allclose([g[0] for g in got], [e[0] for e in expected], rtol=1e-5, atol=5e-3)
     np.testing.assert_allclose([g[1:] for g in got], [e[1:] for e in expected], atol=5e-5)
@@ -275,9 +395,14 @@ def test_init_xavier_with_fan_out_and_zero_bias():
     paddle.seed(0)
     neck = FPN([64, 128], 32, [0.0625, 0.03125], has_extra_convs=True, extra_stage=2)
     # name -> (fan_in = in * k * k, fan_out as set: the input size, 288 = 32 * 9 for extras)
-    fans = {"fpn_inner_res4_sum_lateral": (64, 64), "fpn_inner_res5_sum": (128, 128),
-            "fpn_res4_sum": (288, 288), "fpn_res5_sum": (288, 288), "fpn_6": (1152, 288),
-            "fpn_7": (288, 288)}
+    fans = {
+        "fpn_inner_res4_sum_lateral": (64, 64),
+        "fpn_inner_res5_sum": (128, 128),
+        "fpn_res4_sum": (288, 288),
+        "fpn_res5_sum": (288, 288),
+        "fpn_6": (1152, 288),
+        "fpn_7": (288, 288),
+    }
     for name, (fan_in, fan_out) in fans.items():
         w = getattr(neck, name).weight.numpy()
         limit = np.sqrt(6.0 / (fan_in + fan_out))

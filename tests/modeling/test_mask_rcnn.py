@@ -5,6 +5,7 @@ Full-size equivalence with PaddleDetection 2.6 (same detections, the same pasted
 same six losses from its own random .pdparams, FPN and C4) is checked by
 bench/compare_mask_rcnn.py.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +18,27 @@ from ppdet.modeling.assigners import MaskAssigner, polygons_to_mask
 from ppdet.modeling.heads.mask_head import MaskFeat, MaskHead
 from ppdet.modeling.postprocess import paste_masks
 from tests.modeling.detector_checks import (
-    rcnn_batch, tiny_detector,
-    assert_loss_drops, check_no_detections, demo_overrides, eval_inputs, predict,
-    run_tools, train_steps,
+    assert_loss_drops,
+    check_no_detections,
+    demo_overrides,
+    eval_inputs,
+    predict,
+    rcnn_batch,
+    run_tools,
+    tiny_detector,
+    train_steps,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 COMPAT = REPO / "tests" / "fixtures" / "compat"
 DEMO = str(REPO / "configs" / "mask_rcnn" / "mask_rcnn_r18_fpn_demo.yml")
 TINY = [
-    "num_classes=3", "FPN.out_channel=32", "TwoFCHead.out_channel=64", "MaskFeat.out_channel=16",
-    "MaskFeat.num_convs=2", "BBoxAssigner.batch_size_per_im=64",
+    "num_classes=3",
+    "FPN.out_channel=32",
+    "TwoFCHead.out_channel=64",
+    "MaskFeat.out_channel=16",
+    "MaskFeat.num_convs=2",
+    "BBoxAssigner.batch_size_per_im=64",
 ]
 SIZE = 96
 T = paddle.to_tensor
@@ -35,19 +46,23 @@ T = paddle.to_tensor
 
 def state_lines(model):
     return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
+        for k, v in model.state_dict().items()
     )
 
 
-@pytest.mark.parametrize("config, names", [
-    ("mask_rcnn_r50_fpn_1x_coco.yml", "mask_rcnn_r50_fpn.txt"),
-    ("mask_rcnn_r50_fpn_2x_coco.yml", "mask_rcnn_r50_fpn.txt"),
-    ("mask_rcnn_r50_1x_coco.yml", "mask_rcnn_r50.txt"),
-    ("mask_rcnn_r50_2x_coco.yml", "mask_rcnn_r50.txt"),
-    ("mask_rcnn_r50_vd_fpn_2x_coco.yml", "mask_rcnn_r50_vd_fpn.txt"),
-    ("mask_rcnn_r101_fpn_1x_coco.yml", "mask_rcnn_r101_fpn.txt"),
-    ("mask_rcnn_x101_vd_64x4d_fpn_1x_coco.yml", "mask_rcnn_x101_vd_64x4d_fpn.txt"),
-])
+@pytest.mark.parametrize(
+    "config, names",
+    [
+        ("mask_rcnn_r50_fpn_1x_coco.yml", "mask_rcnn_r50_fpn.txt"),
+        ("mask_rcnn_r50_fpn_2x_coco.yml", "mask_rcnn_r50_fpn.txt"),
+        ("mask_rcnn_r50_1x_coco.yml", "mask_rcnn_r50.txt"),
+        ("mask_rcnn_r50_2x_coco.yml", "mask_rcnn_r50.txt"),
+        ("mask_rcnn_r50_vd_fpn_2x_coco.yml", "mask_rcnn_r50_vd_fpn.txt"),
+        ("mask_rcnn_r101_fpn_1x_coco.yml", "mask_rcnn_r101_fpn.txt"),
+        ("mask_rcnn_x101_vd_64x4d_fpn_1x_coco.yml", "mask_rcnn_x101_vd_64x4d_fpn.txt"),
+    ],
+)
 def test_names_and_shapes_equal_paddledetection(config, names):
     cfg = ppdet.load_config(str(REPO / "configs" / "mask_rcnn" / config))
     assert cfg["TrainDataset"]["load_segm"] is True
@@ -70,8 +85,11 @@ def test_polygons_to_mask_hand_rasterised():
     i, j = np.mgrid[:28, :28]
     np.testing.assert_array_equal(polygons_to_mask(tri, np.array([0, 0, 28, 28]), 28), i + j <= 26)
     # two polygons of one object: their union; a polygon outside the box adds nothing
-    two = [np.array([0, 0, 14, 0, 14, 14, 0, 14], "float32"), np.array([14, 14, 28, 14, 28, 28, 14, 28], "float32"),
-           np.array([40, 40, 50, 40, 50, 50], "float32")]
+    two = [
+        np.array([0, 0, 14, 0, 14, 14, 0, 14], "float32"),
+        np.array([14, 14, 28, 14, 28, 28, 14, 28], "float32"),
+        np.array([40, 40, 50, 40, 50, 50], "float32"),
+    ]
     expected = np.zeros((14, 14), "uint8")
     expected[:7, :7] = expected[7:, 7:] = 1  # 28 px box at 14x14: 2 px per cell
     np.testing.assert_array_equal(polygons_to_mask(two, np.array([0, 0, 28, 28]), 14), expected)
@@ -80,21 +98,33 @@ def test_polygons_to_mask_hand_rasterised():
 def test_mask_assigner_takes_foreground_rois_and_their_gt():
     gt_boxes = [T([[0, 0, 28, 28], [40, 40, 68, 68]], "float32"), T(np.zeros((0, 4)), "float32")]
     polys = [
-        [[np.array([0, 0, 14, 0, 14, 28, 0, 28], "float32")],  # left half of gt 0
-         [np.array([40, 40, 68, 40, 68, 54, 40, 54], "float32")]],  # top half of gt 1
+        [
+            [np.array([0, 0, 14, 0, 14, 28, 0, 28], "float32")],  # left half of gt 0
+            [np.array([40, 40, 68, 40, 68, 54, 40, 54], "float32")],
+        ],  # top half of gt 1
         [],
     ]
-    rois = [T([[40, 40, 68, 68], [0, 0, 28, 28], [0, 0, 90, 90], [1, 1, 29, 29]], "float32"),
-            T([[0, 0, 10, 10]], "float32")]
+    rois = [
+        T([[40, 40, 68, 68], [0, 0, 28, 28], [0, 0, 90, 90], [1, 1, 29, 29]], "float32"),
+        T([[0, 0, 10, 10]], "float32"),
+    ]
     labels = [T([2, 0, 3, -1], "int32"), T([3], "int32")]  # 3 = background (C = 3)
-    index, fg_rois, num, classes, targets = MaskAssigner(14, num_classes=3)(rois, labels, gt_boxes, polys)
+    index, fg_rois, num, classes, targets = MaskAssigner(14, num_classes=3)(
+        rois, labels, gt_boxes, polys
+    )
     assert index.numpy().tolist() == [0, 1] and num.numpy().tolist() == [2, 0]
-    assert classes.numpy().tolist() == [2, 0] and fg_rois[0].shape == [2, 4] and fg_rois[1].shape == [0, 4]
+    assert (
+        classes.numpy().tolist() == [2, 0]
+        and fg_rois[0].shape == [2, 4]
+        and fg_rois[1].shape == [0, 4]
+    )
     top, left = np.zeros((14, 14), "float32"), np.zeros((14, 14), "float32")
     top[:7], left[:, :7] = 1, 1
     np.testing.assert_array_equal(targets.numpy(), np.stack([top, left]))
     # no foreground RoI anywhere: empty outputs
-    index, _, num, classes, targets = MaskAssigner(14, 3)(rois[1:], labels[1:], gt_boxes[1:], polys[1:])
+    index, _, num, classes, targets = MaskAssigner(14, 3)(
+        rois[1:], labels[1:], gt_boxes[1:], polys[1:]
+    )
     assert index.shape == [0] and targets.shape == [0, 14, 14] and num.numpy().tolist() == [0]
 
 
@@ -116,10 +146,15 @@ def test_paste_masks_known_and_against_grid_sample():
     boxes = np.array([[3.3, 5.7, 40.2, 30.1], [0, 0, 64, 48], [50.5, 40.2, 70, 47.9]])
     h, w = 48, 64
     ys, xs = np.mgrid[:h, :w] + 0.5
-    grid = np.stack([
-        np.stack([(xs - b[0]) / (b[2] - b[0]) * 2 - 1, (ys - b[1]) / (b[3] - b[1]) * 2 - 1], -1) for b in boxes
-    ])
-    ref = F.grid_sample(T(masks[:, None], "float32"), T(grid, "float32"), align_corners=False).numpy()[:, 0]
+    grid = np.stack(
+        [
+            np.stack([(xs - b[0]) / (b[2] - b[0]) * 2 - 1, (ys - b[1]) / (b[3] - b[1]) * 2 - 1], -1)
+            for b in boxes
+        ]
+    )
+    ref = F.grid_sample(
+        T(masks[:, None], "float32"), T(grid, "float32"), align_corners=False
+    ).numpy()[:, 0]
     ours = paste_masks(masks, boxes, h, w)
     assert ((ref >= 0.5) != ours).sum() <= 2  # float32 vs float64 at the threshold only
     assert paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), h, w).shape == (0, h, w)
@@ -128,11 +163,21 @@ def test_paste_masks_known_and_against_grid_sample():
 def test_mask_head_loss_is_own_class_bce_over_pixels():
     """loss_mask = mean over F x M x M of BCE(own-class logits, target), checked in NumPy."""
     paddle.seed(0)
-    head = MaskHead(MaskFeat(in_channel=4, out_channel=4, num_convs=1), {"resolution": 4},
-                    MaskAssigner(8, num_classes=3), num_classes=3, spatial_scales=[0.25])
+    head = MaskHead(
+        MaskFeat(in_channel=4, out_channel=4, num_convs=1),
+        {"resolution": 4},
+        MaskAssigner(8, num_classes=3),
+        num_classes=3,
+        spatial_scales=[0.25],
+    )
     feats = [T(np.random.default_rng(0).normal(size=(1, 4, 16, 16)), "float32")]
     gt = [T([[0, 0, 32, 32], [32, 32, 64, 64]], "float32")]
-    polys = [[[np.array([0, 0, 32, 0, 0, 32], "float32")], [np.array([32, 32, 64, 32, 64, 48, 32, 48], "float32")]]]
+    polys = [
+        [
+            [np.array([0, 0, 32, 0, 0, 32], "float32")],
+            [np.array([32, 32, 64, 32, 64, 48, 32, 48], "float32")],
+        ]
+    ]
     rois = [T([[0, 0, 32, 32], [32, 32, 64, 64], [10, 40, 20, 60]], "float32")]
     labels = [T([1, 2, 3], "int32")]  # the last is background
     loss = float(head(feats, rois, labels, gt, polys)["loss_mask"])
@@ -152,8 +197,13 @@ def tiny_model(seed=0, extra=()):
 def fixed_batch():
     batch = rcnn_batch(SIZE)
     batch["gt_poly"] = [
-        [[np.array([10, 10, 50, 10, 30, 60], "float32")],
-         [np.array([40, 30, 90, 30, 90, 90, 40, 90], "float32"), np.array([45, 35, 60, 35, 50, 50], "float32")]],
+        [
+            [np.array([10, 10, 50, 10, 30, 60], "float32")],
+            [
+                np.array([40, 30, 90, 30, 90, 90, 40, 90], "float32"),
+                np.array([45, 35, 60, 35, 50, 50], "float32"),
+            ],
+        ],
         [[np.array([5, 70, 22, 50, 40, 70, 22, 90], "float32")]],
     ]
     return batch
@@ -168,7 +218,9 @@ def test_loss_names_and_no_foreground():
     batch = fixed_batch()
     losses = model(batch)
     assert sorted(losses) == NAMES and all(np.isfinite(float(v)) for v in losses.values())
-    np.testing.assert_allclose(float(losses["loss"]), sum(float(losses[k]) for k in NAMES[1:]), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(losses["loss"]), sum(float(losses[k]) for k in NAMES[1:]), rtol=1e-6
+    )
     assert float(losses["loss_mask"]) > 0
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes: no mask target
     losses = model(batch)
@@ -210,8 +262,12 @@ def test_eval_output_format_and_no_detections():
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
     opts = demo_overrides(tiny_demo_data, tmp_path / "out") + [
-        "FPN.out_channel=16", "TwoFCHead.out_channel=32", "MaskFeat.out_channel=16", "MaskFeat.num_convs=1",
-        "BBoxPostProcess.nms.score_threshold=0.0", "BBoxPostProcess.nms.keep_top_k=20",
+        "FPN.out_channel=16",
+        "TwoFCHead.out_channel=32",
+        "MaskFeat.out_channel=16",
+        "MaskFeat.num_convs=1",
+        "BBoxPostProcess.nms.score_threshold=0.0",
+        "BBoxPostProcess.nms.keep_top_k=20",
     ]
     out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "mask_rcnn_r18_fpn_demo")
     assert "loss_mask" in out["train"]

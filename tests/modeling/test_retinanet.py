@@ -3,6 +3,7 @@
 Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and losses from its own
 random .pdparams) is checked by bench/compare_retinanet.py (needs the reference venv).
 """
+
 import math
 from pathlib import Path
 
@@ -11,11 +12,16 @@ import paddle
 import pytest
 
 import ppdet
-from ppdet.modeling.heads import RetinaHead
 from ppdet.modeling.postprocess import retina_decode
 from tests.modeling.detector_checks import (
-    assert_loss_drops, check_detections, check_no_detections, demo_overrides, eval_inputs, predict,
-    run_tools, train_steps,
+    assert_loss_drops,
+    check_detections,
+    check_no_detections,
+    demo_overrides,
+    eval_inputs,
+    predict,
+    run_tools,
+    train_steps,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,14 +38,18 @@ SIZE = 96
 
 def state_lines(model):
     return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
+        for k, v in model.state_dict().items()
     )
 
 
-@pytest.mark.parametrize("config, names", [
-    ("retinanet_r50_fpn_1x_coco.yml", "retinanet_r50_fpn.txt"),
-    ("retinanet_r101_fpn_2x_coco.yml", "retinanet_r101_fpn.txt"),
-])
+@pytest.mark.parametrize(
+    "config, names",
+    [
+        ("retinanet_r50_fpn_1x_coco.yml", "retinanet_r50_fpn.txt"),
+        ("retinanet_r101_fpn_2x_coco.yml", "retinanet_r101_fpn.txt"),
+    ],
+)
 def test_names_and_shapes_equal_paddledetection(config, names):
     model = ppdet.build_model(ppdet.load_config(str(REPO / "configs" / "retinanet" / config)))
     assert state_lines(model) == (COMPAT / names).read_text().splitlines()
@@ -54,7 +64,12 @@ def test_head_init_and_output_shapes():
     model = tiny_model()
     head = model.head
     np.testing.assert_allclose(head.retina_cls.bias.numpy(), -math.log(99), rtol=1e-6)
-    assert head.retina_cls.weight.shape == [27, 32, 3, 3] and head.retina_reg.weight.shape == [36, 32, 3, 3]
+    assert head.retina_cls.weight.shape == [27, 32, 3, 3] and head.retina_reg.weight.shape == [
+        36,
+        32,
+        3,
+        3,
+    ]
     assert float(head.retina_reg.bias.abs().max()) == 0
     assert abs(float(head.retina_cls.weight.std()) - 0.01) < 1e-3
     feats = [paddle.zeros([2, 32, s, s]) for s in (12, 6, 3, 2, 1)]
@@ -103,7 +118,9 @@ def test_loss_names_and_an_image_without_gt():
     losses = model(batch)
     assert sorted(losses) == ["loss", "loss_cls", "loss_reg"]
     assert all(np.isfinite(float(v)) for v in losses.values())
-    np.testing.assert_allclose(float(losses["loss"]), float(losses["loss_cls"] + losses["loss_reg"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(losses["loss"]), float(losses["loss_cls"] + losses["loss_reg"]), rtol=1e-6
+    )
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
     losses = model(batch)
     assert float(losses["loss_reg"]) == 0 and 0 < float(losses["loss_cls"]) < 1e6
@@ -131,7 +148,9 @@ def test_eval_output_format_and_no_detections():
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
     opts = demo_overrides(tiny_demo_data, tmp_path / "out") + [
-        "FPN.out_channel=16", "RetinaHead.conv_feat.feat_out=16", "RetinaHead.conv_feat.num_convs=1",
+        "FPN.out_channel=16",
+        "RetinaHead.conv_feat.feat_out=16",
+        "RetinaHead.conv_feat.num_convs=1",
         "RetinaHead.nms.score_threshold=0.0",
     ]
     out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "retinanet_r18_fpn_demo")

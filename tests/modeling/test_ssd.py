@@ -4,6 +4,7 @@ Full-size equivalence with PaddleDetection 2.6 (same bbox/bbox_num and loss from
 random .pdparams, MobileNetV1, VGG16 and SSDLite) is checked by bench/compare_ssd.py (needs
 the reference venv).
 """
+
 import math
 import os
 from pathlib import Path
@@ -17,8 +18,14 @@ from ppdet.modeling.losses import SSDLoss, mine_hard_negatives, ssd_match
 from ppdet.modeling.postprocess import SSDBox
 from tests.conftest import ROOT
 from tests.modeling.detector_checks import (
-    assert_loss_drops, check_detections, check_no_detections, demo_overrides, eval_inputs, predict,
-    run_tools, train_steps,
+    assert_loss_drops,
+    check_detections,
+    check_no_detections,
+    demo_overrides,
+    eval_inputs,
+    predict,
+    run_tools,
+    train_steps,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,15 +37,19 @@ SIZE = 96
 
 def state_lines(model):
     return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}" for k, v in model.state_dict().items()
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
+        for k, v in model.state_dict().items()
     )
 
 
-@pytest.mark.parametrize("config, names", [
-    ("ssd_mobilenet_v1_300_120e_voc.yml", "ssd_mobilenet_v1_voc.txt"),
-    ("ssd_vgg16_300_240e_voc.yml", "ssd_vgg16_voc.txt"),
-    ("ssdlite_mobilenet_v3_large_320_coco.yml", "ssdlite_mobilenet_v3_large_coco.txt"),
-])
+@pytest.mark.parametrize(
+    "config, names",
+    [
+        ("ssd_mobilenet_v1_300_120e_voc.yml", "ssd_mobilenet_v1_voc.txt"),
+        ("ssd_vgg16_300_240e_voc.yml", "ssd_vgg16_voc.txt"),
+        ("ssdlite_mobilenet_v3_large_320_coco.yml", "ssdlite_mobilenet_v3_large_coco.txt"),
+    ],
+)
 def test_names_and_shapes_equal_paddledetection(config, names):
     model = ppdet.build_model(ppdet.load_config(str(REPO / "configs" / "ssd" / config)))
     assert state_lines(model) == (COMPAT / names).read_text().splitlines()
@@ -52,7 +63,9 @@ def tiny_model(seed=0, extra=()):
 def fixed_batch():
     """2 images of SIZE x SIZE; image 0 has 2 boxes, image 1 one box and a padding row."""
     rng = np.random.default_rng(0)
-    gt_bbox = np.array([[[10, 12, 50, 60], [40, 30, 90, 80]], [[20, 20, 70, 60], [0, 0, 0, 0]]], "float32")
+    gt_bbox = np.array(
+        [[[10, 12, 50, 60], [40, 30, 90, 80]], [[20, 20, 70, 60], [0, 0, 0, 0]]], "float32"
+    )
     return {
         "image": paddle.to_tensor(rng.normal(0, 1, (2, 3, SIZE, SIZE)).astype("float32")),
         "im_shape": paddle.to_tensor([[SIZE, SIZE], [SIZE, SIZE]], "float32"),
@@ -81,7 +94,9 @@ def test_head_output_shapes_and_prior_order():
     # row (y * W + x) * P + p of level 0 is channel p * (C + 1) + c of its map at (y, x)
     raw = head.score_convs[0](feats[0]).numpy()  # [2, 12, 6, 6]
     y, x, p = 2, 4, 1
-    np.testing.assert_allclose(logits.numpy()[1, (y * 6 + x) * 3 + p], raw[1, p * 4:(p + 1) * 4, y, x], rtol=1e-6)
+    np.testing.assert_allclose(
+        logits.numpy()[1, (y * 6 + x) * 3 + p], raw[1, p * 4 : (p + 1) * 4, y, x], rtol=1e-6
+    )
     # that prior is centred on its cell: x centre (4 + 0.5) / 6
     row = priors.numpy()[(y * 6 + x) * 3 + p]
     np.testing.assert_allclose((row[0] + row[2]) / 2, 4.5 / 6, rtol=1e-5)
@@ -89,7 +104,13 @@ def test_head_output_shapes_and_prior_order():
 
 def test_separable_head_layers():
     from ppdet.modeling.heads import SSDHead
-    gen = {"steps": [8, 16], "aspect_ratios": [[2.0], [2.0]], "min_sizes": [8.0, 16.0], "max_sizes": [16.0, 32.0]}
+
+    gen = {
+        "steps": [8, 16],
+        "aspect_ratios": [[2.0], [2.0]],
+        "min_sizes": [8.0, 16.0],
+        "max_sizes": [16.0, 32.0],
+    }
     head = SSDHead(num_classes=2, in_channels=[8, 16], anchor_generator=gen, use_sepconv=True)
     names = sorted(head.state_dict())
     assert "boxes0.dw_conv.weight" in names and "scores1.bn._variance" in names
@@ -100,13 +121,16 @@ def test_separable_head_layers():
 
 
 def test_matching_hand_made_boxes():
-    priors = paddle.to_tensor([
-        [0.0, 0.0, 0.2, 0.2],   # 0: overlaps gt 0 with IoU 0.25 (its best: forced)
-        [0.5, 0.5, 0.9, 0.9],   # 1: IoU 1 with gt 1
-        [0.5, 0.5, 0.8, 0.9],   # 2: IoU 0.75 with gt 1 (>= 0.5: positive)
-        [0.5, 0.5, 0.6, 0.9],   # 3: IoU 0.25 with gt 1: negative
-        [0.0, 0.6, 0.1, 0.7],   # 4: no overlap
-    ], "float32")
+    priors = paddle.to_tensor(
+        [
+            [0.0, 0.0, 0.2, 0.2],  # 0: overlaps gt 0 with IoU 0.25 (its best: forced)
+            [0.5, 0.5, 0.9, 0.9],  # 1: IoU 1 with gt 1
+            [0.5, 0.5, 0.8, 0.9],  # 2: IoU 0.75 with gt 1 (>= 0.5: positive)
+            [0.5, 0.5, 0.6, 0.9],  # 3: IoU 0.25 with gt 1: negative
+            [0.0, 0.6, 0.1, 0.7],  # 4: no overlap
+        ],
+        "float32",
+    )
     gt = paddle.to_tensor([[0.0, 0.0, 0.1, 0.1], [0.5, 0.5, 0.9, 0.9]], "float32")
     matched, positive = ssd_match(gt, priors, 0.5)
     assert positive.numpy().tolist() == [True, True, True, False, False]
@@ -136,7 +160,10 @@ def _numpy_ssd_loss(deltas, logits, priors, gt, cls, var=(0.1, 0.1, 0.2, 0.2), t
         lt = np.maximum(a[:, None, :2], b[None, :, :2])
         rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
         inter = np.prod(np.clip(rb - lt, 0, None), -1)
-        area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+
+        def area(x):
+            return (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+
         return inter / (area(a)[:, None] + area(b)[None] - inter)
 
     ov = iou(gt, priors)  # [M, N]
@@ -149,8 +176,15 @@ def _numpy_ssd_loss(deltas, logits, priors, gt, cls, var=(0.1, 0.1, 0.2, 0.2), t
     pw, ph = priors[:, 2] - priors[:, 0], priors[:, 3] - priors[:, 1]
     pcx, pcy = priors[:, 0] + pw / 2, priors[:, 1] + ph / 2
     gw, gh = g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]
-    target = np.stack([(g[:, 0] + gw / 2 - pcx) / pw / var[0], (g[:, 1] + gh / 2 - pcy) / ph / var[1],
-                       np.log(gw / pw) / var[2], np.log(gh / ph) / var[3]], 1)
+    target = np.stack(
+        [
+            (g[:, 0] + gw / 2 - pcx) / pw / var[0],
+            (g[:, 1] + gh / 2 - pcy) / ph / var[1],
+            np.log(gw / pw) / var[2],
+            np.log(gh / ph) / var[3],
+        ],
+        1,
+    )
     d = np.abs(deltas - target)
     loc = (np.where(d < 1, 0.5 * d * d, d - 0.5).sum(1) * pos).sum()
     logp = logits - logits.max(1, keepdims=True)
@@ -172,8 +206,11 @@ def test_loss_equals_numpy_formula():
     logits = rng.normal(0, 2, (40, 4)).astype("float32")
     ref = _numpy_ssd_loss(deltas, logits, priors, gt, cls)
     out = SSDLoss()(
-        paddle.to_tensor(deltas[None]), paddle.to_tensor(logits[None]), paddle.to_tensor(priors),
-        paddle.to_tensor(gt[None]), paddle.to_tensor(cls.reshape(1, 2, 1).astype("int32")),
+        paddle.to_tensor(deltas[None]),
+        paddle.to_tensor(logits[None]),
+        paddle.to_tensor(priors),
+        paddle.to_tensor(gt[None]),
+        paddle.to_tensor(cls.reshape(1, 2, 1).astype("int32")),
         paddle.to_tensor([[True, True]]),
     )
     got = [float(out[k]) for k in ("loss", "loss_conf", "loss_loc")]
@@ -190,7 +227,9 @@ def test_decode_known_deltas():
     )  # original image 400 high, 500 wide
     cx, w = 0.44, 0.8
     np.testing.assert_allclose(
-        boxes.numpy()[0, 0], [(cx - w / 2) * 500, 0.2 * 400, (cx + w / 2) * 500, 0.4 * 400], rtol=1e-5
+        boxes.numpy()[0, 0],
+        [(cx - w / 2) * 500, 0.2 * 400, (cx + w / 2) * 500, 0.4 * 400],
+        rtol=1e-5,
     )
     np.testing.assert_allclose(scores.numpy()[0, :, 0], [0.2, 0.6], rtol=1e-5)  # background dropped
 
@@ -201,7 +240,9 @@ def test_loss_names_and_an_image_without_gt():
     batch = fixed_batch()
     losses = model(batch)
     assert sorted(losses) == ["loss", "loss_conf", "loss_loc"]
-    np.testing.assert_allclose(float(losses["loss"]), float(losses["loss_conf"] + losses["loss_loc"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(losses["loss"]), float(losses["loss_conf"] + losses["loss_loc"]), rtol=1e-6
+    )
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
     losses = model(batch)
     assert float(losses["loss_loc"]) == 0 and 0 < float(losses["loss_conf"]) < 1e6
@@ -230,7 +271,8 @@ def test_eval_output_format_and_no_detections():
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
     opts = demo_overrides(tiny_demo_data, tmp_path / "out", fmt="voc", size=96) + [
-        "MobileNet.scale=0.25", "BBoxPostProcess.nms.score_threshold=0.0",
+        "MobileNet.scale=0.25",
+        "BBoxPostProcess.nms.score_threshold=0.0",
     ]
     out = run_tools(DEMO, opts, tiny_demo_data, tmp_path, "ssd_mobilenet_v1_demo")
     assert "loss_conf" in out["train"] and "loss_loc" in out["train"]
@@ -242,8 +284,12 @@ def test_the_seed_legacy_ssd_tarball_loads_strictly_into_the_voc_config(tmp_path
     from ppdet.zoo.legacy import legacy_shapes, write_legacy_tar
     from ppdet.zoo.weights import load_weights
 
-    model = ppdet.build_model(ppdet.load_config(os.path.join(ROOT, "configs/ssd/ssd_mobilenet_v1_300_120e_voc.yml")))
-    shapes = legacy_shapes("ssd_mobilenet_v1_voc", {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    model = ppdet.build_model(
+        ppdet.load_config(os.path.join(ROOT, "configs/ssd/ssd_mobilenet_v1_300_120e_voc.yml"))
+    )
+    shapes = legacy_shapes(
+        "ssd_mobilenet_v1_voc", {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    )
     rng = np.random.default_rng(0)
     path = str(tmp_path / "ssd_mobilenet_v1_voc.tar")
     write_legacy_tar({n: rng.standard_normal(s).astype("float32") for n, s in shapes.items()}, path)

@@ -1,4 +1,5 @@
 """The command lines end to end on the tiny demo set: train -> eval -> infer, and their errors."""
+
 import json
 import os
 import subprocess
@@ -14,7 +15,11 @@ ENV = dict(os.environ, PYTHONWARNINGS="ignore")
 def tool(name, *args, check=True):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", name), *args],
-        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=300,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -26,7 +31,9 @@ def test_train_eval_infer(tiny_demo_data, tmp_path):
     out = tool("train.py", "-c", DEMO_CONFIG, "--eval", "-o", *opts).stdout
     assert "iter [2/2]" in out and "loss_obj" in out and "eta" in out
     run_dir = tmp_path / "out" / "yolov3_mobilenet_v1_demo"
-    assert (run_dir / "model_final.pdparams").is_file() and (run_dir / "best_model.pdparams").is_file()
+    assert (run_dir / "model_final.pdparams").is_file() and (
+        run_dir / "best_model.pdparams"
+    ).is_file()
     weights = f"weights={run_dir / 'model_final'}"
 
     out = tool("eval.py", "-c", DEMO_CONFIG, "-o", *opts, weights).stdout
@@ -35,8 +42,20 @@ def test_train_eval_infer(tiny_demo_data, tmp_path):
     assert "eval summary: AP@[.5:.95] = " in out and "mAP@0.5 = " in out
 
     infer_out = tmp_path / "infer"
-    out = tool("infer.py", "-c", DEMO_CONFIG, "-o", *opts, weights, "--draw_threshold", "0.0",
-               "--infer_dir", os.path.join(tiny_demo_data, "samples"), "--output_dir", str(infer_out)).stdout
+    out = tool(
+        "infer.py",
+        "-c",
+        DEMO_CONFIG,
+        "-o",
+        *opts,
+        weights,
+        "--draw_threshold",
+        "0.0",
+        "--infer_dir",
+        os.path.join(tiny_demo_data, "samples"),
+        "--output_dir",
+        str(infer_out),
+    ).stdout
     assert "2 images" in out
     assert sorted(os.listdir(infer_out)) == ["bbox.json", "sample_00.jpg", "sample_01.jpg"]
     results = json.loads((infer_out / "bbox.json").read_text())
@@ -46,11 +65,17 @@ def test_train_eval_infer(tiny_demo_data, tmp_path):
         assert len(det["bbox"]) == 4 and 0.0 <= det["score"] <= 1.0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-o", "MobileNet.scael=0.5"], "MobileNet.scael: unknown key for MobileNet; did you mean 'scale'?"),
-    (["-o", "architecture=YOLOv4"], "architecture: unknown architecture class 'YOLOv4'"),
-    (["-o", "TrainReader.batch_size=eight"], "TrainReader.batch_size"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["-o", "MobileNet.scael=0.5"],
+            "MobileNet.scael: unknown key for MobileNet; did you mean 'scale'?",
+        ),
+        (["-o", "architecture=YOLOv4"], "architecture: unknown architecture class 'YOLOv4'"),
+        (["-o", "TrainReader.batch_size=eight"], "TrainReader.batch_size"),
+    ],
+)
 def test_config_errors_are_one_line(args, message):
     proc = tool("train.py", "-c", DEMO_CONFIG, *args, check=False)
     assert proc.returncode == 1
@@ -63,13 +88,23 @@ def test_missing_weights_and_images_are_one_line(tmp_path):
     assert proc.returncode == 1 and "weights not found" in proc.stderr and "nope" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
-    proc = tool("infer.py", "-c", DEMO_CONFIG, "-o", f"weights={tmp_path}/nope",
-                "--infer_img", str(tmp_path / "none.jpg"), check=False)
+    proc = tool(
+        "infer.py",
+        "-c",
+        DEMO_CONFIG,
+        "-o",
+        f"weights={tmp_path}/nope",
+        "--infer_img",
+        str(tmp_path / "none.jpg"),
+        check=False,
+    )
     assert proc.returncode == 1 and "--infer_img: no such file" in proc.stderr
 
 
 def test_resume_from_weights_only_file_explains(tiny_demo_data, tmp_path):
     (tmp_path / "w.pdparams").write_bytes(b"")
     opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
-    proc = tool("train.py", "-c", DEMO_CONFIG, "-o", *opts, "-r", str(tmp_path / "w.pdparams"), check=False)
+    proc = tool(
+        "train.py", "-c", DEMO_CONFIG, "-o", *opts, "-r", str(tmp_path / "w.pdparams"), check=False
+    )
     assert proc.returncode == 1 and "w.pdopt is missing" in proc.stderr

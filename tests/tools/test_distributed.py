@@ -1,4 +1,5 @@
 """Multi-process training through Paddle's own launcher, 2 CPU processes."""
+
 import os
 import subprocess
 import sys
@@ -10,9 +11,25 @@ def test_launch_two_processes_shards_data_and_rank0_saves(tiny_demo_data, tmp_pa
     opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
     log_dir = tmp_path / "log"
     proc = subprocess.run(
-        [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-         "--log_dir", str(log_dir), os.path.join(ROOT, "tools", "train.py"), "-c", DEMO_CONFIG, "-o", *opts],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        [
+            sys.executable,
+            "-m",
+            "paddle.distributed.launch",
+            "--nproc_per_node",
+            "2",
+            "--log_dir",
+            str(log_dir),
+            os.path.join(ROOT, "tools", "train.py"),
+            "-c",
+            DEMO_CONFIG,
+            "-o",
+            *opts,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
     )
     rank0 = (log_dir / "workerlog.0").read_text()
     assert proc.returncode == 0, proc.stdout[-2000:] + rank0[-2000:]

@@ -1,4 +1,5 @@
 """Zoo test fixtures: the local HTTP server and a private PPDET_HOME for every test."""
+
 import pytest
 
 from tests.zoo.http_server import http_server  # noqa: F401  (the fixture)

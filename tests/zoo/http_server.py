@@ -12,6 +12,7 @@ recorded (method, path, headers) so tests can count them and check e.g. the ``Ra
 The ``http_server`` fixture starts one per test and stops it afterwards; ``stop()`` may also be
 called inside a test (later connections are refused).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ import http.server
 import re
 import socket
 import threading
-from typing import Callable, Union
+from collections.abc import Callable
 
 import pytest
 
@@ -71,7 +72,7 @@ class Stall:
     delay: float
 
 
-Response = Union[Serve, Status, Redirect, Drop, Stall]
+Response = Serve | Status | Redirect | Drop | Stall
 
 
 @dataclasses.dataclass
@@ -98,7 +99,7 @@ class HttpServer:
         )
         self._running = False
 
-    def start(self) -> "HttpServer":
+    def start(self) -> HttpServer:
         self._thread.start()
         self._running = True
         return self
@@ -129,8 +130,9 @@ class HttpServer:
     def count(self, path: str | None = None, method: str = "GET") -> int:
         """How many ``method`` requests reached ``path`` (any path when None)."""
         with self._lock:
-            return sum(1 for r in self.requests
-                       if r.method == method and (path is None or r.path == path))
+            return sum(
+                1 for r in self.requests if r.method == method and (path is None or r.path == path)
+            )
 
     def _next(self, method: str, path: str, headers: dict) -> Response | None:
         with self._lock:
@@ -219,12 +221,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if start >= n:
                 self._status(416, {"Content-Range": f"bytes */{n}"}, b"", body)
                 return
-            self._head(206, {"Content-Type": resp.content_type, "Accept-Ranges": "bytes",
-                             "Content-Range": f"bytes {start}-{end}/{n}",
-                             "Content-Length": str(end - start + 1)})
+            self._head(
+                206,
+                {
+                    "Content-Type": resp.content_type,
+                    "Accept-Ranges": "bytes",
+                    "Content-Range": f"bytes {start}-{end}/{n}",
+                    "Content-Length": str(end - start + 1),
+                },
+            )
         else:
-            self._head(200, {"Content-Type": resp.content_type, "Content-Length": str(n),
-                             **({"Accept-Ranges": "bytes"} if resp.ranges else {})})
+            self._head(
+                200,
+                {
+                    "Content-Type": resp.content_type,
+                    "Content-Length": str(n),
+                    **({"Accept-Ranges": "bytes"} if resp.ranges else {}),
+                },
+            )
         if not body:
             return
         self.wfile.flush()
@@ -233,7 +247,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pos = start
         while pos <= end:
             step = min(resp.chunk, end + 1 - pos)
-            self.wfile.write(data[pos: pos + step])
+            self.wfile.write(data[pos : pos + step])
             self.wfile.flush()
             pos += step
             if resp.delay and pos <= end and self.owner.stopping.wait(resp.delay):

@@ -1,4 +1,5 @@
 """Archive recognition and safe, atomic extraction (tar, tar.gz, zip; hostile members refused)."""
+
 import io
 import os
 import stat
@@ -69,8 +70,9 @@ def layout(tmp_path):
     return tmp_path / "arch", str(tmp_path / "out" / "target"), tmp_path / "outside"
 
 
-@pytest.mark.parametrize("name,kind", [("m.tar", "tar"), ("m.tar.gz", "tar"), ("m.tgz", "tar"),
-                                       ("m.zip", "zip")])
+@pytest.mark.parametrize(
+    "name,kind", [("m.tar", "tar"), ("m.tar.gz", "tar"), ("m.tgz", "tar"), ("m.zip", "zip")]
+)
 def test_plain_archives_extract_with_their_content(layout, name, kind):
     arch, target, _ = layout
     members = [info("model", tarfile.DIRTYPE, mode=0o755)] + list(FILES.items())
@@ -157,18 +159,37 @@ def hostile_tar(arch, outside):
     """name -> (archive path, offending member)."""
     good = ("good.txt", b"fine")  # comes first: must not be written either
     return {
-        "absolute": (make_tar(arch / "abs.tar", [good, (str(outside / "abs.txt"), b"x")]),
-                     str(outside / "abs.txt")),
-        "dotdot": (make_tar(arch / "up.tar.gz", [good, ("a/../../../outside/up.txt", b"x")],
-                            "w:gz"), "a/../../../outside/up.txt"),
-        "symlink": (make_tar(arch / "sym.tar", [good, info("link", tarfile.SYMTYPE,
-                                                            linkname=str(outside)),
-                                                 ("link/pwned.txt", b"x")]), "link"),
-        "hardlink": (make_tar(arch / "hard.tar", [good, info("hl", tarfile.LNKTYPE,
-                                                              linkname="../../outside/h")]),
-                     "hl"),
-        "device": (make_tar(arch / "dev.tar", [good, info("null", tarfile.CHRTYPE, devmajor=1,
-                                                           devminor=3)]), "null"),
+        "absolute": (
+            make_tar(arch / "abs.tar", [good, (str(outside / "abs.txt"), b"x")]),
+            str(outside / "abs.txt"),
+        ),
+        "dotdot": (
+            make_tar(arch / "up.tar.gz", [good, ("a/../../../outside/up.txt", b"x")], "w:gz"),
+            "a/../../../outside/up.txt",
+        ),
+        "symlink": (
+            make_tar(
+                arch / "sym.tar",
+                [
+                    good,
+                    info("link", tarfile.SYMTYPE, linkname=str(outside)),
+                    ("link/pwned.txt", b"x"),
+                ],
+            ),
+            "link",
+        ),
+        "hardlink": (
+            make_tar(
+                arch / "hard.tar", [good, info("hl", tarfile.LNKTYPE, linkname="../../outside/h")]
+            ),
+            "hl",
+        ),
+        "device": (
+            make_tar(
+                arch / "dev.tar", [good, info("null", tarfile.CHRTYPE, devmajor=1, devminor=3)]
+            ),
+            "null",
+        ),
         "fifo": (make_tar(arch / "fifo.tar", [good, info("pipe", tarfile.FIFOTYPE)]), "pipe"),
     }
 
@@ -178,19 +199,40 @@ def hostile_zip(arch, outside):
     link.create_system, link.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
     good = ("good.txt", b"fine")
     return {
-        "zip-dotdot": (make_zip(arch / "up.zip", [good, ("../outside/up.txt", b"x")]),
-                       "../outside/up.txt"),
-        "zip-absolute": (make_zip(arch / "abs.zip", [good, (str(outside / "a.txt"), b"x")]),
-                         str(outside / "a.txt")),
+        "zip-dotdot": (
+            make_zip(arch / "up.zip", [good, ("../outside/up.txt", b"x")]),
+            "../outside/up.txt",
+        ),
+        "zip-absolute": (
+            make_zip(arch / "abs.zip", [good, (str(outside / "a.txt"), b"x")]),
+            str(outside / "a.txt"),
+        ),
         "zip-symlink": (make_zip(arch / "sym.zip", [good, (link, str(outside))]), "link"),
     }
 
 
-CASES = ["absolute", "dotdot", "symlink", "hardlink", "device", "fifo", "zip-dotdot",
-         "zip-absolute", "zip-symlink"]
-REASON = {"absolute": "absolute", "dotdot": "'..'", "symlink": "symbolic link",
-          "hardlink": "hard link", "device": "device", "fifo": "FIFO", "zip-dotdot": "'..'",
-          "zip-absolute": "absolute", "zip-symlink": "symbolic link"}
+CASES = [
+    "absolute",
+    "dotdot",
+    "symlink",
+    "hardlink",
+    "device",
+    "fifo",
+    "zip-dotdot",
+    "zip-absolute",
+    "zip-symlink",
+]
+REASON = {
+    "absolute": "absolute",
+    "dotdot": "'..'",
+    "symlink": "symbolic link",
+    "hardlink": "hard link",
+    "device": "device",
+    "fifo": "FIFO",
+    "zip-dotdot": "'..'",
+    "zip-absolute": "absolute",
+    "zip-symlink": "symbolic link",
+}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -212,8 +254,9 @@ def test_an_html_page_is_reported_as_such(layout):
     page.write_bytes(b"\n<!DOCTYPE html>\n<html><body>Not found</body></html>")
     with pytest.raises(ArchiveError) as err:
         extract(str(page), target)
-    assert str(err.value) == (f"{page} is an HTML page, not an archive (the server sent a web "
-                              "page; check the URL)")
+    assert str(err.value) == (
+        f"{page} is an HTML page, not an archive (the server sent a web page; check the URL)"
+    )
     assert not os.path.exists(target)
 
 
@@ -224,24 +267,35 @@ def damaged(tmp_path, case):
         data = open(make_zip(tmp_path / "full", list(big.items())), "rb").read()
     else:
         gz = "gz" in case
-        data = open(make_tar(tmp_path / "full", list(big.items()), "w:gz" if gz else "w"),
-                    "rb").read()
+        data = open(
+            make_tar(tmp_path / "full", list(big.items()), "w:gz" if gz else "w"), "rb"
+        ).read()
     second = 512 + 20480  # the second tar header: one header + the first member's padded data
     if case.startswith("half"):
         return data[: len(data) // 2]
     if case == "cut-at-header.tar":  # tarfile alone would just see two fewer members
         return data[:second]
     if case == "bad-header.tar":
-        return data[:second] + b"\xff" * 512 + data[second + 512:]
+        return data[:second] + b"\xff" * 512 + data[second + 512 :]
     if case.startswith("flipped"):  # one byte changed inside compressed member data
         i = len(data) // 3
-        return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+        return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
     return b""
 
 
-@pytest.mark.parametrize("case", ["half.tar.gz", "half.tar", "half.zip", "empty.tar",
-                                  "cut-at-header.tar", "bad-header.tar", "flipped.tar.gz",
-                                  "flipped.zip"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "half.tar.gz",
+        "half.tar",
+        "half.zip",
+        "empty.tar",
+        "cut-at-header.tar",
+        "bad-header.tar",
+        "flipped.tar.gz",
+        "flipped.zip",
+    ],
+)
 def test_truncated_or_corrupt_archives_are_reported(tmp_path, layout, case):
     arch, target, _ = layout
     cut = arch / case

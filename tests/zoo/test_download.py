@@ -1,4 +1,5 @@
 """Downloads against a real HTTP server on 127.0.0.1: cache, resume, retries, checksums, locks."""
+
 import hashlib
 import os
 import signal
@@ -264,8 +265,13 @@ print(download(sys.argv[1], sys.argv[2], progress=True, backoff=0.01))
 def _child(url, started, err_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     with open(err_path, "wb") as err:
-        return subprocess.Popen([sys.executable, "-c", CHILD, url, SHA, started], cwd=ROOT,
-                                env=env, stdout=subprocess.PIPE, stderr=err)
+        return subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, SHA, started],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
 
 
 def _wait_for(cond, what, limit=20.0):
@@ -280,8 +286,10 @@ def test_two_processes_download_once(http_server, tmp_path):
     errs = [str(tmp_path / f"err{i}.txt") for i in range(2)]
 
     def second_is_waiting():  # hold the first download until the other process blocks on the lock
-        _wait_for(lambda: any("waiting for another process" in open(e).read() for e in errs),
-                  "the second process to wait on the lock")
+        _wait_for(
+            lambda: any("waiting for another process" in open(e).read() for e in errs),
+            "the second process to wait on the lock",
+        )
 
     url = http_server.route("/m.bin", Serve(DATA, gate=second_is_waiting))
     procs = [_child(url, str(tmp_path / f"started{i}"), errs[i]) for i in range(2)]
@@ -298,8 +306,10 @@ def test_ctrl_c_leaves_only_the_resumable_part_file(http_server, tmp_path):
     proc = _child(url, str(tmp_path / "started"), str(tmp_path / "err.txt"))
     try:
         part = path + ".part"
-        _wait_for(lambda: os.path.isfile(part) and os.path.getsize(part) == half,
-                  "the first half of the file")
+        _wait_for(
+            lambda: os.path.isfile(part) and os.path.getsize(part) == half,
+            "the first half of the file",
+        )
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     finally:

@@ -1,4 +1,5 @@
 """Fitting foreign checkpoints (ImageNet backbones, other detectors) onto a model by name."""
+
 import numpy as np
 import paddle
 import pytest
@@ -8,19 +9,26 @@ from ppdet.zoo.weights import WeightsError, load_state_dict
 
 
 def resnet_names(blocks, bottleneck=True, stem="b", prefix="backbone."):
-    names = [f"{prefix}conv1.conv1.conv.weight"] if stem == "b" else [
-        f"{prefix}conv1.conv1_{i}.conv.weight" for i in (1, 2, 3)
-    ]
+    names = (
+        [f"{prefix}conv1.conv1.conv.weight"]
+        if stem == "b"
+        else [f"{prefix}conv1.conv1_{i}.conv.weight" for i in (1, 2, 3)]
+    )
     branches = ("2a", "2b", "2c") if bottleneck else ("2a", "2b")
     for stage, count in zip("2345", blocks):
         for i in range(count):
             block = "abcdefghij"[i] if count <= 10 else ("a" if i == 0 else f"b{i}")
-            names += [f"{prefix}res{stage}.res{stage}{block}.branch{b}.conv.weight" for b in branches]
+            names += [
+                f"{prefix}res{stage}.res{stage}{block}.branch{b}.conv.weight" for b in branches
+            ]
     return names
 
 
 def test_suffix_rule_prefers_the_longest_name_and_maps_res5_into_the_head():
-    model = ["backbone.res2.res2a.branch2a.conv.weight", "bbox_head.head.res5.res5a.branch2a.conv.weight"]
+    model = [
+        "backbone.res2.res2a.branch2a.conv.weight",
+        "bbox_head.head.res5.res5a.branch2a.conv.weight",
+    ]
     file = [
         "res2.res2a.branch2a.conv.weight",  # bare (PaddleClas style)
         "backbone.res2.res2a.branch2a.conv.weight",  # full name: longer, wins
@@ -34,9 +42,18 @@ def test_suffix_rule_prefers_the_longest_name_and_maps_res5_into_the_head():
 
 def test_describe_resnet_depth_and_variant():
     assert describe_resnet(resnet_names((3, 4, 6, 3))) == "ResNet-50 variant b (7x7 stem)"
-    assert describe_resnet(resnet_names((3, 4, 23, 3), stem="d")) == "ResNet-101 variant d (deep 3x3 stem)"
-    assert describe_resnet(resnet_names((3, 4, 6, 3), bottleneck=False)) == "ResNet-34 variant b (7x7 stem)"
-    assert describe_resnet(resnet_names((2, 2, 2, 2), False, prefix="")) == "ResNet-18 variant b (7x7 stem)"
+    assert (
+        describe_resnet(resnet_names((3, 4, 23, 3), stem="d"))
+        == "ResNet-101 variant d (deep 3x3 stem)"
+    )
+    assert (
+        describe_resnet(resnet_names((3, 4, 6, 3), bottleneck=False))
+        == "ResNet-34 variant b (7x7 stem)"
+    )
+    assert (
+        describe_resnet(resnet_names((2, 2, 2, 2), False, prefix=""))
+        == "ResNet-18 variant b (7x7 stem)"
+    )
     assert describe_resnet(["backbone.stage.0.conv.weight"]) is None
 
 
@@ -47,12 +64,18 @@ def _tensors(names, shape=(2,)):
 def test_a_checkpoint_of_another_depth_or_variant_fails_naming_both():
     model = _tensors(resnet_names((3, 4, 6, 3), stem="d"))
     wrong_depth = {n: np.ones(2, "float32") for n in resnet_names((3, 4, 23, 3), stem="d")}
-    with pytest.raises(WeightsError, match="checkpoint is ResNet-101 variant d .*model is ResNet-50 variant d"):
+    with pytest.raises(
+        WeightsError, match="checkpoint is ResNet-101 variant d .*model is ResNet-50 variant d"
+    ):
         fit_state_dict(model, wrong_depth, "r101.pdparams")
     wrong_variant = {n: np.ones(2, "float32") for n in resnet_names((3, 4, 6, 3), stem="b")}
-    with pytest.raises(WeightsError, match="checkpoint is ResNet-50 variant b .*model is ResNet-50 variant d"):
+    with pytest.raises(
+        WeightsError, match="checkpoint is ResNet-50 variant b .*model is ResNet-50 variant d"
+    ):
         fit_state_dict(model, wrong_variant, "r50.pdparams")
-    bottleneck_vs_basic = {n: np.ones(2, "float32") for n in resnet_names((3, 4, 6, 3), bottleneck=False)}
+    bottleneck_vs_basic = {
+        n: np.ones(2, "float32") for n in resnet_names((3, 4, 6, 3), bottleneck=False)
+    }
     with pytest.raises(WeightsError, match="checkpoint is ResNet-34 .*model is ResNet-50"):
         fit_state_dict(model, bottleneck_vs_basic, "r34.pdparams")
 
@@ -93,7 +116,9 @@ def test_c4_model_with_res5_in_the_head_accepts_the_imagenet_resnet():
     full = resnet_names((3, 4, 6, 3))
     model_names = [n for n in full if ".res5." not in n]
     model_names += [n.replace("backbone.", "bbox_head.head.") for n in full if ".res5." in n]
-    report, to_set = fit_state_dict(_tensors(model_names), {n: np.ones(2, "float32") for n in full}, "r50")
+    report, to_set = fit_state_dict(
+        _tensors(model_names), {n: np.ones(2, "float32") for n in full}, "r50"
+    )
     assert not report.missing and not report.unused and len(to_set) == len(full)
 
 
@@ -109,17 +134,26 @@ def test_real_resnets_imagenet_file_with_classifier_and_a_wrong_depth(tmp_path, 
     paddle.seed(1)
     source = detector(18)
     state = {k: v.numpy() for k, v in source.state_dict().items()}
-    state["fc.weight"], state["fc.bias"] = np.zeros((512, 1000), "float32"), np.zeros((1000,), "float32")
+    state["fc.weight"], state["fc.bias"] = (
+        np.zeros((512, 1000), "float32"),
+        np.zeros((1000,), "float32"),
+    )
     path = str(tmp_path / "ResNet18_pretrained.pdparams")
     paddle.save(state, path)
 
     target = detector(18)
     report = load_weights(target, path, strict=False)
-    assert not report.missing and not report.mismatched and report.skipped == ["fc.weight", "fc.bias"]
+    assert (
+        not report.missing and not report.mismatched and report.skipped == ["fc.weight", "fc.bias"]
+    )
     x = paddle.randn([1, 3, 64, 64])
     source.eval(), target.eval()
     np.testing.assert_array_equal(source.backbone(x)[0].numpy(), target.backbone(x)[0].numpy())
-    with pytest.raises(WeightsError, match="checkpoint is ResNet-18 variant b .*model is ResNet-34 variant b"):
+    with pytest.raises(
+        WeightsError, match="checkpoint is ResNet-18 variant b .*model is ResNet-34 variant b"
+    ):
         load_weights(detector(34), path, strict=False)
-    with pytest.raises(WeightsError, match="checkpoint is ResNet-18 variant b .*model is ResNet-18 variant d"):
+    with pytest.raises(
+        WeightsError, match="checkpoint is ResNet-18 variant b .*model is ResNet-18 variant d"
+    ):
         load_weights(detector(18, "d"), path, strict=False)

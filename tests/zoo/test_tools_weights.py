@@ -1,5 +1,6 @@
 """The tools take weights by URL: downloaded once, verified, cached (no request on a hit), and
 --offline turns a needed download into one line naming the URL and where to put the file."""
+
 import os
 import subprocess
 import sys
@@ -17,11 +18,17 @@ def infer(args, home):
     env.pop("PPDET_OFFLINE", None)
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "infer.py"), "-c", DEMO_CONFIG, *args],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
     )
 
 
-def test_infer_with_weights_from_a_url_then_from_the_cache_then_offline(tiny_demo_data, tmp_path, http_server, ppdet_home):
+def test_infer_with_weights_from_a_url_then_from_the_cache_then_offline(
+    tiny_demo_data, tmp_path, http_server, ppdet_home
+):
     opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
     paddle.seed(3)
     model = ppdet.build_model(ppdet.load_config(DEMO_CONFIG, opts))
@@ -29,13 +36,17 @@ def test_infer_with_weights_from_a_url_then_from_the_cache_then_offline(tiny_dem
     url = http_server.route("/models/demo.pdparams", Serve(open(path, "rb").read()))
     images = ["--infer_dir", os.path.join(tiny_demo_data, "samples"), "--draw_threshold", "0.0"]
 
-    first = infer(["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "a")], ppdet_home)
+    first = infer(
+        ["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "a")], ppdet_home
+    )
     assert first.returncode == 0, first.stderr
     assert "loaded 241, shape-mismatched 0, missing 0, unused 0" in first.stdout
     assert http_server.count("/models/demo.pdparams") == 1
 
     http_server.stop()  # a cache hit needs no server
-    second = infer(["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "b")], ppdet_home)
+    second = infer(
+        ["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "b")], ppdet_home
+    )
     assert second.returncode == 0, second.stderr
     assert (tmp_path / "a" / "bbox.json").read_text() == (tmp_path / "b" / "bbox.json").read_text()
 
@@ -46,7 +57,9 @@ def test_infer_with_weights_from_a_url_then_from_the_cache_then_offline(tiny_dem
     assert other in lines[0] and ppdet_home in lines[0]
 
 
-def test_infer_with_a_legacy_v01_tarball_url_converts_it(tiny_demo_data, tmp_path, http_server, ppdet_home):
+def test_infer_with_a_legacy_v01_tarball_url_converts_it(
+    tiny_demo_data, tmp_path, http_server, ppdet_home
+):
     from ppdet.zoo.legacy import to_legacy, write_legacy_tar
 
     opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
@@ -55,13 +68,23 @@ def test_infer_with_a_legacy_v01_tarball_url_converts_it(tiny_demo_data, tmp_pat
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     tar = str(tmp_path / "yolov3_mobilenet_v1.tar")
     write_legacy_tar(to_legacy(state, "yolov3_mobilenet_v1"), tar)
-    url = http_server.route("/object_detection/yolov3_mobilenet_v1.tar", Serve(open(tar, "rb").read()))
+    url = http_server.route(
+        "/object_detection/yolov3_mobilenet_v1.tar", Serve(open(tar, "rb").read())
+    )
     reference = save_weights(model, str(tmp_path / "direct"))
     images = ["--infer_dir", os.path.join(tiny_demo_data, "samples"), "--draw_threshold", "0.0"]
 
-    legacy = infer(["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "a")], ppdet_home)
+    legacy = infer(
+        ["-o", *opts, f"weights={url}", *images, "--output_dir", str(tmp_path / "a")], ppdet_home
+    )
     assert legacy.returncode == 0, legacy.stderr
-    assert "legacy" in legacy.stdout and "loaded 241, shape-mismatched 0, missing 0, unused 0" in legacy.stdout
-    direct = infer(["-o", *opts, f"weights={reference}", *images, "--output_dir", str(tmp_path / "b")], ppdet_home)
+    assert (
+        "legacy" in legacy.stdout
+        and "loaded 241, shape-mismatched 0, missing 0, unused 0" in legacy.stdout
+    )
+    direct = infer(
+        ["-o", *opts, f"weights={reference}", *images, "--output_dir", str(tmp_path / "b")],
+        ppdet_home,
+    )
     assert direct.returncode == 0, direct.stderr
     assert (tmp_path / "a" / "bbox.json").read_text() == (tmp_path / "b" / "bbox.json").read_text()

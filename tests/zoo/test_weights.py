@@ -1,4 +1,5 @@
 """Weight loading: the report, strict and lenient modes, unreadable files."""
+
 import numpy as np
 import paddle
 import pytest
@@ -26,7 +27,10 @@ def test_strict_load_copies_values_and_reports(tmp_path, capsys):
     assert not report.missing and not report.mismatched and not report.unused
     for name, value in src.state_dict().items():
         np.testing.assert_array_equal(dst.state_dict()[name].numpy(), value.numpy())
-    assert f"weights {path}: loaded 4, shape-mismatched 0, missing 0, unused 0" in capsys.readouterr().out
+    assert (
+        f"weights {path}: loaded 4, shape-mismatched 0, missing 0, unused 0"
+        in capsys.readouterr().out
+    )
 
 
 def test_lenient_load_skips_a_different_head_and_says_so(tmp_path):
@@ -41,7 +45,10 @@ def test_lenient_load_skips_a_different_head_and_says_so(tmp_path):
     assert report.unused == ["extra.weight"]
     np.testing.assert_array_equal(dst.head.weight.numpy(), before)
     text = report.summary()
-    assert "shape-mismatched 2 [head.weight (8, 5)->(8, 3)" in text and "unused 1 [extra.weight]" in text
+    assert (
+        "shape-mismatched 2 [head.weight (8, 5)->(8, 3)" in text
+        and "unused 1 [extra.weight]" in text
+    )
 
 
 def test_strict_load_names_what_does_not_fit(tmp_path):
@@ -79,7 +86,9 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
 
     path = tmp_path / "evil.pdparams"
     path.write_bytes(pickle.dumps({"weight": Evil()}))
-    with pytest.raises(WeightsError, match=r"evil.pdparams: refused to load: the file asks for (posix|os)\.system"):
+    with pytest.raises(
+        WeightsError, match=r"evil.pdparams: refused to load: the file asks for (posix|os)\.system"
+    ):
         load_weights(Tiny(), str(path))
     assert not marker.exists()
 

@@ -90,7 +90,10 @@ class FasterRCNN(nn.Layer):
         )
         post = build(args.get("bbox_post_process", "BBoxPostProcess"))
         parts = dict(
-            backbone=backbone, rpn_head=rpn_head, bbox_head=bbox_head, bbox_post_process=post,
+            backbone=backbone,
+            rpn_head=rpn_head,
+            bbox_head=bbox_head,
+            bbox_post_process=post,
             neck=neck,
         )
         return parts, list(channels), list(scales)

@@ -90,7 +90,10 @@ class MaskRCNN(FasterRCNN):
             x = F.adaptive_avg_pool2d(x, 1).flatten(start_axis=1)  # [R, F]
         losses.update(
             head.get_loss(
-                head.bbox_score(x), head.bbox_delta(x), all_rois, paddle.concat(labels),
+                head.bbox_score(x),
+                head.bbox_delta(x),
+                all_rois,
+                paddle.concat(labels),
                 paddle.concat(matched),
             )
         )

@@ -104,8 +104,12 @@ class MaskAssigner:
             start += r.shape[0]
         if not index:
             empty = paddle.zeros([0], "int64")
-            return empty, fg_rois, paddle.to_tensor(nums, "int32"), empty, paddle.zeros(
-                [0, res, res], "float32"
+            return (
+                empty,
+                fg_rois,
+                paddle.to_tensor(nums, "int32"),
+                empty,
+                paddle.zeros([0, res, res], "float32"),
             )
         return (
             paddle.concat(index),

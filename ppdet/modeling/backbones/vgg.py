@@ -74,9 +74,7 @@ class ExtraBlock(nn.Layer):
     x: [B, in, H, W] -> [B, c1, (H + 2 * padding - k) // stride + 1, ...].
     """
 
-    def __init__(
-        self, in_channels: int, c0: int, c1: int, padding: int, stride: int, kernel: int
-    ):
+    def __init__(self, in_channels: int, c0: int, c1: int, padding: int, stride: int, kernel: int):
         super().__init__()
         self.conv0 = nn.Conv2D(in_channels, c0, 1)
         self.conv1 = nn.Conv2D(c0, c1, kernel, stride=stride, padding=padding)

@@ -211,6 +211,7 @@ class CascadeHead(nn.Layer):
         rois = list(rois)
         losses: dict[str, paddle.Tensor] = {}
         probs = []
+        deltas = None  # the previous stage's box deltas
         for k in range(self.num_stages):
             if k > 0:
                 rois, rois_num = refine_rois(

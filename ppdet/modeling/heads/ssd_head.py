@@ -51,7 +51,10 @@ class SepConv(nn.Layer):
         )
         self.bn = build_norm(in_channels, "bn")
         self.pw_conv = nn.Conv2D(
-            in_channels, out_channels, 1, weight_attr=ParamAttr(regularizer=L2Decay(conv_decay)),
+            in_channels,
+            out_channels,
+            1,
+            weight_attr=ParamAttr(regularizer=L2Decay(conv_decay)),
             bias_attr=False,
         )
 

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-import math
-
 import paddle
-
 from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, Normal
 
