@@ -6,6 +6,7 @@ from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
 from .decode_resize import Decode, Resize, read_image
 from .gt_fields import GT_FIELDS, select_gt
 from .normalize import NormalizeImage, Permute
+from .random_resize import RandomResize
 
 __all__ = [
     "GT_FIELDS",
@@ -24,6 +25,7 @@ __all__ = [
     "RandomDistort",
     "RandomExpand",
     "RandomFlip",
+    "RandomResize",
     "Resize",
     "read_image",
     "select_gt",
