@@ -3,13 +3,16 @@
 Each config under configs/ with a PaddleDetection 2.6 counterpart
 (tests/fixtures/upstream_configs/2.6/<family>/<name>.yml, ``_BASE_`` merged) is flattened with
 our classes' defaults and compared with the counterpart flattened with 2.6's defaults
-(class_defaults_2.6.yml); see upstream_compare.py. Every difference must be listed, with its
+(class_defaults_2.6.yml); see upstream_compare.py. Each v0.1-path config (configs/<name>.yml)
+is compared with v0.1's own config (0.1/<name>.yml, v0.1's defaults in class_defaults_0.1.yml)
+through v01_key_mapping.yml (see v01_mapping.py). Every difference must be listed, with its
 reason, in tests/fixtures/upstream_configs/allowlist.yml; an entry that explains nothing fails
 too (the list stays true).
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import inspect
 import os
@@ -37,6 +40,7 @@ from .upstream_compare import (
     load_allow_list,
     unexplained,
 )
+from .v01_mapping import compare_v01, load_rules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "upstream_configs")
@@ -160,26 +164,61 @@ def upstream_table(version: str):
         )
 
     classes = {name: info(d) for name, d in data["classes"].items()}
-    top = {name: info(d) for name, d in data["top_level"].items()}
+    top = {name: info(d) for name, d in (data.get("top_level") or {}).items()}
+    for name in ("LearningRate", "OptimizerBuilder"):  # v0.1: plain classes
+        if name not in top and name in classes:
+            top[name] = classes[name]
     return classes.get, top
 
 
 ALLOW_LIST_PATH = os.path.join(FIXTURES, "allowlist.yml")
-
-
-@pytest.fixture(scope="module")
-def allow_list():
-    entries = load_allow_list(_read_yaml(ALLOW_LIST_PATH)["entries"])
-    yield entries
+V01_FEEDS = ("train_feed", "eval_feed", "test_feed")  # v0.1 top-level keys naming its readers
 
 
 def counterparts_26() -> list[str]:
     """Our configs (relative to configs/) that have a 2.6 counterpart fixture."""
-    out = []
-    for path in sorted(glob.glob(os.path.join(FIXTURES, "2.6", "*", "*.yml"))):
-        rel = os.path.relpath(path, os.path.join(FIXTURES, "2.6"))
-        out.append(rel)
-    return out
+    base = os.path.join(FIXTURES, "2.6")
+    return sorted(os.path.relpath(p, base) for p in glob.glob(os.path.join(base, "*", "*.yml")))
+
+
+def counterparts_01() -> list[str]:
+    """Our v0.1-path configs (relative to configs/), one per v0.1 fixture: configs/<name>.yml
+    (configs/ssd/<name>.yml for SSD, as in v0.1)."""
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(FIXTURES, "0.1", "*.yml")))
+    return [f"ssd/{n}" if n.startswith("ssd_") else n for n in names]
+
+
+def _ours(rel: str) -> dict:
+    return effective(dict(load_config(os.path.join(CONFIGS, rel))), our_table, OUR_TOP_LEVEL)
+
+
+@functools.cache
+def differences_26(rel: str) -> tuple:
+    table, top = upstream_table("2.6")
+    upstream = effective(_read_yaml(os.path.join(FIXTURES, "2.6", rel)), table, top)
+    return tuple(differences(_ours(rel), upstream))
+
+
+@functools.cache
+def differences_01(rel: str) -> tuple[tuple, tuple[str, ...]]:
+    """(differences in v0.1 key names, v0.1 keys no mapping rule covers)."""
+    table, top = upstream_table("0.1")
+    v01 = _read_yaml(os.path.join(FIXTURES, "0.1", os.path.basename(rel)))
+    flat = effective(v01, table, top, V01_FEEDS)
+    rules = load_rules(_read_yaml(os.path.join(FIXTURES, "v01_key_mapping.yml")))
+    diffs, unmapped = compare_v01(flat, _ours(rel), rules)
+    return tuple(diffs), tuple(unmapped)
+
+
+def _allow_list():
+    return load_allow_list(_read_yaml(ALLOW_LIST_PATH)["entries"])
+
+
+def _report(config: str, left, against: str) -> str:
+    head = (
+        f"{config}: {len(left)} difference(s) from PaddleDetection {against} not in allowlist.yml"
+    )
+    return head + ":\n" + "\n".join(f"  {d}" for d in left)
 
 
 def test_every_config_with_a_26_counterpart_is_compared():
@@ -194,19 +233,37 @@ def test_every_config_with_a_26_counterpart_is_compared():
     assert len(fixtures) >= 32
 
 
-def _report(config: str, left) -> str:
-    return f"{config}: {len(left)} difference(s) from upstream not in allowlist.yml:\n" + "\n".join(
-        f"  {d}" for d in left
-    )
-
-
 @pytest.mark.parametrize("rel", counterparts_26())
-def test_config_values_equal_paddledetection_26(rel, allow_list):
-    ours = effective(dict(load_config(os.path.join(CONFIGS, rel))), our_table, OUR_TOP_LEVEL)
-    table, top = upstream_table("2.6")
-    upstream = effective(_read_yaml(os.path.join(FIXTURES, "2.6", rel)), table, top)
-    left = unexplained(rel, differences(ours, upstream), allow_list)
-    assert not left, _report(rel, left)
+def test_config_values_equal_paddledetection_26(rel):
+    left = unexplained(rel, differences_26(rel), _allow_list(), "2.6")
+    assert not left, _report(rel, left, "2.6")
+
+
+def test_every_v01_config_exists_at_its_v01_path():
+    """One config per v0.1 seed config, at v0.1's own path (26: the 25 seed tarballs and the
+    R101-vd-FPN 2x row, whose link points at another tarball)."""
+    rels = counterparts_01()
+    assert len(rels) == 26
+    missing = [r for r in rels if not os.path.isfile(os.path.join(CONFIGS, r))]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("rel", counterparts_01())
+def test_config_values_equal_paddledetection_01(rel):
+    diffs, unmapped = differences_01(rel)
+    assert not unmapped, f"{rel}: v0.1 keys no rule of v01_key_mapping.yml covers: {unmapped}"
+    left = unexplained(rel, diffs, _allow_list(), "0.1")
+    assert not left, _report(rel, left, "0.1")
+
+
+def test_every_allow_list_entry_explains_a_difference():
+    allow = _allow_list()
+    for rel in counterparts_26():
+        unexplained(rel, differences_26(rel), allow, "2.6")
+    for rel in counterparts_01():
+        unexplained(rel, differences_01(rel)[0], allow, "0.1")
+    unused = [f"{e.against} {e.config} {e.key}" for e in allow if not e.used]
+    assert not unused, f"allow-list entries that explain nothing (remove them): {unused}"
 
 
 def test_our_reader_defaults_are_the_loaders(tiny_demo_data):

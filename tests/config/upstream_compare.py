@@ -71,12 +71,18 @@ def _op_items(items: list, path: str) -> list[tuple[str, dict]]:
     return out
 
 
-def effective(cfg: dict, table: ClassTable, top_level: dict[str, ClassInfo]) -> dict[str, Value]:
+def effective(
+    cfg: dict,
+    table: ClassTable,
+    top_level: dict[str, ClassInfo],
+    references: tuple[str, ...] = (),
+) -> dict[str, Value]:
     """Flatten ``cfg`` (``_BASE_`` resolved) into {key path: Value}; see the module docstring.
 
     ``table(name)`` gives a class's ClassInfo (None: not a class); ``top_level`` gives the
     ClassInfo of the non-class sections (the readers by name, ``LearningRate``,
-    ``OptimizerBuilder``).
+    ``OptimizerBuilder``); ``references`` are top-level keys whose value names a section to
+    reach (v0.1's ``train_feed: FasterRCNNTrainFeed``).
     """
     out: dict[str, Value] = {}
     consumed: set[str] = set()  # top-level keys read through __shared__
@@ -98,7 +104,8 @@ def effective(cfg: dict, table: ClassTable, top_level: dict[str, ClassInfo]) -> 
     def section(info: ClassInfo | None, path: str, given: dict | None) -> None:
         given = dict(given or {})
         if info is None:
-            plain(path, given, True) if given else None
+            if given:
+                plain(path, given, True)
             return
         args = {k: (v, False) for k, v in info.defaults.items()}
         for k in info.shared:
@@ -170,14 +177,14 @@ def effective(cfg: dict, table: ClassTable, top_level: dict[str, ClassInfo]) -> 
     for name in (*READERS, "LearningRate", "OptimizerBuilder"):
         if name in cfg or name in top_level:
             section(top_level.get(name), name, cfg.get(name))
+    for key in references:
+        if isinstance(cfg.get(key), str):
+            argument(ClassInfo(), key, key, cfg[key], True)
     done = set(DATASETS) | set(READERS) | {"LearningRate", "OptimizerBuilder", "architecture"}
     for key, value in cfg.items():
-        if key in done or key in reached or key in consumed:
+        if key in done or key in reached or key in consumed or key in references:
             continue
-        if table(key) is not None:  # a class section nothing reaches: shown as it is
-            plain(key, value, True)
-        else:
-            plain(key, value, True)
+        plain(key, value, True)  # a plain value, or a class section nothing reaches: as it is
     return out
 
 
@@ -234,11 +241,13 @@ class AllowEntry:
     ours: Any
     upstream: Any
     reason: str
+    against: str = "2.6"  # which PaddleDetection: "2.6" or "0.1"
     used: int = 0
 
-    def matches(self, config: str, diff: Difference) -> bool:
+    def matches(self, config: str, diff: Difference, against: str) -> bool:
         return (
-            fnmatch.fnmatchcase(config, self.config)
+            against == self.against
+            and fnmatch.fnmatchcase(config, self.config)
             and fnmatch.fnmatchcase(diff.key, self.key)
             and (self.ours == ANY or same(self.ours, diff.ours))
             and (self.upstream == ANY or same(self.upstream, diff.upstream))
@@ -251,15 +260,22 @@ def load_allow_list(entries: list[dict]) -> list[AllowEntry]:
         missing = {"config", "key", "ours", "upstream", "reason"} - set(e)
         if missing or not str(e.get("reason", "")).strip():
             raise ValueError(f"allow-list entry {i}: needs config, key, ours, upstream, reason")
-        out.append(AllowEntry(e["config"], e["key"], e["ours"], e["upstream"], e["reason"]))
+        against = str(e.get("against", "2.6"))
+        if against not in ("2.6", "0.1"):
+            raise ValueError(f"allow-list entry {i}: against must be 2.6 or 0.1, got {against}")
+        out.append(
+            AllowEntry(e["config"], e["key"], e["ours"], e["upstream"], e["reason"], against)
+        )
     return out
 
 
-def unexplained(config: str, diffs: list[Difference], allow: list[AllowEntry]) -> list[Difference]:
+def unexplained(
+    config: str, diffs: list[Difference], allow: list[AllowEntry], against: str = "2.6"
+) -> list[Difference]:
     """The differences no allow-list entry explains (and count each entry's uses)."""
     left = []
     for d in diffs:
-        hits = [e for e in allow if e.matches(config, d)]
+        hits = [e for e in allow if e.matches(config, d, against)]
         for e in hits:
             e.used += 1
         if not hits:
