@@ -110,7 +110,9 @@ class COCOEvaluator:
             that are evaluated).
         output_dir: if set, ``accumulate`` also writes the detections to
             ``<output_dir>/bbox.json`` (and ``mask.json`` when masks were given).
-        classwise: also report one AP per category (keys ``"AP/<name>"``) and print them.
+        classwise: also report one AP per category (keys ``"AP/<name>"``), print them, and
+            keep each category's precision-recall curve at IoU 0.5 in ``pr_curves``
+            (``{name: (recall [101], precision [101])}``, area all, 100 detections).
 
     When updates carry ``mask``, ``accumulate`` also runs the ``segm`` evaluation and adds
     ``mask_AP``, ``mask_AP50``, ... (the 12 stats, prefixed) to the bbox metrics.
@@ -131,9 +133,11 @@ class COCOEvaluator:
         self.results: list[dict[str, Any]] = []
         self.mask_results: list[dict[str, Any]] = []
         self.has_masks = False
+        self.pr_curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def reset(self) -> None:
         """Forget all detections gathered so far."""
+        self.pr_curves = {}
         self.results = []
         self.mask_results = []
         self.has_masks = False
@@ -244,6 +248,11 @@ class COCOEvaluator:
                 else str(cat_id)
             )
             out[f"{prefix}AP/{name}"] = ap
+            if not prefix:  # box curves at IoU 0.5 (iouThrs[0]); -1 marks "no ground truth"
+                recall = np.asarray(coco_eval.params.recThrs, np.float64)  # [R]
+                curve = precision[0, :, k, 0, -1]  # [R]
+                if (curve > -1).any():
+                    self.pr_curves[name] = (recall, np.clip(curve, 0.0, None))
         width = max([len(n) for n in out] + [8])
         print(f"Per-category {'mask' if prefix else 'bbox'} AP:")
         for name, ap in out.items():
