@@ -78,7 +78,7 @@ def test_wheel_and_sdist_carry_the_package_data(built):
     assert data <= in_wheel, f"missing from the wheel: {sorted(data - in_wheel)}"
     with tarfile.open(sdist) as t:
         in_sdist = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    needed = data | {"pyproject.toml", "requirements.txt", "requirements-test.txt", "README.md"}
+    needed = data | {"pyproject.toml", "requirements.txt", "README.md"}
     assert needed <= in_sdist, f"missing from the sdist: {sorted(needed - in_sdist)}"
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in in_wheel if n.endswith(".dist-info/METADATA"))).decode()
