@@ -1,5 +1,6 @@
 """The v0.1 seed-zoo configs at their v0.1 paths (configs/<name>.yml): each builds, has exactly
-the parameters its converted seed tarball provides, names its zoo entry, and trains.
+the parameters its converted seed tarball provides and names its zoo entry; tools/train.py
+trains configs/faster_rcnn_r50_fpn_1x.yml (v0.1's reader) and its 2.6 sibling (2.6's reader).
 
 Their values are compared with v0.1's own configs in test_upstream_values.py.
 """
@@ -68,9 +69,20 @@ def test_v01_configs_name_legacy_zoo_entries():
         assert cfg["num_classes"] == LEGACY_MODELS[entry.legacy].num_classes, name
 
 
-def test_train_faster_rcnn_r50_fpn_1x_a_few_iterations(tiny_demo_data, tmp_path):
-    """tools/train.py -c configs/faster_rcnn_r50_fpn_1x.yml on the demo set: v0.1's reader
-    (normalise, then resize the float image) and iteration schedule, shrunk to seconds."""
+@pytest.mark.parametrize(
+    "config, resize",
+    [
+        # v0.1's reader: normalise, then resize the float image; iteration schedule
+        ("faster_rcnn_r50_fpn_1x.yml", "TrainReader.sample_transforms.Resize.target_size=[64, 96]"),
+        # 2.6's reader: per-sample RandomResize; epoch schedule (run for max_iters here)
+        (
+            "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.yml",
+            "TrainReader.sample_transforms.RandomResize.target_size=[[64, 96], [80, 96]]",
+        ),
+    ],
+)
+def test_tools_train_runs_the_config_a_few_iterations(tiny_demo_data, tmp_path, config, resize):
+    """tools/train.py -c <config> on the demo set, shrunk to seconds (ResNet-18, narrow FPN)."""
     coco = os.path.join(tiny_demo_data, "coco")
     opts = [
         f"TrainDataset.dataset_dir={coco}",
@@ -91,7 +103,7 @@ def test_train_faster_rcnn_r50_fpn_1x_a_few_iterations(tiny_demo_data, tmp_path)
         "TwoFCHead.out_channel=32",
         "TrainReader.batch_size=2",
         "TrainReader.num_workers=0",
-        "TrainReader.sample_transforms.Resize.target_size=[64, 96]",
+        resize,
         "LearningRate.schedulers.1.steps=1",
     ]
     proc = subprocess.run(
@@ -99,7 +111,7 @@ def test_train_faster_rcnn_r50_fpn_1x_a_few_iterations(tiny_demo_data, tmp_path)
             sys.executable,
             os.path.join(ROOT, "tools", "train.py"),
             "-c",
-            "configs/faster_rcnn_r50_fpn_1x.yml",
+            f"configs/{config}",
             "-o",
             *opts,
         ],  # fmt: skip
@@ -112,5 +124,5 @@ def test_train_faster_rcnn_r50_fpn_1x_a_few_iterations(tiny_demo_data, tmp_path)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     assert "loss_rpn_cls" in proc.stdout and "loss_bbox_reg" in proc.stdout
     assert "training done: 3 iterations" in proc.stdout
-    run = tmp_path / "out" / "faster_rcnn_r50_fpn_1x"
+    run = tmp_path / "out" / os.path.basename(config)[: -len(".yml")]
     assert (run / "iter_3.pdopt").is_file() and (run / "model_final.pdparams").is_file()
