@@ -254,8 +254,11 @@ def test_progress_bar_goes_to_stderr(http_server, capsys):
     assert captured.out == "" and url in captured.err and "m.bin" in captured.err
 
 
+# The child sets its own SIGINT disposition: started from a background job (SIGINT ignored,
+# which children inherit) Python would not install its handler and Ctrl-C would never arrive.
 CHILD = """
-import pathlib, sys
+import pathlib, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ppdet.zoo.download import download
 pathlib.Path(sys.argv[3]).touch()
 print(download(sys.argv[1], sys.argv[2], progress=True, backoff=0.01))
