@@ -115,7 +115,7 @@ def _checkpoint_iteration(weights: str) -> int | None:
     opt = _prefix(weights) + ".pdopt"
     if not os.path.isfile(opt):
         return None
-    from ppdet.zoo.safe_pickle import safe_load
+    from ppdet.checkpoint import safe_load
 
     try:
         state = safe_load(opt)
@@ -247,11 +247,10 @@ def publish(
         update: False writes only the tarball.
     Returns the tarball path. Raises PublishError (and ConfigError / WeightsError) in one line.
     """
-    import safetensors.numpy
-
     import ppdet
+    from ppdet.checkpoint import load_state_dict, weights_file, write_safetensors
     from ppdet.config import dump_config
-    from ppdet.zoo.weights import load_state_dict, read_state_dict, weights_file
+    from ppdet.zoo.weights import read_weights
 
     cfg = ppdet.load_config(config, overrides) if isinstance(config, str) else config
     weights = weights or cfg.get("weights")
@@ -263,7 +262,7 @@ def publish(
     if not _NAME.fullmatch(name):
         raise PublishError(f"--name {name!r}: use letters, digits, '_', '.', '-' only")
 
-    state = read_state_dict(weights)
+    state = read_weights(weights)
     model = ppdet.build_model(cfg)  # the weights must fit the config they are published with
     load_state_dict(model, state, weights, strict=True, quiet=True)
     labels = _label_list(cfg, label_list)
@@ -297,11 +296,15 @@ def publish(
             "config.yml": os.path.join(stage, "config.yml"),
             "label_list.txt": os.path.join(stage, "label_list.txt"),
         }
-        arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
-        safetensors.numpy.save_file(
-            arrays, files["model.safetensors"], metadata={"format": "np", "name": name}
+        write_safetensors(
+            state, files["model.safetensors"], metadata={"format": "np", "name": name}
         )
-        shutil.copyfile(weights, files["model.pdparams"])
+        if weights.endswith(".pdparams"):  # the file as the trainer saved it
+            shutil.copyfile(weights, files["model.pdparams"])
+        else:  # converted (legacy v0.1) or safetensors weights
+            import paddle
+
+            paddle.save(state, files["model.pdparams"])
         with open(files["config.yml"], "w", encoding="utf-8") as f:
             f.write(dump_config(cfg))
         with open(files["label_list.txt"], "w", encoding="utf-8") as f:
