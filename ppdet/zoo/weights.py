@@ -18,6 +18,7 @@ import numpy as np
 
 from ppdet.checkpoint import LoadReport, WeightsError, load_state_dict, read_state_dict
 from ppdet.checkpoint import weights_file as _weights_file
+from ppdet.zoo import behaviour
 
 __all__ = [
     "LoadReport",
@@ -31,6 +32,11 @@ __all__ = [
 
 def read_weights(path: str) -> dict[str, np.ndarray]:
     """The ``{name: array}`` in a checkpoint file, published folder or legacy v0.1 checkpoint."""
+    return _read(path)[0]
+
+
+def _read(path: str, quiet: bool = False) -> tuple[dict[str, np.ndarray], str | None]:
+    """(state, the legacy record key when ``path`` is a converted v0.1 checkpoint, else None)."""
     path = _weights_file(path)
     if _is_legacy_candidate(path):
         from ppdet.zoo import legacy
@@ -40,14 +46,15 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
                 state, report = legacy.convert(path)
             except legacy.LegacyError as e:
                 raise WeightsError(str(e)) from None
-            print(report.summary())
-            return state
+            if not quiet:
+                print(report.summary())
+            return state, report.model
         what = "a directory" if os.path.isdir(path) else "a tarball"
         raise WeightsError(
             f"{path}: {what} without weights (no model.safetensors, model.pdparams nor v0.1 "
             "variable files)"
         )
-    return read_state_dict(path)
+    return read_state_dict(path), None
 
 
 def _is_legacy_candidate(path: str) -> bool:
@@ -59,29 +66,51 @@ def _is_legacy_candidate(path: str) -> bool:
     return path.endswith((".tar", ".tar.gz", ".tgz"))
 
 
-def resolve(ref: str) -> str:
-    """The local checkpoint for ``ref`` (a path is returned as is; anything else is fetched)."""
-    remote = "://" in ref
-    if not remote and (os.sep in ref or "/" in ref or ref.endswith((".pdparams", ".safetensors"))):
+def _is_local(ref: str) -> bool:
+    """A reference that names a local file (never looked up in the zoo)."""
+    if "://" in ref:
+        return False
+    if os.sep in ref or "/" in ref or ref.endswith((".pdparams", ".safetensors")):
+        return True
+    return os.path.exists(ref) or os.path.isfile(ref + ".pdparams")
+
+
+def resolve(ref: str, index=None) -> str:
+    """The local checkpoint for ``ref`` (a path is returned as is; anything else is fetched
+    with the zoo ``index``, default the package's)."""
+    if _is_local(ref):
         return _weights_file(ref)  # a local path: no zoo lookup for a typo
-    if not remote and (os.path.exists(ref) or os.path.isfile(ref + ".pdparams")):
-        return ref
     from ppdet.zoo.archive import ArchiveError
     from ppdet.zoo.download import DownloadError
     from ppdet.zoo.fetch import FetchError, fetch
     from ppdet.zoo.index import ZooIndexError
 
     try:
-        return fetch(ref)
+        return fetch(ref, index=index)
     except (DownloadError, ArchiveError, FetchError, ZooIndexError) as e:
         raise WeightsError(str(e)) from None
 
 
-def load_weights(model, ref: str, strict: bool = True, quiet: bool = False) -> LoadReport:
+def load_weights(
+    model, ref: str, strict: bool = True, quiet: bool = False, index=None
+) -> LoadReport:
     """Copy matching parameters from the checkpoint ``ref`` into ``model``; print the report.
 
     ``ref`` may be a local file, a prefix, a URL, ``ppdet://...`` or a zoo model name: it is
-    resolved (downloaded, verified, cached, extracted) by ``ppdet.zoo.fetch`` first.
+    resolved (downloaded, verified, cached, extracted) by ``ppdet.zoo.fetch`` first. Weights the
+    model cannot run as published (a ``planned`` zoo entry; a v0.1 checkpoint whose record needs
+    fluid-era behaviour the model lacks, see ``ppdet.zoo.behaviour``) are refused by a strict
+    load and loaded with a warning by a lenient one. ``index``: the zoo index (default: the
+    package's).
     """
-    path = _weights_file(resolve(ref))
-    return load_state_dict(model, read_weights(path), path, strict=strict, quiet=quiet)
+    entry = None if _is_local(ref) else behaviour.entry_for_ref(ref, index)
+    behaviour.check_planned(
+        model, entry, strict, index, quiet
+    )  # before a download of unusable weights
+    path = _weights_file(resolve(ref, index))
+    state, legacy_key = _read(path, quiet)
+    if legacy_key is not None:
+        key = entry.legacy if entry is not None and entry.legacy else legacy_key
+        if entry is None or not entry.planned:  # a planned entry was judged above
+            behaviour.check_legacy(model, key, path, strict, index, quiet)
+    return load_state_dict(model, state, path, strict=strict, quiet=quiet)
