@@ -112,9 +112,9 @@ class BadInputLog:
             logger.warning("%s: %d more bad entries not shown", source, self.count - self.limit)
 
 
-def require_file(path: str, what: str) -> str:
+def require_file(path: str, what: str, hint: str = "") -> str:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}" + (f"; {hint}" if hint else ""))
     return path
 
 

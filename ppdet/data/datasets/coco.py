@@ -142,7 +142,11 @@ class COCODataSet(DetDataset):
         self.load_segm = load_segm
         if not anno_path:
             raise ValueError("COCODataSet needs anno_path")
-        anno_file = require_file(self.get_anno(), "COCO annotation file")
+        anno_file = require_file(
+            self.get_anno(),
+            "COCO annotation file",
+            "for COCO 2017: python dataset/coco/download_coco.py",
+        )
         image_root = require_dir(self.path(image_dir), "image directory")
         data = load_coco_json(anno_file)
         self.catid2clsid, self.clsid2catid, self.label_list = coco_categories(data, anno_file)

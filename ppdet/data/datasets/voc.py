@@ -80,7 +80,11 @@ class VOCDataSet(DetDataset):
         super().__init__(dataset_dir, image_dir, anno_path, allow_empty, empty_ratio, drop_crowd)
         if not anno_path:
             raise ValueError("VOCDataSet needs anno_path (a list file)")
-        list_file = require_file(self.get_anno(), "VOC list file")
+        list_file = require_file(
+            self.get_anno(),
+            "VOC list file",
+            "for Pascal VOC 07+12: python dataset/voc/download_voc.py",
+        )
         self.label_list = (
             read_label_list(self.path(label_list)) if label_list else list(VOC_CLASSES)
         )
