@@ -1,6 +1,7 @@
 """Sample and batch transforms; importing this package registers them all."""
 
 from .augment import Mixup, RandomCrop, RandomDistort, RandomExpand, RandomFlip
+from .autoaugment import AutoAugment, AutoAugmentOp
 from .batch_ops import BatchRandomResize, PadBatch, PadGT
 from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
 from .decode_resize import Decode, Resize, read_image
@@ -10,6 +11,8 @@ from .random_resize import RandomResize
 
 __all__ = [
     "GT_FIELDS",
+    "AutoAugment",
+    "AutoAugmentOp",
     "BaseOperator",
     "BatchCompose",
     "BatchOperator",
