@@ -29,6 +29,7 @@ import paddle
 from paddle.optimizer.lr import LRScheduler
 
 from ppdet.config.errors import ConfigError
+from ppdet.config.sections import section_check
 
 _NUMBER = (int, float)
 
@@ -287,8 +288,8 @@ def norm_parameter_names(model: paddle.nn.Layer) -> set[str]:
 
 
 def build_optimizer(
-    cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer
-) -> paddle.optimizer.Optimizer:
+    cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer | None
+) -> paddle.optimizer.Optimizer | None:
     """The optimizer described by the ``OptimizerBuilder`` section, over ``model``'s
     trainable parameters.
 
@@ -299,6 +300,7 @@ def build_optimizer(
             ``clip_grad_by_value``, ``no_weight_decay_on_norm`` (bool: norm-layer parameters
             get no decay).
         lr: the scheduler from ``build_lr`` (or a constant float).
+        model: its trainable parameters are optimized; None only checks the section (None).
     Raises:
         ConfigError (a ValueError) naming the key path, e.g. ``OptimizerBuilder.optimizer.type``.
     """
@@ -349,6 +351,8 @@ def build_optimizer(
         grad_clip = paddle.nn.ClipGradByGlobalNorm(float(sec["clip_grad_by_norm"]))
     elif sec.get("clip_grad_by_value") is not None:
         grad_clip = paddle.nn.ClipGradByValue(float(sec["clip_grad_by_value"]))
+    if model is None:
+        return None
 
     params = [p for p in model.parameters() if not p.stop_gradient]
     skip_norm = sec.get("no_weight_decay_on_norm", False)
@@ -377,3 +381,16 @@ def build_optimizer(
         grad_clip=grad_clip,
         **opt_args,
     )
+
+
+# ---------------------------------------------------------------- load-time checks
+@section_check("LearningRate")
+def check_lr_section(section: Any) -> None:
+    """Check ``LearningRate`` when a config is loaded (the real schedule needs the data)."""
+    build_lr(section, steps_per_epoch=1, epoch_based=True)
+
+
+@section_check("OptimizerBuilder")
+def check_optimizer_section(section: Any) -> None:
+    """Check ``OptimizerBuilder`` when a config is loaded (the optimizer needs the model)."""
+    build_optimizer(section, 0.0, model=None)
