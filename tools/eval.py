@@ -10,7 +10,14 @@ from ppdet.engine.cli import base_parser, load_from_args, run  # noqa: E402
 
 def main() -> int:
     parser = base_parser(__doc__)
-    parser.add_argument("--output_dir", default=None, help="where bbox.json is written")
+    parser.add_argument(
+        "--output_dir", default=None, help="where bbox.json (and curve pictures) are written"
+    )
+    parser.add_argument(
+        "--classwise",
+        action="store_true",
+        help="print the AP of every class and draw precision-recall curves (pr_curves_*.png)",
+    )
     args = parser.parse_args()
     cfg = load_from_args(args)
 
@@ -24,7 +31,7 @@ def main() -> int:
 
     trainer = Trainer(cfg, output_dir=args.output_dir)
     trainer.load_weights(cfg["weights"], strict=True)
-    trainer.evaluate()
+    trainer.evaluate(classwise=args.classwise)
     return 0
 
 
