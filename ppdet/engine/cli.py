@@ -123,10 +123,10 @@ def configure_logging(level: int = logging.INFO) -> None:
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input, printed as one line: ``ppdet.PpdetError`` and the
     error classes that do not derive from it yet."""
+    from ppdet.checkpoint import WeightsError
     from ppdet.engine.trainer import TrainingDiverged
     from ppdet.errors import PpdetError
     from ppdet.zoo.legacy_format import LegacyError
-    from ppdet.zoo.weights import WeightsError
 
     return (PpdetError, WeightsError, TrainingDiverged, FileNotFoundError, LegacyError)
 
