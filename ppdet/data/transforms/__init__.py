@@ -3,6 +3,7 @@
 from ppdet.data.image_io import read_image
 
 from .augment import Mixup, RandomCrop, RandomDistort, RandomExpand, RandomFlip
+from .autoaugment import AutoAugment, AutoAugmentOp
 from .batch_ops import BatchRandomResize, PadBatch, PadGT
 from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
 from .decode_resize import Decode, Resize
@@ -11,6 +12,8 @@ from .normalize import NormalizeImage, Permute
 
 __all__ = [
     "GT_FIELDS",
+    "AutoAugment",
+    "AutoAugmentOp",
     "BaseOperator",
     "BatchCompose",
     "BatchOperator",
