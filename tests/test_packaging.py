@@ -137,7 +137,6 @@ def test_installed_wheel_lists_the_zoo(installed):
     assert "yolov3_darknet53_270e_coco" in out and "faster_rcnn_r50_fpn_1x_coco" in out
 
 
-@pytest.mark.xfail(strict=True, reason="infer still reads label names from the dataset (issue 12)")
 def test_installed_wheel_infers_outside_the_source_tree(installed, tiny_demo_data):
     """tools/infer.py and configs/ copied to a folder without ppdet/: the wheel's ppdet runs."""
     py, work = installed

@@ -20,11 +20,14 @@ def main() -> int:
     )
     args = parser.parse_args()
     cfg = load_from_args(args)
-    if not cfg.get("weights"):
-        print("error: no weights to evaluate: pass -o weights=PATH", file=sys.stderr)
-        return 1
 
+    from ppdet.config import ConfigError
+    from ppdet.data import require_annotations
     from ppdet.engine.trainer import Trainer
+
+    if not cfg.get("weights"):
+        raise ConfigError("no weights to evaluate: pass -o weights=PATH (a file, URL or zoo name)")
+    require_annotations(cfg, "eval")  # before any weights are downloaded
 
     trainer = Trainer(cfg, output_dir=args.output_dir)
     trainer.load_weights(cfg["weights"], strict=True)

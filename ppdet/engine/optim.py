@@ -33,6 +33,7 @@ import paddle
 from paddle.optimizer.lr import LRScheduler
 
 from ppdet.config.errors import ConfigError
+from ppdet.config.sections import section_check
 
 _NUMBER = (int, float)
 
@@ -345,8 +346,8 @@ def norm_parameter_names(model: paddle.nn.Layer) -> set[str]:
 
 
 def build_optimizer(
-    cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer
-) -> paddle.optimizer.Optimizer:
+    cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer | None
+) -> paddle.optimizer.Optimizer | None:
     """The optimizer described by the ``OptimizerBuilder`` section, over ``model``'s
     trainable parameters.
 
@@ -359,6 +360,7 @@ def build_optimizer(
             ``clip_grad_by_value``, ``no_weight_decay_on_norm`` (bool: norm-layer parameters
             get no decay). Keys left out: ``OPTIMIZER_BUILDER_DEFAULTS``.
         lr: the scheduler from ``build_lr`` (or a constant float).
+        model: its trainable parameters are optimized; None only checks the section (None).
     Raises:
         ConfigError (a ValueError) naming the key path, e.g. ``OptimizerBuilder.optimizer.type``.
     """
@@ -412,6 +414,8 @@ def build_optimizer(
     elif sec["clip_grad_by_value"] is not None:
         bound = abs(float(sec["clip_grad_by_value"]))
         grad_clip = paddle.nn.ClipGradByValue(max=bound, min=-bound)
+    if model is None:
+        return None
 
     params = [p for p in model.parameters() if not p.stop_gradient]
     skip_norm = sec["no_weight_decay_on_norm"]
@@ -439,3 +443,16 @@ def build_optimizer(
         grad_clip=grad_clip,
         **opt_args,
     )
+
+
+# ---------------------------------------------------------------- load-time checks
+@section_check("LearningRate")
+def check_lr_section(section: Any) -> None:
+    """Check ``LearningRate`` when a config is loaded (the real schedule needs the data)."""
+    build_lr(section, steps_per_epoch=1, epoch_based=True)
+
+
+@section_check("OptimizerBuilder")
+def check_optimizer_section(section: Any) -> None:
+    """Check ``OptimizerBuilder`` when a config is loaded (the optimizer needs the model)."""
+    build_optimizer(section, 0.0, model=None)
