@@ -17,7 +17,7 @@ before it.
 
 With ``drop_last`` false the epoch's last, short global batch is padded from the start of
 the permutation to a multiple of world_size * accumulate_steps and split evenly, so every
-process makes the same number of steps (DataParallel needs that).
+process makes the same number of steps (each step all-reduces the gradients).
 
 ``aspect_ratio_grouping``: global batches hold only landscape (w >= h) or only portrait
 images (less padding with PadBatch): each group is cut into global batches separately, and

@@ -1,6 +1,14 @@
 """Multi-process runs under ``python -m paddle.distributed.launch`` (one process per device;
-on CPUs the processes talk over gloo): joining the process group, the few collectives the
-trainer needs, and saying which process failed.
+on CPUs the processes talk over gloo): joining the process group, the collectives of data
+parallel training, and saying which process failed.
+
+Data parallelism: every process starts from rank 0's weights (``broadcast_state``) and,
+after the backward passes of a step, replaces its gradients by their mean over the
+processes (``average_gradients``: one all-reduce per bucket of flattened gradients, issued
+from Python after backward). The processes then take identical optimizer steps. Unlike
+``paddle.DataParallel``, whose all-reduces run inside the C++ backward pass (where a lost
+peer aborts the process with SIGABRT before any Python code can report it), every
+collective here is a Python call that raises, so a process whose peer failed can say which.
 
 When one process raises or is killed, the others fail in their next collective with a
 transport error ("Connection reset by peer"), and Paddle's launcher stops them all and
@@ -25,6 +33,8 @@ import paddle.distributed as dist
 
 __all__ = [
     "all_reduce_sum",
+    "average_gradients",
+    "broadcast_state",
     "describe_failure",
     "is_main",
     "rank",
@@ -34,6 +44,7 @@ __all__ = [
 
 _PREFIX = "ppdet/"
 _STORE_TIMEOUT = 10.0  # s: a failure report never waits longer for the store
+_BUCKET_ELEMENTS = 8 << 20  # gradients all-reduced together (32 MB of float32)
 
 
 def world_size() -> int:
@@ -71,6 +82,55 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     tensor = paddle.to_tensor([float(v) for v in values], dtype="float64")
     dist.all_reduce(tensor)
     return [float(v) for v in tensor.numpy()]
+
+
+def broadcast_state(model: paddle.nn.Layer) -> None:
+    """Give every process rank 0's parameters and buffers (in place)."""
+    if dist.get_world_size() == 1:
+        return
+    with paddle.no_grad():
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(parameters: list[paddle.Tensor]) -> None:
+    """Replace each parameter's gradient by its mean over the processes, in place.
+
+    ``parameters``: the trainable parameters, in the same order in every process. A
+    parameter without a gradient in this process (not used by this step's loss) counts as a
+    zero gradient, and gets the mean, so every process updates the same parameters.
+    """
+    world = dist.get_world_size()
+    if world == 1:
+        return
+    with paddle.no_grad():
+        for bucket in _buckets(parameters):
+            grads = [p.grad if p.grad is not None else paddle.zeros_like(p) for p in bucket]
+            flat = paddle.concat([g.reshape([-1]) for g in grads])  # [sum of numels]
+            dist.all_reduce(flat)
+            flat = flat / world
+            start = 0
+            for p, g in zip(bucket, grads, strict=True):
+                mean = flat[start : start + g.size].reshape(g.shape)
+                start += g.size
+                if p.grad is None:
+                    p._set_grad_ivar(mean)
+                else:
+                    paddle.assign(mean, output=p.grad)
+
+
+def _buckets(parameters: list[paddle.Tensor]) -> list[list[paddle.Tensor]]:
+    """Consecutive groups of one dtype and at most ``_BUCKET_ELEMENTS`` elements (or one
+    larger parameter)."""
+    buckets: list[list[paddle.Tensor]] = []
+    size = 0
+    for p in parameters:
+        if not buckets or p.dtype != buckets[-1][0].dtype or size + p.size > _BUCKET_ELEMENTS:
+            buckets.append([])
+            size = 0
+        buckets[-1].append(p)
+        size += p.size
+    return buckets
 
 
 def _with_timeout(fn: Callable[[], Any], seconds: float = _STORE_TIMEOUT) -> Any:

@@ -1,24 +1,23 @@
 """The training / evaluation loop. It knows no architecture and no metric: the model returns
 named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator scores them.
 
-One process or many (``python -m paddle.distributed.launch``): the model is wrapped in
-``paddle.DataParallel``, each process trains on its share of every global batch
-(``data/sampler.py``), logs and checkpoints are written by rank 0, validation is sharded and
-gathered (``evaluation/distributed.py``). A step is ``accumulate_steps`` micro-batches whose
-gradients add up before one optimizer step; the schedule follows the total batch
-(``engine/schedule.py``); ``--amp`` is ``engine/amp.py``; hooks (``engine/hooks.py``, e.g.
-the Stitcher) see every batch and step.
+One process or many (``python -m paddle.distributed.launch``): each process trains on its
+share of every global batch (``data/sampler.py``), the gradients are averaged over the
+processes before every optimizer step (``engine/distributed.py``), logs and checkpoints are
+written by rank 0, and validation is sharded and gathered (``evaluation/distributed.py``).
+A step is ``accumulate_steps`` micro-batches whose gradients add up before one optimizer
+step; the schedule follows the total batch (``engine/schedule.py``); ``--amp`` is
+``engine/amp.py``; hooks (``engine/hooks.py``, e.g. the Stitcher) see every batch and step.
 
 Exact resume: the data of a step is a function of (seed, epoch, step) (sampler and
 per-sample seeds), the model's own randomness (Paddle's generator) is reseeded from (seed,
-iteration, rank) before every step, and a checkpoint holds the model, optimizer + LR schedule, EMA, loss scaler and
-hook states: a run killed at any point and resumed from its latest checkpoint continues with
-the losses of an uninterrupted run.
+iteration, rank) before every step, and a checkpoint holds the model, optimizer and LR
+schedule, EMA, loss scaler and hook states: a run killed at any point and resumed from its
+latest checkpoint continues with the losses of an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -192,6 +191,7 @@ class Trainer:
             total = epochs * steps_per_epoch
         lr = build_lr(plan.learning_rate, steps_per_epoch, epoch_based)
         optimizer = build_optimizer(cfg.get("OptimizerBuilder") or {}, lr, self.model)
+        self._trainable = [p for p in self.model.parameters() if not p.stop_gradient]
         self._note_sync_bn()
 
         self.ema = (
@@ -219,7 +219,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema = ModelEMA(self.model, self.ema.decay)
 
-        model = paddle.DataParallel(self.model) if self.world_size > 1 else self.model
+        distributed.broadcast_state(self.model)  # rank 0's weights everywhere
         logger_ = TrainLogger(
             total,
             int(cfg.get("log_iter", 20)),
@@ -237,7 +237,7 @@ class Trainer:
 
         iteration = start_iter
         start_epoch = start_iter // steps_per_epoch
-        model.train()
+        self.model.train()
         for epoch in range(start_epoch, epochs):
             first = start_iter - epoch * steps_per_epoch if epoch == start_epoch else 0
             set_loader_epoch(loader, epoch, first)
@@ -246,9 +246,7 @@ class Trainer:
             for step in range(first, steps_per_epoch):
                 micro_batches = [next(batches) for _ in range(accumulate)]
                 data_time = time.time() - tic
-                losses = self._train_step(
-                    model, micro_batches, optimizer, lr, iteration, last_saved
-                )
+                losses = self._train_step(micro_batches, optimizer, lr, iteration, last_saved)
                 iteration += 1
                 self.iteration = iteration
                 if self.is_main:
@@ -285,14 +283,14 @@ class Trainer:
                 print(f"training curves: {curves}")
         return metrics
 
-    def _losses(self, model, batch: dict) -> dict:
+    def _losses(self, batch: dict) -> dict:
         """The model's training outputs for ``batch`` (forward under autocast, float32 out)."""
         with self.amp.autocast():
-            outputs = model(batch)
+            outputs = self.model(batch)
         return to_float32(outputs)
 
     def _train_step(
-        self, model, micro_batches: list[dict], optimizer, lr, done: int, last_saved: str | None
+        self, micro_batches: list[dict], optimizer, lr, done: int, last_saved: str | None
     ) -> dict:
         """Optimizer step ``done + 1`` over the micro-batches; returns the loss values (mean
         over micro-batches and processes). ``lr`` is the per-iteration scheduler."""
@@ -302,14 +300,11 @@ class Trainer:
         paddle.seed(derive_seed(self.seed, _STEP_STREAM, done, self.rank))
         k = len(micro_batches)
         sums: dict[str, float] = {}
-        for i, batch in enumerate(micro_batches):
+        for batch in micro_batches:
             for hook in self.hooks:
                 batch = hook.before_batch(batch)
-            last = i == k - 1
-            keep_local = not last and isinstance(model, paddle.DataParallel)
-            with model.no_sync() if keep_local else contextlib.nullcontext():
-                outputs = self._losses(model, batch)
-                self.amp.backward(outputs["loss"] / k)
+            outputs = self._losses(batch)
+            self.amp.backward(outputs["loss"] / k)  # gradients add up over micro-batches
             for name, value in outputs.items():
                 if name.startswith("loss"):
                     sums[name] = sums.get(name, 0.0) + float(value.item()) / k
@@ -328,6 +323,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"loss is not finite at iteration {done + 1} ({named}); {kept}; try a lower learning rate"
             )
+        distributed.average_gradients(self._trainable)
         self.amp.step(optimizer)
         optimizer.clear_grad()
         lr.step()
