@@ -57,13 +57,14 @@ def two_process_run(tiny_demo_data, tmp_path_factory):
 
 
 def test_launch_two_processes_shards_data_and_rank0_saves(tiny_demo_data, tmp_path):
-    opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
+    opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out")) + ["MobileNet.norm_type=sync_bn"]
     launch = run_launch(train_script(), ["-c", DEMO_CONFIG, "-o", *opts], str(tmp_path / "log"))
     rank0 = launch.log(0)
     assert launch.proc.returncode == 0, launch.output()[-4000:]
     # 8 images, batch 4 per process, 2 processes: one step per epoch, two epochs
     assert "iter [2/2]" in rank0 and "iter [3/" not in rank0
     assert "total batch 8 (2 process(es) x 4 image(s))" in rank0
+    assert "sync_bn: Paddle has no CPU sync_batch_norm kernel" in rank0  # said, not silent
     run_dir = tmp_path / "out" / "yolov3_mobilenet_v1_demo"
     assert (run_dir / "model_final.pdparams").is_file() and (run_dir / "epoch_2.pdopt").is_file()
     assert "saved checkpoint" not in launch.log(1)  # only rank 0 writes
