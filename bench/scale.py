@@ -97,6 +97,12 @@ def measure(args: argparse.Namespace, processes: int, threads: int, work: str) -
     return ips
 
 
+def _nice() -> str:
+    """``nice -n N `` when this process runs niced (a shared machine), else ""."""
+    level = os.nice(0)
+    return f"nice -n {level} " if level else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="timed steps")
@@ -128,7 +134,7 @@ def main() -> None:
     print(f"scaling efficiency: {efficiency:.0%}")
     text = f"""## Data-parallel training throughput (CPU processes)
 
-`MKL_DEBUG_CPU_TYPE=5 python bench/scale.py --steps {args.steps} --batch {args.batch} --size {args.size}` on {machine()}.
+`{_nice()}MKL_DEBUG_CPU_TYPE=5 python bench/scale.py --steps {args.steps} --batch {args.batch} --size {args.size}` on {machine()}.
 Demo YOLOv3-MobileNetV1 ({args.size}x{args.size}, {args.batch} images per process per step, \
 {args.steps} timed steps after {args.warmup}), `python -m paddle.distributed.launch` with gloo; \
 {args.threads} thread(s) per process. Load average of the (shared) machine: \
@@ -138,10 +144,12 @@ Demo YOLOv3-MobileNetV1 ({args.size}x{args.size}, {args.batch} images per proces
 |---|---:|---:|
 | 1 x {args.threads} | {args.batch} | {one:.2f} |
 | 2 x {args.threads} | {2 * args.batch} | {two:.2f} |
-| 1 x {2 * args.threads} (reference: one process, all threads) | {args.batch} | {whole:.2f} |
+| 1 x {2 * args.threads} (one process using as many threads) | {args.batch} | {whole:.2f} |
 
 Scaling efficiency 2 processes vs 1 (same threads each): **{efficiency:.0%}** \
-(throughput(2) / (2 x throughput(1))).
+(throughput(2) / (2 x throughput(1))). A load average above the number of cores means the
+processes competed with other jobs for the CPU: the numbers then describe that machine, not
+an idle one (more threads per process can even be slower there).
 """
     if not args.no_write:
         write_section("scale", text)

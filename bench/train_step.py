@@ -170,6 +170,12 @@ def reference_step_times(
     return ref["times"].tolist()
 
 
+def _nice() -> str:
+    """``nice -n N `` when this process runs niced (a shared machine), else ""."""
+    level = os.nice(0)
+    return f"nice -n {level} " if level else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -205,7 +211,7 @@ def main() -> None:
     )
     text = f"""## Training step time per architecture (batch 1, CPU)
 
-`MKL_DEBUG_CPU_TYPE=5 python bench/train_step.py --repeat {args.repeat}` on {machine()}; load
+`{_nice()}MKL_DEBUG_CPU_TYPE=5 python bench/train_step.py --repeat {args.repeat}` on {machine()}; load
 average of the (shared) machine {load[0]:.1f} at the start. One step = forward with losses,
 backward, Momentum update; one random image, 3 boxes, random weights, median of
 {args.repeat} steps after a warm-up. {note}
