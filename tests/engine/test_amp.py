@@ -52,3 +52,14 @@ def test_outputs_are_cast_to_float32():
     assert out["loss"].dtype == paddle.float32
     assert out["parts"][0].dtype == paddle.float32 and out["parts"][1]["x"].dtype == paddle.float32
     assert out["n"] == 3 and out["i"].dtype == paddle.int64
+
+
+def test_paddle_cpu_really_has_no_bfloat16_convolution():
+    """Why --amp refuses the CPU: if this starts to pass, Paddle gained the kernels and
+    engine/amp.py should use them."""
+    if paddle.is_compiled_with_cuda():
+        pytest.skip("a CUDA build")
+    x = paddle.ones([1, 2, 4, 4]).astype("bfloat16")
+    w = paddle.ones([2, 2, 3, 3]).astype("bfloat16")
+    with pytest.raises(RuntimeError, match="not registered"):
+        paddle.nn.functional.conv2d(x, w)
