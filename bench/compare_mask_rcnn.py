@@ -8,8 +8,9 @@ fixed boxes with hand-made polygons, with deterministic sampling (``use_random: 
 load the file strictly into our model and compare: same detections, the pasted masks equal
 pixel for pixel (up to a few pixels whose value sits on the 0.5 threshold), the same five
 losses plus ``loss_mask``. C4 only: 2.x's training gathers the mask features of the second
-image's foreground RoIs from the wrong rows (see ``PerImageIndex``); the C4 loss_mask is
-compared with that indexing emulated, and ours (right rows) is printed next to it.
+image's foreground RoIs from the wrong rows; the C4 loss_mask is
+compared with that indexing emulated (``per_image_feature_rows``), and ours (right rows) is
+printed next to it.
 
 2.x's fake row for an image without detections (score 0, box (0, 0, 1, 1) in input pixels,
 scaled) and its class -1 rows are dropped (with their mask rows) before comparing; for a batch
@@ -36,6 +37,8 @@ import paddle  # noqa: E402
 from oracle import DETERMINISTIC, fixed_inputs, padded_gt  # noqa: E402
 
 import ppdet  # noqa: E402
+from ppdet.evaluation.coco_eval import split_masks  # noqa: E402
+from ppdet.modeling.postprocess.bbox import image_of_rows  # noqa: E402
 
 REPO = oracle.REPO
 # (case name, _base_ config, the Faster R-CNN base it includes, background-logit bias shift)
@@ -91,17 +94,20 @@ batch["gt_poly"] = polygons
 )
 
 
-class PerImageIndex:
-    """Wraps a MaskAssigner: foreground indices counted within each image (2.x's C4 gather)."""
+def per_image_feature_rows(mask_head) -> None:
+    """Make ``mask_head`` (C4) read its foreground RoIs' box-head features as 2.x does: with
+    the RoIs' indices counted within each image but applied to the whole batch's rows. The
+    sample's features are permuted so that gathering row i gives 2.x's row."""
+    forward = mask_head.forward
 
-    def __init__(self, assigner):
-        self.assigner = assigner
+    def forward_2x(feats, sample):
+        rois_num = sample["rois_num"].astype("int64")  # [B]
+        image = image_of_rows(rois_num)  # [S]
+        starts = paddle.cumsum(rois_num) - rois_num  # [B]
+        local = paddle.arange(image.shape[0], dtype="int64") - paddle.gather(starts, image)
+        return forward(feats, {**sample, "feat": paddle.gather(sample["feat"], local)})
 
-    def __call__(self, rois, labels, gt_boxes, gt_polys):
-        index, fg_rois, num, classes, targets = self.assigner(rois, labels, gt_boxes, gt_polys)
-        starts = np.cumsum([0] + [r.shape[0] for r in rois])[:-1]
-        offsets = paddle.to_tensor(np.repeat(starts, num.numpy()), "int64")
-        return index - offsets, fg_rois, num, classes, targets
+    mask_head.forward = forward_2x
 
 
 def polygons() -> list[list[list[np.ndarray]]]:
@@ -148,7 +154,8 @@ def compare(
     overrides = [f"{k}={str(v).lower()}" for k, v in DETERMINISTIC.items()]
     cfg = ppdet.load_config(str(REPO / "configs" / "_base_" / f"{base}.yml"), overrides)
     model, ok, batch, out = oracle.load_and_detect(cfg, work, inputs)
-    bbox, bbox_num, masks = out["bbox"].numpy(), out["bbox_num"].numpy(), out["mask"]
+    bbox, bbox_num = out["bbox"].numpy(), out["bbox_num"].numpy()
+    masks = split_masks(out["mask"], bbox_num, sizes)  # per image, its original size
     print(
         f"ours: bbox {bbox.shape}, bbox_num {bbox_num.tolist()}, masks "
         f"{[m.shape for m in masks]} (reference without fake/-1 rows: {ref_num.tolist()})"
@@ -173,14 +180,14 @@ def compare(
 
     model.train()
     gt = {**padded_gt(inputs), "gt_poly": polygons()}
-    losses = {k: float(v) for k, v in model({**batch, **gt}).items()}
+    losses = {k: float(v) for k, v in model.losses({**batch, **gt}).items()}
     if model.mask_head.share_bbox_feat:
         # 2.x (C4) picks the foreground RoIs' box-head features with per-image indices into
         # the whole batch, so images after the first take rows of image 0; ours uses the right
         # rows. Re-run with 2.x's indexing to show that this is the only difference.
         ours_mask = losses["loss_mask"]
-        model.mask_head.mask_assigner = PerImageIndex(model.mask_head.mask_assigner)
-        losses = {k: float(v) for k, v in model({**batch, **gt}).items()}
+        per_image_feature_rows(model.mask_head)
+        losses = {k: float(v) for k, v in model.losses({**batch, **gt}).items()}
         print(
             f"  C4 loss_mask with the right feature rows: {ours_mask:.5f}; with 2.x's per-image "
             "indices (compared below):"

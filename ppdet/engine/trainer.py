@@ -1,5 +1,6 @@
-"""The training / evaluation loop. It knows no architecture and no metric: the model returns
-named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator scores them.
+"""The training / evaluation loop. It knows no architecture and no metric: in training
+``model.loss(model(batch), batch)`` gives named losses, in eval ``model.predict(batch)`` gives
+``bbox``/``bbox_num`` (and ``mask``); the evaluator scores them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ppdet.config import ConfigError, dump_config
 from ppdet.engine import checkpoint
 from ppdet.engine.ema import ModelEMA
 from ppdet.engine.logger import TrainLogger
+from ppdet.modeling.postprocess import original_size
 from ppdet.zoo.weights import load_weights
 
 
@@ -36,6 +38,11 @@ def seed_everything(seed: int) -> None:
 
 def _to_numpy(outputs: dict) -> dict:
     return {k: v.numpy() if isinstance(v, paddle.Tensor) else v for k, v in outputs.items()}
+
+
+def _original_sizes(batch: dict) -> np.ndarray:
+    """[B, 2] (h, w) original image sizes of a batch, which crop its masks."""
+    return original_size(batch["im_shape"], batch["scale_factor"]).numpy()
 
 
 class Trainer:
@@ -184,7 +191,7 @@ class Trainer:
     ) -> dict:
         """One optimizer step; ``lr`` is the per-iteration scheduler. Returns the loss values."""
         with paddle.amp.auto_cast(enable=self.amp):
-            outputs = model(batch)
+            outputs = self.model.loss(model(batch), batch)  # model: maybe DataParallel
         loss = outputs["loss"]
         values = {k: float(v.item()) for k, v in outputs.items() if k.startswith("loss")}
         if not all(math.isfinite(v) for v in values.values()):
@@ -263,6 +270,7 @@ class Trainer:
         """Run the EvalDataset through the model and score it with ``metric``."""
         from ppdet.data.loader import build_dataset, build_loader
         from ppdet.evaluation import build_evaluator
+        from ppdet.evaluation.coco_eval import split_masks
 
         if self._eval_data is None:
             dataset = build_dataset(self.cfg, "eval")
@@ -278,11 +286,12 @@ class Trainer:
             for batch in tqdm(
                 loader, desc="eval", unit="batch", disable=not self.is_main, leave=False
             ):
-                out = _to_numpy(self.model(batch))
-                with_masks = out.get("mask") is not None and getattr(
-                    evaluator, "supports_masks", False
-                )
-                masks = {"mask": out["mask"]} if with_masks else {}
+                out = _to_numpy(self.model.predict(batch))
+                masks = {}
+                if out.get("mask") is not None and getattr(evaluator, "supports_masks", False):
+                    masks["mask"] = split_masks(
+                        out["mask"], out["bbox_num"], _original_sizes(batch)
+                    )
                 evaluator.update(
                     batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"], **masks
                 )

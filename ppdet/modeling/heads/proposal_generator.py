@@ -21,8 +21,8 @@ __all__ = ["ProposalGenerator"]
 
 
 class ProposalGenerator:
-    """``generator(scores, deltas, anchors, im_shape)`` -> (rois list of [R_b, 4] x1y1x2y2
-    input pixels, rois_num [B] int32), no gradient.
+    """``generator(scores, deltas, anchors, im_shape)`` -> (rois [R, 4] x1y1x2y2 input pixels,
+    the RoIs of image b after those of images 0..b-1, rois_num [B] int32), no gradient.
 
     scores[i]: [B, A, H_i, W_i] objectness logits; deltas[i]: [B, 4A, H_i, W_i] (channel
     4a + k); anchors[i]: [H_i * W_i * A, 4]; im_shape: [B, 2] (h, w).
@@ -51,7 +51,7 @@ class ProposalGenerator:
         deltas: Sequence[paddle.Tensor],
         anchors: Sequence[paddle.Tensor],
         im_shape: paddle.Tensor,
-    ) -> tuple[list[paddle.Tensor], paddle.Tensor]:
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
         per_level_top = self.pre_nms_top_n if self.topk_after_collect else self.post_nms_top_n
         batch = im_shape.shape[0]
         out = []
@@ -87,4 +87,4 @@ class ProposalGenerator:
                 rois = paddle.gather(rois, keep)
             out.append(rois)
         rois_num = paddle.to_tensor([r.shape[0] for r in out], "int32")
-        return out, rois_num
+        return paddle.concat(out), rois_num
