@@ -145,6 +145,47 @@ def test_proposals_shapes_and_clipping():
     assert all(n <= 10 for n in num.numpy())
 
 
+def per_image_proposals(gen, scores, deltas, anchors, im_shape):
+    """The proposals one image at a time: each level's ``generate_proposals``, the levels
+    pooled, the ``post_nms_top_n`` most probable kept if there are more."""
+    top = gen.pre_nms_top_n if gen.topk_after_collect else gen.post_nms_top_n
+    out = []
+    for b in range(im_shape.shape[0]):
+        rois, probs = [], []
+        for s, d, a in zip(scores, deltas, anchors):
+            grid = a.reshape([s.shape[2], s.shape[3], s.shape[1], 4])
+            r, p, _ = paddle.vision.ops.generate_proposals(
+                s[b : b + 1], d[b : b + 1], im_shape[b : b + 1], grid, paddle.ones_like(grid),
+                pre_nms_top_n=gen.pre_nms_top_n, post_nms_top_n=top, nms_thresh=gen.nms_thresh,
+                min_size=gen.min_size, pixel_offset=False, return_rois_num=True,
+            )  # fmt: skip
+            rois.append(r)
+            probs.append(p.flatten())
+        rois, probs = paddle.concat(rois), paddle.concat(probs)
+        if len(scores) > 1 and rois.shape[0] > gen.post_nms_top_n:
+            rois = paddle.gather(rois, paddle.topk(probs, gen.post_nms_top_n)[1])
+        out.append(rois.numpy())
+    return out
+
+
+@pytest.mark.parametrize("top_after_collect", [False, True])
+def test_batched_proposals_equal_image_by_image(top_after_collect):
+    paddle.seed(1)
+    sizes = [(12, 16), (6, 8), (3, 4)]
+    anchors = ppdet.modeling.anchors.AnchorGenerator([[8], [16], [32]], [0.5, 1.0, 2.0], [4, 8, 16])
+    scores = [paddle.randn([3, 3, h, w]) * 2 for h, w in sizes]
+    deltas = [paddle.randn([3, 12, h, w]) * 0.2 for h, w in sizes]
+    im_shape = T([[48, 64], [40, 60], [30, 64]], "float32")
+    for post in (40, 150, 1000):  # cut for every image, some, none
+        gen = ProposalGenerator(200, post, 0.7, 0.0, topk_after_collect=top_after_collect)
+        for levels in (3, 1):  # FPN, and one level (C4)
+            args = (scores[:levels], deltas[:levels], anchors(sizes)[:levels], im_shape)
+            rois, num = gen(*args)
+            expected = per_image_proposals(gen, *args)
+            assert num.numpy().tolist() == [len(e) for e in expected] and num.dtype == paddle.int32
+            np.testing.assert_array_equal(rois.numpy(), np.concatenate(expected))
+
+
 def test_roi_align_and_level_assignment():
     feat = paddle.full([2, 3, 8, 8], 2.5)
     rois = T([[0, 0, 16, 16], [4, 4, 20, 12], [8, 8, 24, 24]], "float32")

@@ -1,9 +1,13 @@
-"""The post-process components trace into a static graph (``paddle.jit.to_static``, full graph,
-sizes unknown until run time) and give the eager numbers: what the exporter relies on."""
+"""The post-process components, and every detector's ``postprocess(forward(...))``, trace into
+a static graph (``paddle.jit.to_static``, full graph, image sizes unknown until run time) and
+give the eager numbers: what the exporter relies on."""
+
+from pathlib import Path
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
+import pytest
 from paddle.static import InputSpec
 
 from ppdet.modeling.postprocess import (
@@ -15,6 +19,7 @@ from ppdet.modeling.postprocess import (
     SSDBox,
     YOLOBox,
 )
+from tests.modeling.detector_checks import tiny_detector
 
 T = paddle.to_tensor
 
@@ -153,3 +158,43 @@ def test_ssd_and_yolo_decoders_trace():
     spec = META_SPEC + [InputSpec([-1, 2 * (5 + c), -1, -1])] * 2
     bbox, _ = static_equals_eager(layer, [T([[64.0, 64.0]]), T([[0.5, 0.5]])] + outputs, spec)
     assert bbox.shape[0] > 0
+
+
+REPO = Path(__file__).resolve().parents[2]
+# (demo config, overrides that shrink it and keep detections of the untrained model)
+DETECTORS = [
+    ("yolov3/yolov3_mobilenet_v1_demo.yml", ["BBoxPostProcess.decode.conf_thresh=0.0"]),
+    ("ssd/ssd_mobilenet_v1_demo.yml", ["MobileNet.scale=0.25"]),
+    ("retinanet/retinanet_r18_fpn_demo.yml", ["RetinaHead.nms.score_threshold=0.0"]),
+    ("faster_rcnn/faster_rcnn_r18_fpn_demo.yml", []),
+    ("cascade_rcnn/cascade_mask_rcnn_r18_fpn_demo.yml", ["MaskFeat.num_convs=1"]),
+]
+
+
+class Exported(paddle.nn.Layer):
+    """What an exporter traces: image, im_shape, scale_factor -> the eval contract."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image, im_shape, scale_factor):
+        batch = {"image": image, "im_shape": im_shape, "scale_factor": scale_factor}
+        out = self.model.postprocess(self.model(batch), batch)
+        return [out[k] for k in sorted(out)]
+
+
+@pytest.mark.parametrize("config, extra", DETECTORS)
+def test_detector_traces_into_one_graph(config, extra):
+    overrides = ["num_classes=3", "BBoxPostProcess.nms.score_threshold=0.0", *extra]
+    if "rcnn" in config or "retina" in config:
+        overrides.append("FPN.out_channel=16")
+    model = tiny_detector(str(REPO / "configs" / config), overrides)
+    model.eval()
+    rng = np.random.default_rng(0)
+    image = T(rng.normal(size=(1, 3, 128, 160)).astype("float32"))
+    meta = [T([[128.0, 160.0]]), T([[0.5, 0.5]])]
+    spec = [InputSpec([1, 3, -1, -1]), InputSpec([1, 2]), InputSpec([1, 2])]
+    with paddle.no_grad():
+        outs = static_equals_eager(Exported(model), [image, *meta], spec)
+    assert outs[0].shape[0] > 0  # bbox rows: a real comparison
