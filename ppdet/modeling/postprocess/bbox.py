@@ -99,16 +99,16 @@ class MultiClassNMS(nn.Layer):
 
     forward(boxes, scores, rois_num=None) -> (detections [K, 6] rows (class, score, x1, y1, x2,
     y2), num [B] int32): dense boxes [B, N, 4] / scores [B, C, N], or per-RoI boxes [R, C, 4] /
-    scores [R, C] with ``rois_num`` [B]. The defaults are those of PaddleDetection's YOLOv3
-    configs.
+    scores [R, C] with ``rois_num`` [B]. The defaults are PaddleDetection 2.6's MultiClassNMS
+    defaults.
     """
 
     def __init__(
         self,
-        score_threshold: float = 0.01,
-        nms_top_k: int = 1000,
+        score_threshold: float = 0.05,
+        nms_top_k: int = -1,
         keep_top_k: int = 100,
-        nms_threshold: float = 0.45,
+        nms_threshold: float = 0.5,
         background_label: int = -1,
     ):
         super().__init__()
@@ -143,7 +143,7 @@ class BBoxPostProcess(nn.Layer):
     forward(raw, image_meta) -> (bbox [K, 6] float32 rows (class, score, x1, y1, x2, y2) in
     original-image pixels, bbox_num [B] int32); ``raw`` is the architecture's raw output dict
     (the keys its ``decode`` reads). An image without detections contributes no rows.
-    Without arguments: ``YOLOBox()`` and ``MultiClassNMS()`` (the YOLOv3 defaults).
+    Without arguments: ``YOLOBox()`` and ``MultiClassNMS()`` with their defaults.
     """
 
     def __init__(self, decode: nn.Layer | None = None, nms: nn.Layer | None = None):
