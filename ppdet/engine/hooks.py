@@ -2,8 +2,8 @@
 feature such as the Stitcher plugs into training without the trainer knowing it.
 
     batch = hook.before_batch(batch)     # each (micro-)batch, before its forward pass
-    hook.after_batch(outputs)            # after that forward pass: the model's training
-                                         # outputs ({"loss", "loss_xxx", other keys})
+    hook.after_batch(outputs)            # after its loss: model.loss(raw, batch)
+                                         # ({"loss", "loss_xxx", other keys})
     hook.after_step(iteration)           # after the optimizer step; every process calls it
                                          # at the same point, so collectives are allowed
     hook.state_dict() / hook.set_state_dict(state)   # kept in checkpoints for resume
@@ -54,9 +54,10 @@ class TrainHook:
 
 
 class StitcherHook(TrainHook):
-    """Feeds the model's ``reg_loss_by_scale`` to a ``Stitcher`` and lets it stitch the next
-    step's batches. The loss sums of a step (all its micro-batches) are summed over the
-    processes before the Stitcher sees them, so every process takes the same decision."""
+    """Feeds the model's ``reg_loss_by_scale`` (a key of its ``loss()`` dict) to a
+    ``Stitcher`` and lets it stitch the next step's batches. The loss sums of a step (all its
+    micro-batches) are summed over the processes before the Stitcher sees them, so every
+    process takes the same decision."""
 
     name = "stitcher"
 

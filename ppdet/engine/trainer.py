@@ -1,5 +1,7 @@
-"""The training / evaluation loop. It knows no architecture and no metric: the model returns
-named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator scores them.
+"""The training / evaluation loop. It knows no architecture and no metric: in training
+``model.loss(model(batch), batch)`` gives named losses (the forward under autocast with
+``--amp``, the loss in float32), in eval ``model.predict(batch)`` gives ``bbox``/``bbox_num``
+(and ``mask``); the evaluator scores them.
 
 One process or many (``python -m paddle.distributed.launch``): each process trains on its
 share of every global batch (``data/sampler.py``), the gradients are averaged over the
@@ -40,6 +42,7 @@ from ppdet.engine.history import TrainingHistory
 from ppdet.engine.hooks import build_hooks
 from ppdet.engine.logger import TrainLogger
 from ppdet.errors import PpdetError
+from ppdet.modeling.postprocess import original_size
 from ppdet.zoo.weights import load_weights
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,11 @@ def seed_everything(seed: int) -> None:
 
 def _to_numpy(outputs: dict) -> dict:
     return {k: v.numpy() if isinstance(v, paddle.Tensor) else v for k, v in outputs.items()}
+
+
+def _original_sizes(batch: dict) -> np.ndarray:
+    """[B, 2] (h, w) original image sizes of a batch, which crop its masks."""
+    return original_size(batch["im_shape"], batch["scale_factor"]).numpy()
 
 
 class Trainer:
@@ -284,10 +292,11 @@ class Trainer:
         return metrics
 
     def _losses(self, batch: dict) -> dict:
-        """The model's training outputs for ``batch`` (forward under autocast, float32 out)."""
+        """The named losses of ``batch``: the forward under autocast, its raw outputs cast to
+        float32, then ``model.loss`` in float32."""
         with self.amp.autocast():
-            outputs = self.model(batch)
-        return to_float32(outputs)
+            raw = self.model(batch)
+        return self.model.loss(to_float32(raw), batch)
 
     def _train_step(
         self, micro_batches: list[dict], optimizer, lr, done: int, last_saved: str | None
@@ -397,6 +406,7 @@ class Trainer:
         """
         from ppdet.data.loader import build_dataset, build_loader
         from ppdet.evaluation import build_evaluator
+        from ppdet.evaluation.coco_eval import split_masks
         from ppdet.evaluation.distributed import merge_shards, share
 
         if self._eval_data is None:
@@ -417,11 +427,12 @@ class Trainer:
             for batch in tqdm(
                 loader, desc="eval", unit="batch", disable=not self.is_main, leave=False
             ):
-                out = _to_numpy(self.model(batch))
-                with_masks = out.get("mask") is not None and getattr(
-                    evaluator, "supports_masks", False
-                )
-                masks = {"mask": out["mask"]} if with_masks else {}
+                out = _to_numpy(self.model.predict(batch))
+                masks = {}
+                if out.get("mask") is not None and getattr(evaluator, "supports_masks", False):
+                    masks["mask"] = split_masks(
+                        out["mask"], out["bbox_num"], _original_sizes(batch)
+                    )
                 evaluator.update(
                     batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"], **masks
                 )

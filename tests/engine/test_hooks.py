@@ -1,5 +1,5 @@
 """Trainer hooks and the Stitcher wired through them (``stitcher:`` config key), on the tiny
-YOLOv3 whose training outputs get a fake ``reg_loss_by_scale``."""
+YOLOv3 whose training outputs (``model.loss``) get a fake ``reg_loss_by_scale``."""
 
 import numpy as np
 import paddle
@@ -23,15 +23,16 @@ def make_trainer(data_dir, out_dir, *extra):
 
 
 def report_scales(trainer, parts=FEW_SMALL):
-    """The model's training outputs gain ``reg_loss_by_scale`` (what a supporting head adds)."""
-    forward = trainer.model.forward
+    """The model's training outputs (``model.loss``) gain ``reg_loss_by_scale`` (what a
+    supporting head adds)."""
+    loss = trainer.model.loss
 
-    def with_scales(batch):
-        out = forward(batch)
+    def with_scales(raw, batch):
+        out = loss(raw, batch)
         out["reg_loss_by_scale"] = {k: paddle.to_tensor(v) for k, v in parts.items()}
         return out
 
-    trainer.model.forward = with_scales
+    trainer.model.loss = with_scales
 
 
 class Record(TrainHook):
