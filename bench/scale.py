@@ -55,6 +55,7 @@ def worker(args: argparse.Namespace) -> None:
         f"TrainReader.batch_transforms.BatchRandomResize.target_size=[{args.size}]",
         "epoch=null",
         f"max_iters={total}",
+        "reference_batch_size=null",  # exactly `total` steps whatever the process count
         f"snapshot_iter={total}",
         f"log_iter={total}",
         f"LearningRate.schedulers.0.max_epochs={total}",

@@ -1,12 +1,15 @@
 """The schedule follows the total batch: the seed zoo's linear rule."""
 
+import glob
+import os
+
 import pytest
 
 import ppdet
 from ppdet.engine.optim import build_lr
 from ppdet.engine.schedule import plan_schedule
 from ppdet.engine.trainer import Trainer
-from tests.conftest import DEMO_CONFIG, tiny_overrides
+from tests.conftest import DEMO_CONFIG, ROOT, tiny_overrides
 
 # Detectron 1x for a total batch of 16 (8 GPUs x 2 images)
 DETECTRON_1X = {
@@ -110,3 +113,43 @@ def test_trainer_runs_the_scaled_schedule(scale, steps, tiny_demo_data, tmp_path
     out = capsys.readouterr().out
     assert "schedule: total batch 4 (1 process(es) x 4 image(s))" in out
     assert ("max_iters 2 -> 4" in out) == scale
+
+
+def test_a_config_without_reference_trains_as_written_with_one_note(
+    tiny_demo_data, tmp_path, capsys
+):
+    opts = tiny_overrides(tiny_demo_data, str(tmp_path)) + [
+        "epoch=null",
+        "max_iters=2",
+        "reference_batch_size=null",
+        "LearningRate.schedulers.0.max_epochs=2",
+    ]
+    trainer = Trainer(ppdet.load_config(DEMO_CONFIG, opts), output_dir=str(tmp_path))
+    trainer.train()
+    assert trainer.iteration == 2
+    out = capsys.readouterr().out
+    assert out.count("states no reference_batch_size") == 1
+    assert out.count("schedule: total batch") == 1
+
+
+def _training_configs() -> list[str]:
+    found = glob.glob(os.path.join(ROOT, "configs", "*.yml"))
+    found += glob.glob(os.path.join(ROOT, "configs", "*", "*.yml"))
+    return sorted(
+        os.path.relpath(p, ROOT)
+        for p in found
+        if os.sep + "_base_" + os.sep not in p and os.sep + "datasets" + os.sep not in p
+    )
+
+
+@pytest.mark.parametrize("rel", _training_configs())
+def test_every_training_config_states_its_reference_batch(rel):
+    """Published schedules: a multiple of the per-GPU batch (GPUs x batch_size); the demos:
+    their own single-process batch, so ``make demo`` trains as written."""
+    cfg = ppdet.load_config(os.path.join(ROOT, rel))
+    assert cfg.get("LearningRate"), rel
+    reference, batch = cfg.get("reference_batch_size"), cfg["TrainReader"]["batch_size"]
+    assert isinstance(reference, int) and reference % batch == 0, (rel, reference, batch)
+    if rel.endswith("_demo.yml"):
+        assert reference == batch
+        assert plan_schedule(cfg, batch).factor == 1.0
