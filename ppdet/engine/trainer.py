@@ -1,5 +1,6 @@
-"""The training / evaluation loop. It knows no architecture and no metric: the model returns
-named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator scores them.
+"""The training / evaluation loop. It knows no architecture and no metric: in training
+``model.loss(model(batch), batch)`` gives named losses, in eval ``model.predict(batch)`` gives
+``bbox``/``bbox_num`` (and ``mask``); the evaluator scores them.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from ppdet.atomic_io import atomic_write_text
 from ppdet.config import ConfigError, dump_config
 from ppdet.engine import checkpoint
 from ppdet.engine.ema import ModelEMA
+from ppdet.engine.history import TrainingHistory
 from ppdet.engine.logger import TrainLogger
+from ppdet.errors import PpdetError
+from ppdet.modeling.postprocess import original_size
 from ppdet.zoo.weights import load_weights
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(PpdetError, RuntimeError):
     """The loss became NaN or Inf; the message names the iteration and the losses."""
 
 
@@ -36,6 +40,11 @@ def seed_everything(seed: int) -> None:
 
 def _to_numpy(outputs: dict) -> dict:
     return {k: v.numpy() if isinstance(v, paddle.Tensor) else v for k, v in outputs.items()}
+
+
+def _original_sizes(batch: dict) -> np.ndarray:
+    """[B, 2] (h, w) original image sizes of a batch, which crop its masks."""
+    return original_size(batch["im_shape"], batch["scale_factor"]).numpy()
 
 
 class Trainer:
@@ -132,6 +141,9 @@ class Trainer:
             vdl_dir=cfg.get("vdl_log_dir", os.path.join(self.output_dir, "vdl"))
             if self.use_vdl and self.is_main
             else None,
+            history=TrainingHistory(self.output_dir, resume_from=start_iter if resume else None)
+            if self.is_main
+            else None,
         )
         config_text = dump_config(cfg)
         snapshot_epoch = int(cfg.get("snapshot_epoch", 1))
@@ -176,7 +188,10 @@ class Trainer:
             path = checkpoint.save_weights(
                 self.model, os.path.join(self.output_dir, "model_final"), self.ema
             )
+            curves = logger.history.draw() if logger.history is not None else None
             print(f"training done: {iteration} iterations; final weights {path}")
+            if curves:
+                print(f"training curves: {curves}")
         return metrics
 
     def _train_step(
@@ -184,7 +199,7 @@ class Trainer:
     ) -> dict:
         """One optimizer step; ``lr`` is the per-iteration scheduler. Returns the loss values."""
         with paddle.amp.auto_cast(enable=self.amp):
-            outputs = model(batch)
+            outputs = self.model.loss(model(batch), batch)  # model: maybe DataParallel
         loss = outputs["loss"]
         values = {k: float(v.item()) for k, v in outputs.items() if k.startswith("loss")}
         if not all(math.isfinite(v) for v in values.values()):
@@ -259,10 +274,15 @@ class Trainer:
         load_weights(self.model, path, strict=False, quiet=not self.is_main)
 
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self) -> dict:
-        """Run the EvalDataset through the model and score it with ``metric``."""
+    def evaluate(self, classwise: bool = False) -> dict:
+        """Run the EvalDataset through the model and score it with ``metric``.
+
+        classwise: also print one AP per class and draw each class's precision-recall curve
+        into ``<output_dir>/pr_curves_<k>.png``.
+        """
         from ppdet.data.loader import build_dataset, build_loader
         from ppdet.evaluation import build_evaluator
+        from ppdet.evaluation.coco_eval import split_masks
 
         if self._eval_data is None:
             dataset = build_dataset(self.cfg, "eval")
@@ -270,7 +290,11 @@ class Trainer:
             self._eval_data = (dataset, loader)
         dataset, loader = self._eval_data
         evaluator = build_evaluator(
-            self.cfg.get("metric", "COCO"), dataset, output_dir=self.output_dir
+            self.cfg.get("metric", "COCO"),
+            dataset,
+            map_type=self.cfg.get("map_type"),
+            output_dir=self.output_dir,
+            classwise=classwise,
         )
         evaluator.reset()
         self.model.eval()
@@ -278,11 +302,12 @@ class Trainer:
             for batch in tqdm(
                 loader, desc="eval", unit="batch", disable=not self.is_main, leave=False
             ):
-                out = _to_numpy(self.model(batch))
-                with_masks = out.get("mask") is not None and getattr(
-                    evaluator, "supports_masks", False
-                )
-                masks = {"mask": out["mask"]} if with_masks else {}
+                out = _to_numpy(self.model.predict(batch))
+                masks = {}
+                if out.get("mask") is not None and getattr(evaluator, "supports_masks", False):
+                    masks["mask"] = split_masks(
+                        out["mask"], out["bbox_num"], _original_sizes(batch)
+                    )
                 evaluator.update(
                     batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"], **masks
                 )
@@ -300,6 +325,11 @@ class Trainer:
             shown = [f"{label} = {metrics[k]:.4f}" for k, label in labels.items() if k in metrics]
             print("eval summary: " + ", ".join(shown), flush=True)
             self._record_metrics(metrics, dataset.get_anno())
+            if classwise and evaluator.pr_curves:
+                from ppdet.evaluation.pr_curves import write_pr_curves
+
+                for path in write_pr_curves(evaluator.pr_curves, self.output_dir):
+                    print(f"precision-recall curves: {path}")
         return metrics
 
     def _record_metrics(self, metrics: dict, annotations: str | None) -> None:
