@@ -5,9 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_CFG := configs/yolov3/yolov3_mobilenet_v1_demo.yml
 DEMO_OUT := output/yolov3_mobilenet_v1_demo
-# Paddle's bundled MKL takes a slow path on AMD CPUs unless told otherwise (~1.9x here).
+# Paddle's bundled MKL takes a slow path on AMD CPUs unless told otherwise (~1.9x here);
+# the tools also fix the math thread count (ppdet/engine/cpu_math.py: same numbers every run).
 export MKL_DEBUG_CPU_TYPE ?= 5
-export PYTHONWARNINGS ?= ignore::UserWarning:paddle.utils.cpp_extension.extension_utils
+# Paddle warns about ccache on import and on every BatchNorm call in training mode: noise here.
+export PYTHONWARNINGS ?= ignore::UserWarning:paddle.utils.cpp_extension.extension_utils,ignore::UserWarning:paddle.nn.layer.norm
 
 .PHONY: install demo test lint data clean
 

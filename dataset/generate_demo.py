@@ -37,7 +37,7 @@ CLASSES = (("circle", 1), ("square", 3), ("triangle", 7), ("cross", 10))
 SPLITS = {"train": 0, "val": 1, "samples": 2}
 DIFFICULT_BELOW = 24  # px: shapes whose longer side is shorter than this are VOC-difficult
 STAMP = ".complete.json"
-VERSION = 3  # 3: COCO segmentation (images and boxes as in 2)
+VERSION = 4  # 4: texture backgrounds without OpenCV float resize (the same on every CPU)
 MIN_SIZE = 20  # px: smallest shape side (smaller ones are hard for a model trained for minutes)
 
 
@@ -46,6 +46,34 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     """A random saturated RGB colour (float [3], 0-255)."""
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(120, 255), rng.uniform(110, 255)]]])
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+    """[n, 4] cubic convolution weights of the samples at offsets -1, 0, 1, 2 for fractional
+    positions ``t`` [n] (OpenCV's bicubic kernel)."""
+    d = np.abs(t[:, None] - np.arange(-1, 3)[None, :])  # [n, 4] distances
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
+def _upsample_cubic(grid: np.ndarray, h: int, w: int) -> np.ndarray:
+    """float32 [h, w]: ``grid`` [gh, gw] resized bicubically (pixel centres aligned, edges
+    replicated), clipped to [0, 1] - what cv2.resize(INTER_CUBIC) does, in plain numpy on
+    purpose: OpenCV's float resize takes CPU-specific SIMD paths whose last bits differ
+    between CPUs, and the demo set must be the same on every machine."""
+
+    def axis(n: int, g: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = (np.arange(n) + 0.5) * g / n - 0.5  # output pixel centres in grid units
+        first = np.floor(pos).astype(np.int64)
+        taps = np.clip(first[:, None] + np.arange(-1, 3)[None, :], 0, g - 1)  # [n, 4]
+        return taps, _cubic_weights(pos - first)
+
+    ys, wy = axis(h, grid.shape[0])
+    xs, wx = axis(w, grid.shape[1])
+    rows = sum(grid[ys[:, k]] * wy[:, k, None] for k in range(4))  # [h, gw], fixed order
+    out = sum(rows[:, xs[:, k]] * wx[None, :, k] for k in range(4))  # [h, w]
+    return np.ascontiguousarray(out.clip(0, 1), dtype=np.float32)
 
 
 def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -60,8 +88,7 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         t = xx * np.cos(angle) + yy * np.sin(angle)
         t = (t - t.min()) / max(float(np.ptp(t)), 1.0)
     elif kind == "texture":
-        small = rng.uniform(0, 1, (rng.integers(3, 9), rng.integers(3, 9))).astype(np.float32)
-        t = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+        t = _upsample_cubic(rng.uniform(0, 1, (rng.integers(3, 9), rng.integers(3, 9))), h, w)
     elif kind == "stripes":
         angle, period = rng.uniform(0, np.pi), rng.uniform(8, 40)
         t = 0.5 + 0.5 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)

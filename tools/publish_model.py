@@ -15,10 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppdet.engine.cli import prefer_fast_mkl
+from ppdet.engine.cpu_math import configure_cpu_math
 
 if __name__ == "__main__":
-    prefer_fast_mkl()  # before anything imports Paddle
+    configure_cpu_math()  # before anything imports Paddle
     from ppdet.zoo.__main__ import main
 
     sys.exit(main(["publish", *sys.argv[1:]]))

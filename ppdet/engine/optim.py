@@ -17,8 +17,10 @@ A key left out takes PaddleDetection 2.6's default (``LEARNING_RATE_DEFAULTS``,
 so a config means the same here and there.
 
 The schedule is one ``LRScheduler`` stepped once per iteration. Its value at iteration ``t``
-is ``decay(t) * warmup(t)``: a pure function of ``t``, so the scheduler's ``state_dict``
-(``last_epoch`` = iteration) is all a resumed run needs. Decay milestones (and CosineDecay's
+is a pure function of ``t`` (see ``WarmupDecayLR``), so the scheduler's ``state_dict``
+(``last_epoch`` = iteration) is all a resumed run needs. As in 2.6, CosineDecay after a
+LinearWarmup of W steps starts its cosine at iteration W and ends it at ``max_epochs`` (minus
+``last_plateau_epochs``); PiecewiseDecay's milestones stay where they are. Decay milestones (and CosineDecay's
 ``max_epochs``) count epochs in an epoch-based run and iterations in an iteration-based one;
 warmup ``steps`` always count iterations (``epochs`` counts epochs).
 """
@@ -70,15 +72,21 @@ def _number_list(value: Any, path: str) -> list[float]:
 
 # ---------------------------------------------------------------- the schedule
 class WarmupDecayLR(LRScheduler):
-    """LR at iteration ``t`` (= ``last_epoch``): ``decay(t) * warmup(t)``.
+    """LR at iteration ``t`` (= ``last_epoch``), PaddleDetection 2.6's rules:
+
+    - piecewise decay: ``decay(t) * warmup(t)``;
+    - cosine decay: ``base_lr * warmup(t)`` during the warmup (t < W = ``warmup_steps``), then
+      a cosine from ``base_lr`` at t = W to ``min_lr`` at t = ``cosine_end``, then ``min_lr``:
+      ``min_lr + (base_lr - min_lr) * (1 + cos(pi * (t - W) / (cosine_end - W))) / 2``.
 
     Args:
         base_lr: learning rate before any decay.
         boundaries, values: piecewise decay; ``values[i]`` holds from ``boundaries[i-1]``
             (inclusive) to ``boundaries[i]`` (exclusive) iterations; ``len(values) ==
-            len(boundaries) + 1``. Used when ``cosine_iters`` is None.
-        cosine_iters: cosine decay from ``base_lr`` to ``min_lr`` over this many iterations,
-            then ``min_lr``.
+            len(boundaries) + 1``. Used when ``cosine_end`` is None.
+        cosine_end: the iteration at which the cosine reaches ``min_lr`` (2.6: max_epochs *
+            steps_per_epoch minus the plateau). A warmup as long or longer leaves ``min_lr``
+            after it.
         warmup_steps, warmup_start_factor: ``warmup(t)`` rises linearly from the start
             factor at t = 0 to 1 at t = warmup_steps, and stays 1.
     """
@@ -88,7 +96,7 @@ class WarmupDecayLR(LRScheduler):
         base_lr: float,
         boundaries: list[int] | None = None,
         values: list[float] | None = None,
-        cosine_iters: int | None = None,
+        cosine_end: int | None = None,
         min_lr: float = 0.0,
         warmup_steps: int = 0,
         warmup_start_factor: float = 1.0,
@@ -98,18 +106,22 @@ class WarmupDecayLR(LRScheduler):
         self.values = list(values or [base_lr])
         if len(self.values) != len(self.boundaries) + 1:
             raise ValueError("piecewise decay needs len(values) == len(boundaries) + 1")
-        self.cosine_iters = cosine_iters
+        self.cosine_end = cosine_end
         self.min_lr = float(min_lr)
         self.warmup_steps = int(warmup_steps)
         self.warmup_start_factor = float(warmup_start_factor)
         super().__init__(float(base_lr), last_epoch)
 
     def decay(self, t: int) -> float:
-        """The decayed LR at iteration ``t``, before warmup."""
-        if self.cosine_iters is not None:
-            if t >= self.cosine_iters:
+        """The decayed LR at iteration ``t``, before warmup (cosine: from the warmup's end)."""
+        if self.cosine_end is not None:
+            span = self.cosine_end - self.warmup_steps
+            done = t - self.warmup_steps
+            if done < 0:
+                return self.base_lr
+            if done >= span:
                 return self.min_lr
-            cos = 0.5 * (1.0 + math.cos(math.pi * t / self.cosine_iters))
+            cos = 0.5 * (1.0 + math.cos(math.pi * done / span))
             return self.min_lr + (self.base_lr - self.min_lr) * cos
         return self.values[bisect.bisect_right(self.boundaries, t)]
 
@@ -268,7 +280,7 @@ def _cosine_kwargs(
         min_lr = float(sched["min_lr"])
     else:
         min_lr = base_lr * float(sched["min_lr_ratio"])
-    return {"cosine_iters": int(round((max_epochs - plateau) * unit)), "min_lr": min_lr}
+    return {"cosine_end": int(round((max_epochs - plateau) * unit)), "min_lr": min_lr}
 
 
 def _warmup_kwargs(sched: dict, given: dict, path: str, steps_per_epoch: int) -> dict[str, Any]:

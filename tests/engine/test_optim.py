@@ -75,15 +75,27 @@ def cosine_cfg(max_epochs):
 
 
 @pytest.mark.parametrize("epoch_based, max_epochs", [(True, 4), (False, 20)])
-def test_warmup_cosine(epoch_based, max_epochs):
-    # 20 iterations of cosine from 0.1 to 0.01: lr(t) = 0.01 + 0.09 * (1 + cos(pi t / 20)) / 2
+def test_warmup_then_cosine_over_the_remaining_iterations(epoch_based, max_epochs):
+    # PaddleDetection 2.6: 20 iterations in all; warmup 0 -> base_lr over iterations 0..1,
+    # then a cosine from 0.1 at t = 2 to 0.01 at t = 20 (18 iterations):
+    # lr(t) = 0.01 + 0.09 * (1 + cos(pi (t - 2) / 18)) / 2
     lrs = lr_values(build_lr(cosine_cfg(max_epochs), 5, epoch_based), 26)
     assert lrs[0] == 0.0
-    assert lrs[1] == pytest.approx(0.5 * (0.01 + 0.045 * (1 + math.cos(math.pi / 20))))
-    assert lrs[2] == pytest.approx(0.01 + 0.045 * (1 + math.cos(math.pi / 10)))
-    assert lrs[5] == pytest.approx(0.01 + 0.045 * (1 + math.sqrt(0.5)))
-    assert lrs[10] == pytest.approx(0.055)
+    assert lrs[1] == pytest.approx(0.05)  # half-way through the warmup: half of base_lr
+    assert lrs[2] == pytest.approx(0.1)  # warmup done: the cosine starts at base_lr
+    assert lrs[5] == pytest.approx(0.01 + 0.045 * (1 + math.cos(math.pi / 6)))
+    assert lrs[11] == pytest.approx(0.055)  # middle of the cosine
+    assert lrs[19] == pytest.approx(0.01 + 0.045 * (1 + math.cos(math.pi * 17 / 18)))
     assert lrs[20] == pytest.approx(0.01) and lrs[25] == pytest.approx(0.01)
+
+
+def test_cosine_without_warmup_starts_at_iteration_0():
+    cfg = cosine_cfg(20)
+    cfg["schedulers"][0]["use_warmup"] = False
+    lrs = lr_values(build_lr(cfg, 5, epoch_based=False), 21)
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[10] == pytest.approx(0.055)
+    assert lrs[20] == pytest.approx(0.01)
 
 
 def test_cosine_min_lr_and_plateau():
@@ -95,6 +107,22 @@ def test_cosine_min_lr_and_plateau():
     }
     lrs = lr_values(build_lr(cfg, steps_per_epoch=1, epoch_based=True), 4)
     assert lrs == pytest.approx([1.0, 0.6, 0.2, 0.2])  # cosine over the first 2 epochs
+
+
+def test_warmup_cosine_and_plateau():
+    # 6 epochs of 2 iterations, the last epoch at min_lr: warmup over t = 0..1, cosine over
+    # t = 2..9 (8 iterations), min_lr from t = 10
+    cfg = {
+        "base_lr": 1.0,
+        "schedulers": [
+            {"name": "CosineDecay", "max_epochs": 6, "min_lr": 0.2, "last_plateau_epochs": 1},
+            {"name": "LinearWarmup", "start_factor": 0.0, "steps": 2},
+        ],
+    }
+    lrs = lr_values(build_lr(cfg, steps_per_epoch=2, epoch_based=True), 12)
+    assert lrs[:3] == pytest.approx([0.0, 0.5, 1.0])
+    assert lrs[6] == pytest.approx(0.6)
+    assert lrs[10:] == pytest.approx([0.2, 0.2])
 
 
 def test_state_round_trip(tmp_path):

@@ -38,7 +38,7 @@ def test_train_eval_infer(tiny_demo_data, tmp_path):
 
     out = tool("eval.py", "-c", DEMO_CONFIG, "-o", *opts, weights).stdout
     assert "Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]" in out
-    assert "loaded 241" in out  # the weight-load report
+    assert "loaded 204" in out  # the weight-load report
     assert "eval summary: AP@[.5:.95] = " in out and "mAP@0.5 = " in out
 
     infer_out = tmp_path / "infer"
