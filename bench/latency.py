@@ -2,7 +2,8 @@
 off), ONNX Runtime; peak memory and GFLOPs. Writes the section ``latency`` of BENCHMARK.md.
 
     MKL_DEBUG_CPU_TYPE=5 python bench/latency.py [--arch yolov3_mobilenet_v1 faster_rcnn_r50_fpn]
-        [--repeats 5] [--warmup 1] [--threads 2] [--modes eager paddle_mkldnn paddle onnx]
+        [--repeats 5] [--warmup 1] [--threads 2]
+        [--modes eager paddle_mkldnn paddle onnx reference] [--ref-python /tmp/refvenv/bin/python]
 
 Each architecture runs at its standard input size (YOLOv3 608x608, SSD 300x300, the FPN
 detectors 800x1216: a 4:3 photo resized to short side 800, padded to stride 32) on one fixed
@@ -12,7 +13,11 @@ heads and the post-process inside the graph). Weights are seeded random values o
 architecture (no trained weights are reachable offline): the compute is the real one, and the
 NMS sees as many candidates as the thresholds let through. Every (architecture, mode) runs in
 its own process, so "peak RSS" is that mode's own high-water mark (model + runtime).
-GFLOPs = 2 x the multiply-adds of conv and linear layers (``paddle.flops``).
+GFLOPs = 2 x the multiply-adds counted by ``paddle.flops`` (conv, linear, norm layers).
+``reference``: when PaddleDetection 2.6 is installed in its own venv (``bench/oracle.py`` says
+how), its eager eval forward on the same weights (saved from ours: 2.x parameter names) and
+input; eager runs with Paddle's default flags in both. Threads: ``OMP_NUM_THREADS`` and Paddle
+Inference's math-library threads set to ``--threads``; onnxruntime's intra-op threads too.
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shutil
+import re
 import statistics
 import subprocess
 import sys
@@ -84,7 +88,7 @@ REF_PYTHON = "/tmp/refvenv/bin/python"  # bench/oracle.py: how to create it
 # Runs under the reference interpreter (paddledet 2.6): argv = config, weights, inputs.npz,
 # warmup, repeats. Eager eval forward of 2.x's model (its post-process included).
 REFERENCE_SCRIPT = r"""
-import json, resource, statistics, sys, time
+import json, statistics, sys, time
 import numpy as np
 import paddle
 from ppdet.core.workspace import create, load_config
@@ -113,8 +117,8 @@ with paddle.no_grad():
         num = int(out["bbox_num"].numpy().sum())
         times.append(time.perf_counter() - start)
 seconds = statistics.median(times[int(warmup):])
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "detections": num, "peak_rss_mb": rss}))
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()
+print(json.dumps({"seconds": seconds, "detections": num, "peak_rss_mb": int(status[0]) / 1024}))
 """
 DEFAULT_ARCHS = ("yolov3_mobilenet_v1", "ssd_mobilenet_v1", "faster_rcnn_r50_fpn")
 
@@ -208,8 +212,15 @@ def child(mode: str, arch: str, model_dir: str, warmup: int, repeats: int, threa
 
         session = onnx_backend.OnnxSession(Path(model_dir) / "model.onnx", threads=threads)
         seconds, dets = timed(lambda: session.run(feeds)[0].shape[0], warmup, repeats)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "detections": dets, "peak_rss_mb": rss_mb}
+    return {"seconds": seconds, "detections": dets, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include the memory of the
+    parent it was forked from)."""
+    with open("/proc/self/status", encoding="utf-8") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kb / 1024
 
 
 def prepare(arch: str, out: Path) -> dict:
@@ -228,7 +239,10 @@ def prepare(arch: str, out: Path) -> dict:
     (out / "io.json").write_text(json.dumps({"model_file": model_file}))
     paddle.save(model.state_dict(), str(out / "weights.pdparams"))  # for the reference
     np.savez(out / "inputs.npz", **fixed_inputs(h, w))
-    shutil.copy(REPO / "configs" / "_base_" / f"{ARCHS[arch][3]}.yml", out / "reference.yml")
+    base = (REPO / "configs" / "_base_" / f"{ARCHS[arch][3]}.yml").read_text(encoding="utf-8")
+    # our one key 2.x does not know (as in bench/compare_with_paddledet.py)
+    base = re.sub(r"YOLOv3FPN:\n  base_channels: 512\n\n", "", base)
+    (out / "reference.yml").write_text(base, encoding="utf-8")
     onnx_error = ""
     try:
         onnx_backend.convert(out)
@@ -320,7 +334,7 @@ def table(results: dict, args, load: str) -> str:
         rss = max((r.get("peak_rss_mb", 0) for r in ours.values()), default=0)
         dets = sorted({r["detections"] for r in ours.values() if "detections" in r})
         lines.append(
-            f"| {arch} | {h}x{w} | {res['gflops']:.0f} | {cell(modes.get('eager'))} "
+            f"| {arch} | {h}x{w} | {res['gflops']:.1f} | {cell(modes.get('eager'))} "
             f"| {cell(modes.get('paddle_mkldnn'))} | {cell(modes.get('paddle'))} "
             f"| {cell(modes.get('onnx')) if not res['onnx_error'] else 'does not convert'} "
             f"| {speedup} | {rss:.0f} MB | {'/'.join(map(str, dets))} "
@@ -353,9 +367,6 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.child:
-        import paddle
-
-        paddle.set_flags({"FLAGS_use_mkldnn": args.child[0] != "paddle"})
         print(json.dumps(child(*args.child, args.warmup, args.repeats, args.threads)))
         return
 

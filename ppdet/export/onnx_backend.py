@@ -173,7 +173,10 @@ def convert(model_dir: str | Path, opset: int | None = None, timeout: float = 18
             raise OnnxError(_failure_message(model_dir, arch, program, done))
         _fix_nms_score_gather(tmp)
         try:
-            _require("onnxruntime").InferenceSession(tmp, providers=["CPUExecutionProvider"])
+            ort = _require("onnxruntime")
+            options = ort.SessionOptions()
+            options.log_severity_level = 3  # errors only
+            ort.InferenceSession(tmp, options, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise OnnxError(
                 f"{model_dir} ({arch}) does not convert to ONNX: onnxruntime rejects the "
