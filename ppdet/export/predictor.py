@@ -18,6 +18,7 @@ the Paddle model with paddle2onnx on first use, ``onnx_backend.py``).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -92,10 +93,13 @@ class Predictor:
                 )
         if backend == "paddle":
             return PaddleSession(*files, threads=threads, device=device, use_tensorrt=use_tensorrt)
-        try:
-            from . import onnx_backend
-        except ImportError as e:
-            raise BackendError(f"backend onnx is not available in this ppdet: {e}") from None
+        if importlib.util.find_spec(f"{__package__}.onnx_backend") is None:
+            raise BackendError(
+                "backend onnx: not available in this ppdet (no ppdet/export/onnx_backend.py); "
+                "use backend paddle"
+            )
+        from . import onnx_backend
+
         onnx_path = self.model_dir / "model.onnx"
         if not onnx_path.is_file():
             onnx_path = onnx_backend.convert(self.model_dir)
