@@ -109,6 +109,9 @@ class PaddleSession:
             config.set_cpu_math_library_num_threads(self.threads)
             if self.use_onednn:
                 config.enable_mkldnn()
+                # Paddle 3.1.1's pass fuses an unsqueeze into the op before it and loses the axis
+                # (the mask paste then fails with a broadcast error); without it all graphs run
+                config.delete_pass("operator_unsqueeze_onednn_fuse_pass")
             else:
                 config.disable_mkldnn()
         try:
@@ -125,8 +128,8 @@ class PaddleSession:
         except RuntimeError as e:
             if not self.use_onednn:
                 raise
-            # Paddle 3.1.1's oneDNN lowering fails on some graphs (the R-CNN family's: a bare
-            # std::exception while building the program); the same graph runs without oneDNN
+            # a safety net: Paddle 3.1.1's oneDNN kernels have failed on graphs the plain CPU
+            # kernels run (e.g. a slice with an empty result, now avoided in ppdet/ops/roi.py)
             logger.warning(
                 "%s: Paddle Inference cannot run this model with oneDNN (%s); running it "
                 "without oneDNN",

@@ -34,6 +34,7 @@ def test_exported_model_equals_eager(name, photos, tmp_path):
     eager, _ = EagerPredictor(cfg, "", model=model).predict(images)
     predictor = Predictor(out, threads=1)
     exported = predictor(images)
+    assert predictor.session.use_onednn  # ran with oneDNN, no fallback
     assert [r["im_file"] for r in exported] == [*photos, None]
     assert all(len(r["bbox"]) > 0 for r in eager)  # a real comparison
     assert assert_same_detections(eager, exported) >= 3 * min(10, *(len(r["bbox"]) for r in eager))
