@@ -15,6 +15,12 @@ Two layouts: dense (every image has the same N candidate boxes, shared by all cl
 per-RoI (R-CNN: the RoIs of all images stacked, ``rois_num`` per image, one box per
 class and RoI).
 tests/modeling/test_nms.py checks this behaviour against a plain numpy implementation.
+
+In a traced (static) graph the dense layout applies step 2 itself, as a per-class top-k mask
+of the scores, and hands the kernel a ``nms_top_k`` that never binds: the same detections in
+Paddle, and an ONNX conversion that keeps them (paddle2onnx maps ``nms_top_k`` to
+NonMaxSuppression's per-class output limit, applied after the suppression, and reads -1 as
+"no boxes"; ``ppdet/export/onnx_backend.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import paddle
 from paddle import _C_ops
 
 __all__ = ["multiclass_nms"]
+
+UNBOUNDED_TOP_K = 2**31 - 1  # a per-class top-k larger than any box count
 
 
 def multiclass_nms(
@@ -48,6 +56,10 @@ def multiclass_nms(
     """
     if rois_num is not None:
         rois_num = rois_num.astype("int32")
+    elif not paddle.in_dynamic_mode():  # traced: see the module docstring
+        if nms_top_k > 0:
+            scores = _keep_top_k_scores(scores, nms_top_k)
+        nms_top_k = UNBOUNDED_TOP_K
     # empty inputs (no boxes) are fine: the kernel returns [0, 6] and zero counts
     detections, _index, num = _C_ops.multiclass_nms3(
         boxes,
@@ -62,3 +74,12 @@ def multiclass_nms(
         int(background_label),
     )
     return detections, num
+
+
+def _keep_top_k_scores(scores: paddle.Tensor, k: int) -> paddle.Tensor:
+    """scores [B, C, N] with every score below its class's k-th highest set to 0 (not above
+    any score threshold, so such boxes are dropped at step 1): step 2 before step 1, the same
+    boxes survive both (ties at the k-th score aside)."""
+    k = paddle.minimum(paddle.full([1], k, "int64"), paddle.shape(scores)[2:3].astype("int64"))
+    kth = paddle.topk(scores, k, axis=-1)[0][:, :, -1:]
+    return paddle.where(scores >= kth, scores, paddle.zeros_like(scores))
