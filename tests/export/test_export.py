@@ -4,6 +4,8 @@ through the same preprocessing; ``infer_cfg.yml`` round-trips."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import yaml
@@ -90,3 +92,28 @@ def test_batch_of_two_images(photos, tmp_path):
     assert len(predictor.timings["inference"]) == 2  # batches [2, 1]
     assert_same_detections(eager, exported)
     np.testing.assert_array_equal(exported[0]["bbox"], exported[2]["bbox"])
+
+
+HAVE_ONNX = all(importlib.util.find_spec(m) for m in ("paddle2onnx", "onnxruntime"))
+
+
+@pytest.mark.skipif(
+    not HAVE_ONNX, reason='the onnx extra is not installed (pip install "ppdet[onnx]")'
+)
+def test_onnx_backend_through_the_predictor(photos, tmp_path):
+    """backend="onnx" converts on first use and gives the Paddle backend's detections; an
+    R-CNN says in one line that it does not convert."""
+    from ppdet.errors import PpdetError
+
+    cfg = tiny_config("ssd")
+    out = export_model(cfg, "", tmp_path / "ssd", model=tiny_model(cfg))
+    paddle_results = Predictor(out, threads=1)(photos)
+    onnx_results = Predictor(out, backend="onnx", threads=1)(photos)
+    assert (out / "model.onnx").is_file()
+    assert assert_same_detections(paddle_results, onnx_results) > 0
+
+    cfg = tiny_config("faster_rcnn")
+    out = export_model(cfg, "", tmp_path / "rcnn", model=tiny_model(cfg))
+    with pytest.raises(PpdetError) as err:
+        Predictor(out, backend="onnx")
+    assert len(str(err.value).splitlines()) == 1 and "generate_proposals" in str(err.value)
