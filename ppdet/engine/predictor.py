@@ -26,35 +26,43 @@ logger = logging.getLogger(__name__)
 ENCODABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # cv2.imencode formats
 
 
-def list_images(infer_img: str | None = None, infer_dir: str | None = None) -> list[str]:
+def list_images(
+    infer_img: str | None = None,
+    infer_dir: str | None = None,
+    flags: tuple[str, str] = ("--infer_img", "--infer_dir"),
+) -> list[str]:
     """Image paths from ``--infer_img`` (one file) and/or ``--infer_dir`` (a folder: its entries
     named like images, ``image_io.IMAGE_EXTS``, in name order). DataNotFoundError if there are
-    none; files that turn out unreadable are skipped later, one warning each."""
+    none; files that turn out unreadable are skipped later, one warning each. ``flags``: the
+    option names the messages use (deploy/python/infer.py: --image_file, --image_dir)."""
+    file_flag, dir_flag = flags
     images = []
     if infer_img:
         if not os.path.lexists(infer_img):
-            raise DataNotFoundError(f"--infer_img: no such file: {infer_img}")
+            raise DataNotFoundError(f"{file_flag}: no such file: {infer_img}")
         images.append(infer_img)
     if infer_dir:
         if not os.path.isdir(infer_dir):
-            raise DataNotFoundError(f"--infer_dir: no such folder: {infer_dir}")
+            raise DataNotFoundError(f"{dir_flag}: no such folder: {infer_dir}")
         found = list_image_files(infer_dir)
         if not found:
             raise DataNotFoundError(
-                f"--infer_dir: no images ({', '.join(IMAGE_EXTS)}) in {infer_dir}"
+                f"{dir_flag}: no images ({', '.join(IMAGE_EXTS)}) in {infer_dir}"
             )
         images.extend(found)
     if not images:
-        raise DataNotFoundError("no input images: pass --infer_img FILE or --infer_dir FOLDER")
+        raise DataNotFoundError(f"no input images: pass {file_flag} FILE or {dir_flag} FOLDER")
     return images
 
 
 class Predictor:
     """A model in eval mode with strictly loaded weights, the config's test pipeline and the
-    class names that go with the weights.
+    class names that go with the weights: the eager twin of the deployed
+    ``ppdet.export.Predictor``, sharing its preprocessing and result unpacking
+    (``ppdet/export/pipeline.py``).
 
     Args:
-        cfg: the loaded config (``TestReader``; ``TestDataset`` optional, default ImageFolder).
+        cfg: the loaded config (``TestReader``; no dataset is needed).
         weights: a path, URL or zoo name ("" when ``model`` already holds its weights).
         model: a built model to use instead of building one from ``cfg``.
     Attributes:
@@ -64,6 +72,8 @@ class Predictor:
     """
 
     def __init__(self, cfg: dict, weights: str, model: paddle.nn.Layer | None = None) -> None:
+        from ppdet.export.pipeline import Preprocess
+
         self.cfg = cfg
         self.model = model if model is not None else build_model(cfg)
         weights_path = None
@@ -73,58 +83,33 @@ class Predictor:
         self.labels: Labels = resolve_labels(cfg, weights or None, weights_path)
         if self.labels.names:
             logger.info("class names: %s", self.labels.source)
-        self.max_pixels = _decode_limit(cfg)
-        self.skipped: list[str] = []
+        self.preprocess = Preprocess(cfg)
+        self.max_pixels = self.preprocess.max_pixels
 
-    def predict(self, images: list[str]) -> tuple[list[dict], list[str]]:
-        """Detections for the image files ``images`` (e.g. from ``list_images``), one entry per
-        readable image: ``[{"im_file", "im_id", "bbox": [n, 6]}]`` (class,
-        score, x1, y1, x2, y2 in pixels of the image as shown: EXIF rotation applied) and the
-        label list. Unreadable images are left out (``self.skipped``).
+    @property
+    def skipped(self) -> list[str]:
+        return self.preprocess.skipped
+
+    def predict(self, images: list) -> tuple[list[dict], list[str]]:
+        """Detections for ``images`` (file paths, e.g. from ``list_images``, or H x W x 3 BGR
+        uint8 arrays), one entry per readable image: ``[{"im_file", "im_id", "bbox": [n, 6]}]``
+        (class, score, x1, y1, x2, y2 in pixels of the image as shown: EXIF rotation applied;
+        ``im_id`` = position in ``images``) and the label list. Unreadable images are left out
+        (``self.skipped``).
 
         When the model returns ``mask`` ([N, H_max, W_max], see ``Detector.postprocess``) each
         entry also has ``"mask"``: uint8 [n, H, W] in the image's original size.
         """
-        from ppdet.data.datasets import ImageFolder
-        from ppdet.data.loader import build_dataset, build_loader
-        from ppdet.evaluation.coco_eval import split_masks
-        from ppdet.modeling.postprocess import original_size
+        from ppdet.export.pipeline import unpack_results
 
-        has_section = self.cfg.get("TestDataset") is not None
-        dataset = build_dataset(self.cfg, "test") if has_section else ImageFolder()
-        dataset.set_mode("test")
-        dataset.set_files(images)
-        loader = build_loader(self.cfg, "test", dataset)
-        id_to_file = {int(r["im_id"][0]): r["im_file"] for r in dataset.records}
         results = []
+        total = -(-len(images) // self.preprocess.batch_size)
+        batches = self.preprocess(images)
         with paddle.no_grad():
-            for batch in tqdm(loader, desc="infer", unit="batch", leave=False):
-                out = self.model.predict(batch)
-                bbox = out["bbox"].numpy().reshape(-1, 6)
-                counts = out["bbox_num"].numpy().reshape(-1)
-                masks = None
-                if out.get("mask") is not None:
-                    sizes = original_size(batch["im_shape"], batch["scale_factor"])
-                    masks = split_masks(out["mask"], counts, sizes)
-                start = 0
-                for b, (im_id, n) in enumerate(zip(batch["im_id"].numpy().reshape(-1), counts)):
-                    rows = bbox[start : start + int(n)]
-                    start += int(n)
-                    result = {"im_file": id_to_file[int(im_id)], "im_id": int(im_id), "bbox": rows}
-                    if masks is not None:
-                        result["mask"] = masks[b]
-                    results.append(result)
-        self.skipped = list(loader.skipped_in_pass)
+            for batch, items in tqdm(batches, desc="infer", unit="batch", total=total, leave=False):
+                out = self.model.predict({k: paddle.to_tensor(v) for k, v in batch.items()})
+                results.extend(unpack_results(out, batch, items))
         return results, list(self.labels.names)
-
-
-def _decode_limit(cfg: dict) -> int:
-    from ppdet.config.readers import reader_spec
-
-    for op in reader_spec(cfg, "TestReader").sample_transforms:
-        if op.name == "Decode":
-            return int(op.kwargs.get("max_pixels", DEFAULT_MAX_PIXELS))
-    return DEFAULT_MAX_PIXELS
 
 
 def save_visualizations(

@@ -133,13 +133,11 @@ def _output_names(model: nn.Layer, image_shape: list[int]) -> tuple[str, ...]:
 def _capture_constants(graph: InferenceGraph, static_forward) -> None:
     """Tensors the trace captured that are no parameter or buffer (e.g. anchor templates built
     once as eager tensors) become buffers of ``graph``, so ``paddle.jit.save`` stores them."""
-    known = {id(v) for v in graph.state_dict().values()}
+    known = {v.name for v in graph.state_dict().values()}
     params = static_forward.concrete_program.parameters
-    tensors = params[0] if isinstance(params, tuple) else params
+    tensors = params[0] if isinstance(params, tuple) else params  # PIR: (tensors, values)
     for i, tensor in enumerate(tensors):
-        if id(tensor) not in known and tensor.name not in {
-            v.name for v in graph.state_dict().values()
-        }:
+        if tensor.name not in known:
             graph.register_buffer(f"_captured_{i}", tensor, persistable=True)
 
 

@@ -149,7 +149,7 @@ def unpack_results(
     masks = None
     if outputs.get("mask") is not None:
         sizes = original_sizes(batch["im_shape"], batch["scale_factor"])
-        masks = split_masks(as_numpy(outputs["mask"]), counts, sizes)
+        masks = split_masks(outputs["mask"], counts, sizes)  # array, tensor or per-image list
     results, start = [], 0
     for b, (item, n) in enumerate(zip(items, counts.tolist())):
         result = {

@@ -40,11 +40,13 @@ def roi_align(
     if not paddle.in_dynamic_mode():
         # A static graph: Paddle 3.1's kernel gives a 0-d result for an empty RoI list coming
         # from distribute_fpn_proposals (an FPN level without RoIs), so one dummy RoI (of the
-        # last image) is appended and its row dropped.
+        # last image) is appended and its row dropped, by a gather: Paddle Inference's oneDNN
+        # slice kernel fails on an empty result.
         batch = paddle.shape(rois_num)[0]
         last = (paddle.arange(batch) == batch - 1).astype("int32")  # [B]
         padded = paddle.concat([rois, paddle.zeros([1, 4], rois.dtype)])
-        out = vops.roi_align(feat, padded, rois_num + last, output_size, **kw)[:-1]
+        out = vops.roi_align(feat, padded, rois_num + last, output_size, **kw)  # [R + 1, C, s, s]
+        out = paddle.gather(out, paddle.arange(paddle.shape(rois)[0]))  # [R, C, s, s]
     elif rois.shape[0] == 0:
         out = paddle.zeros([0, feat.shape[1], output_size, output_size], feat.dtype)
     else:
