@@ -18,7 +18,6 @@ the Paddle model with paddle2onnx on first use, ``onnx_backend.py``).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import time
@@ -93,16 +92,9 @@ class Predictor:
                 )
         if backend == "paddle":
             return PaddleSession(*files, threads=threads, device=device, use_tensorrt=use_tensorrt)
-        if importlib.util.find_spec(f"{__package__}.onnx_backend") is None:
-            raise BackendError(
-                "backend onnx: not available in this ppdet (no ppdet/export/onnx_backend.py); "
-                "use backend paddle"
-            )
-        from . import onnx_backend
+        from . import onnx_backend  # says how to install the onnx extra when it is missing
 
-        onnx_path = self.model_dir / "model.onnx"
-        if not onnx_path.is_file():
-            onnx_path = onnx_backend.convert(self.model_dir)
+        onnx_path = onnx_backend.onnx_model(self.model_dir)  # (re)converted when stale
         return onnx_backend.OnnxSession(onnx_path, threads)
 
     @property
