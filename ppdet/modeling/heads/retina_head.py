@@ -229,8 +229,11 @@ class BoxLoss:
       ``losses.iou_loss.box_iou_loss`` between the decoded predicted box and its gt box
       (pixels; the decode clips dw/dh like inference, so the loss and its gradient stay finite).
 
-    The head sums the per-anchor losses over the positives and divides by their number (so a
-    ``reduction`` key is refused: it is the head's).
+    ``loss_bbox: GIoULoss`` (a name, its arguments in a top-level ``GIoULoss:`` section) works
+    too; a config then replaces the base config's mapping instead of merging into it (a merged
+    ``beta`` of the smooth-L1 base would be refused). The head sums the per-anchor losses over
+    the positives and divides by their number (so a ``reduction`` key is refused, and the
+    reduction of a built loss is not used).
 
     per_anchor(deltas [P, 4], anchors [P, 4], gt_boxes [P, 4], weights) -> [P].
     """
@@ -238,7 +241,13 @@ class BoxLoss:
     IOU_LOSSES = {"IoULoss": IoULoss, "GIoULoss": GIoULoss, "DIouLoss": DIouLoss}
     NAMES = ("SmoothL1Loss", *IOU_LOSSES)
 
-    def __init__(self, spec: dict | None = None, key: str = "RetinaHead.loss_bbox"):
+    def __init__(self, spec: dict | IoULoss | None = None, key: str = "RetinaHead.loss_bbox"):
+        if isinstance(spec, IoULoss):  # built from its own section (``loss_bbox: GIoULoss``)
+            self.name, self.mode, self.beta = type(spec).__name__, spec.mode, 0.0
+            self.loss_weight, self.eps = spec.loss_weight, spec.eps
+            return
+        if not isinstance(spec, (dict, type(None))):
+            raise ValueError(f"{key}: expected a mapping {{name: ..., ...}} or a loss name")
         spec = dict(spec or {})
         name = spec.pop("name", "SmoothL1Loss")
         if name not in self.NAMES:
@@ -321,7 +330,7 @@ class RetinaHead(nn.Layer):
         anchor_generator: dict | None = None,
         bbox_assigner: dict | None = None,
         loss_class: nn.Layer | None = None,
-        loss_bbox: dict | None = None,
+        loss_bbox: dict | IoULoss | None = None,
         nms: nn.Layer | None = None,
         prior_prob: float = 0.01,
         nms_pre: int = 1000,
@@ -381,6 +390,8 @@ class RetinaHead(nn.Layer):
         for key in ("loss_class", "nms"):
             if key in args:
                 args[key] = build(args[key])
+        if isinstance(args.get("loss_bbox"), str):  # a registered loss's section
+            args["loss_bbox"] = build(args["loss_bbox"])
         return cls(**args)
 
     def forward(
