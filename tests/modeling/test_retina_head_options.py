@@ -174,6 +174,13 @@ def test_giou_head_loss_and_stitcher_split():
     losses["loss"].backward()
 
 
+def test_loss_bbox_by_name():
+    model = tiny_model(["RetinaHead.loss_bbox=SmoothL1Loss"])
+    assert not model.head.box_loss.on_boxes and model.head.box_loss.beta == 0.0
+    model = tiny_model(["RetinaHead.loss_bbox=GIoULoss", "GIoULoss.loss_weight=2.0"])
+    assert model.head.box_loss.mode == "giou" and model.head.box_loss.loss_weight == 2.0
+
+
 def test_head_norm_from_config_trains():
     model = tiny_model(["RetinaHead.conv_feat.norm_type=gn", "RetinaHead.loss_bbox=GIoULoss"])
     assert isinstance(model.head.conv_feat.fcos_head_cls_tower_conv_0.norm, paddle.nn.GroupNorm)

@@ -229,8 +229,8 @@ class BoxLoss:
       ``losses.iou_loss.box_iou_loss`` between the decoded predicted box and its gt box
       (pixels; the decode clips dw/dh like inference, so the loss and its gradient stay finite).
 
-    ``loss_bbox: GIoULoss`` (a name, its arguments in a top-level ``GIoULoss:`` section) works
-    too; a config then replaces the base config's mapping instead of merging into it (a merged
+    ``loss_bbox: GIoULoss`` (a name, its arguments in a top-level ``GIoULoss:`` section;
+    ``loss_bbox: SmoothL1Loss`` is smooth L1 with beta 0 and weight 1) works too; a config then replaces the base config's mapping instead of merging into it (a merged
     ``beta`` of the smooth-L1 base would be refused). The head sums the per-anchor losses over
     the positives and divides by their number (so a ``reduction`` key is refused, and the
     reduction of a built loss is not used).
@@ -390,7 +390,9 @@ class RetinaHead(nn.Layer):
         for key in ("loss_class", "nms"):
             if key in args:
                 args[key] = build(args[key])
-        if isinstance(args.get("loss_bbox"), str):  # a registered loss's section
+        if args.get("loss_bbox") == "SmoothL1Loss":  # not a registered class: its defaults
+            args["loss_bbox"] = {"name": "SmoothL1Loss"}
+        elif isinstance(args.get("loss_bbox"), str):  # a registered loss's section
             args["loss_bbox"] = build(args["loss_bbox"])
         return cls(**args)
 
