@@ -5,8 +5,10 @@ sizes (ResNet-18, 32 channels, one tower conv, 64-96 px images) so each takes se
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import paddle
 import pytest
 
@@ -111,6 +113,10 @@ def tiny_options(path: str, data_dir: str) -> list[str]:
 
 
 def first_batch(cfg) -> dict:
+    """The first training batch, the same whatever ran before (augmentation draws from
+    np.random)."""
+    np.random.seed(0)
+    random.seed(0)
     dataset = build_dataset(cfg, "train")
     loader = build_loader(cfg, "train", dataset)
     return next(iter(loader))
@@ -124,4 +130,4 @@ def test_recipe_builds_and_trains(rel, tiny_demo_data):
     model = ppdet.build_model(cfg)
     batch = first_batch(cfg)
     assert max(batch["image"].shape[2:]) <= 128  # the shrunk pipeline ran
-    assert_loss_drops(train_steps(model, batch, steps=6, lr=2e-3)["loss"], factor=0.8)
+    assert_loss_drops(train_steps(model, batch, steps=8, lr=2e-3)["loss"], factor=0.8)

@@ -216,6 +216,10 @@ def test_efficientdet_head_names_shapes_and_per_level_bn():
     assert [x.shape for x in deltas] == [[2, 36, h, w] for h, w in LEVELS]
     assert float(feat.cls_pred_bn_1_0._mean.abs().sum()) > 0  # every level's own BN moved
     assert isinstance(head, RetinaHead)
+    with pytest.raises(ValueError, match="act: unknown 'gelu'"):
+        EfficientDetFeat(act="gelu")
+    with pytest.raises(ValueError, match="level 5 outside"):
+        feat(feats(16)[0], level=5)
 
 
 def test_efficientdet_d0_size_matches_the_paper():

@@ -26,7 +26,7 @@ from paddle.nn.initializer import Constant, TruncatedNormal
 
 from ppdet.config.registry import register
 from ppdet.modeling.heads.retina_head import RetinaHead
-from ppdet.modeling.layers.conv_norm import activate
+from ppdet.modeling.layers.conv_norm import ACTIVATIONS, activate
 from ppdet.modeling.layers.norms import NORM_TYPES, build_norm, fit_num_groups
 
 __all__ = ["EfficientDetFeat", "EfficientDetHead", "SeparableConv"]
@@ -103,7 +103,8 @@ class EfficientDetFeat(nn.Layer):
                 f"EfficientDetFeat.norm_type: unknown {norm_type!r}; accepted: null, "
                 f"{', '.join(NORM_TYPES)}"
             )
-        activate(paddle.zeros([1]), act)  # refuses an unknown activation
+        if act not in ACTIVATIONS:
+            raise ValueError(f"EfficientDetFeat.act: unknown {act!r}; accepted: {ACTIVATIONS}")
         feat_out = feat_out if repeat else feat_in
         self.feat_in, self.feat_out, self.repeat, self.act = feat_in, feat_out, repeat, act
         self.num_levels = num_levels
