@@ -1,15 +1,20 @@
-"""Parameters and multiply-adds of EfficientNet-B0 and of the EfficientDet-D0 parts built so
-far, printed next to the published figures.
+"""EfficientDet-D0: parameters and multiply-adds of each part and of the whole detector,
+printed next to the published figures, and the network's exported CPU latency at 512.
 
-    .venv/bin/python bench/efficientdet.py [--size 512]
+    MKL_DEBUG_CPU_TYPE=5 python bench/efficientdet.py [--size 512] [--repeat 5] [--no-export]
+        [--write]
 
 Published: EfficientNet-B0 5.3M parameters and 0.39B FLOPs at 224 x 224 with its ImageNet
 classifier (Tan & Le 2019, Table 2); EfficientDet-D0 3.9M parameters and 2.5B FLOPs at
 512 x 512 (Tan et al. 2020, Table 2). Both papers' "FLOPs" are multiply-adds; here GMACs are
-counted with forward hooks on the convolutions and linear layers (pooling, activations and
-element-wise sums are not counted). Parameters are learnable ones (BN running statistics
-excluded). The EfficientDet class/box heads are not built yet, so the D0 row covers backbone +
-BiFPN only and says so.
+counted with forward hooks on the convolutions and linear layers (pooling, activations,
+norms and element-wise sums are not counted). Parameters are learnable ones (BN running
+statistics excluded). The detector is ``configs/efficientdet/efficientdet_d0_coco.yml``.
+
+Latency: median of ``--repeat`` runs (batch 1, after a warm-up) of the network (backbone,
+BiFPN, class/box nets: the raw outputs, without anchor decoding and NMS), eager and exported
+with ``paddle.jit.save`` and run by Paddle Inference (oneDNN, ``--threads`` threads).
+``--write`` puts the table into BENCHMARK.md (section ``efficientdet``).
 """
 
 from __future__ import annotations
@@ -25,19 +30,18 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from paddle import nn  # noqa: E402
 
+import ppdet  # noqa: E402
+from bench.backbones import time_eager, time_exported  # noqa: E402
+from bench.report import machine, write_section  # noqa: E402
 from ppdet.modeling.backbones import EfficientNet  # noqa: E402
-from ppdet.modeling.necks import BiFPN  # noqa: E402
 
+CONFIG = os.path.join(REPO, "configs", "efficientdet", "efficientdet_d0_coco.yml")
 IMAGENET_CLASSES = 1000
 HEAD_CHANNELS = 1280  # EfficientNet-B0's 1x1 head conv before the classifier
 
 
 def learnable_params(layer: nn.Layer) -> int:
-    return sum(
-        int(np.prod(p.shape))
-        for name, p in layer.named_parameters()
-        if not name.endswith(("_mean", "_variance"))
-    )
+    return sum(int(np.prod(p.shape)) for p in layer.parameters() if not p.stop_gradient)
 
 
 def gmacs(layer: nn.Layer, inputs) -> float:
@@ -79,75 +83,103 @@ class ImageNetClassifier(nn.Layer):
         return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-class BackboneAndNeck(nn.Layer):
-    def __init__(self, backbone: nn.Layer, neck: nn.Layer):
+class Network(nn.Layer):
+    """image [1, 3, S, S] -> the head's raw outputs (class logits and deltas of every level)."""
+
+    def __init__(self, detector: nn.Layer, upto: str = "head"):
         super().__init__()
-        self.backbone, self.neck = backbone, neck
+        self.detector, self.upto = detector, upto
 
     def forward(self, image):
-        return self.neck(self.backbone(image))
+        feats = self.detector.backbone(image)
+        if self.upto == "backbone":
+            return feats
+        feats = self.detector.neck(feats)
+        if self.upto == "neck":
+            return feats
+        cls_logits, deltas = self.detector.head(feats)
+        return cls_logits + deltas
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="EfficientDet-D0 input side")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs (median)")
+    parser.add_argument("--threads", type=int, default=2, help="Paddle Inference CPU threads")
+    parser.add_argument("--no-export", action="store_true", help="skip the latency runs")
+    parser.add_argument("--write", action="store_true", help="write BENCHMARK.md's section")
     args = parser.parse_args()
     paddle.seed(0)
 
-    backbone = EfficientNet("b0")
-    backbone.eval()
-    classifier = ImageNetClassifier(backbone)
+    classifier = ImageNetClassifier(EfficientNet("b0"))
     classifier.eval()
-    bifpn = BiFPN(backbone.out_channels, 64, num_stacks=3)
-    det = BackboneAndNeck(backbone, bifpn)
+    det = ppdet.build_model(ppdet.load_config(CONFIG))
     det.eval()
     x224 = paddle.zeros([1, 3, 224, 224])
     xdet = paddle.zeros([1, 3, args.size, args.size])
-
+    upto = {k: Network(det, k) for k in ("backbone", "neck", "head")}
+    macs = {k: gmacs(net, xdet) for k, net in upto.items()}
+    size = str(args.size)
     rows = [
         (
             "EfficientNet-B0 + ImageNet classifier",
             "224",
             learnable_params(classifier),
             gmacs(classifier, x224),
-            "5.3M params, 0.39B FLOPs",
+            "5.3M, 0.39B",
         ),
         (
             "EfficientNet-B0 backbone (C3-C5)",
-            "224",
-            learnable_params(backbone),
-            gmacs(backbone, x224),
-            "-",
-        ),
-        (
-            "EfficientNet-B0 backbone (C3-C5)",
-            str(args.size),
-            learnable_params(backbone),
-            gmacs(backbone, xdet),
+            size,
+            learnable_params(det.backbone),
+            macs["backbone"],
             "-",
         ),
         (
             "BiFPN (64 ch, 3 stacks, P3-P7)",
-            str(args.size),
-            learnable_params(bifpn),
-            gmacs(det, xdet) - gmacs(backbone, xdet),
+            size,
+            learnable_params(det.neck),
+            macs["neck"] - macs["backbone"],
             "-",
         ),
         (
-            "EfficientDet-D0 without class/box heads",
-            str(args.size),
-            learnable_params(det),
-            gmacs(det, xdet),
-            "3.9M params, 2.5B FLOPs (whole D0)",
+            "class + box nets (3 separable convs)",
+            size,
+            learnable_params(det.head),
+            macs["head"] - macs["neck"],
+            "-",
         ),
+        ("EfficientDet-D0 (whole)", size, learnable_params(det), macs["head"], "3.9M, 2.5B"),
     ]
-    print(f"{'model':42s} {'input':>5s} {'params':>9s} {'GMACs':>7s}   published")
-    for name, size, params, macs, published in rows:
-        print(f"{name:42s} {size:>5s} {params / 1e6:8.3f}M {macs:7.3f}   {published}")
-    print(
-        "EfficientDet-D0's class and box heads are not built yet (second phase); its total "
-        "cannot be measured here."
-    )
+    lines = [
+        "| part | input | params (M) | GMACs | published (params, FLOPs = multiply-adds) |",
+        "|---|---|---|---|---|",
+    ]
+    print(f"{'model':40s} {'input':>5s} {'params':>9s} {'GMACs':>7s}   published")
+    for name, sz, params, gm, published in rows:
+        print(f"{name:40s} {sz:>5s} {params / 1e6:8.3f}M {gm:7.3f}   {published}")
+        lines.append(f"| {name} | {sz} | {params / 1e6:.3f} | {gm:.3f} | {published} |")
+    latency = ""
+    if not args.no_export:
+        net = upto["head"]
+        eager = time_eager(net, xdet, args.repeat)
+        exported = time_exported(net, xdet.numpy(), args.repeat, args.threads)
+        latency = (
+            f"\nNetwork latency at {args.size} x {args.size} (batch 1, raw head outputs, no "
+            f"decode / NMS; median of {args.repeat}): eager {eager * 1000:.0f} ms, exported "
+            f"(Paddle Inference, oneDNN, {args.threads} threads) {exported * 1000:.0f} ms."
+        )
+        print(latency.strip())
+    if args.write:
+        write_section(
+            "efficientdet",
+            "## EfficientDet-D0: size and latency\n\n"
+            f"`MKL_DEBUG_CPU_TYPE=5 python bench/efficientdet.py --write` on {machine()}.\n"
+            'GMACs count Conv2D/Linear multiply-adds (the papers\' "FLOPs").\n\n'
+            + "\n".join(lines)
+            + "\n"
+            + latency,
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from ppdet.modeling.assigners.max_iou import MaxIoUAssigner
 from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
 from ppdet.modeling.heads.bbox_head import RoIAlign
 from ppdet.modeling.heads.proposal_generator import ProposalGenerator
-from ppdet.modeling.heads.retina_head import RetinaHead
+from ppdet.modeling.heads.retina_head import BoxLoss
 
 from .upstream_compare import (
     ClassInfo,
@@ -60,8 +60,8 @@ def signature_defaults(cls: type, only: tuple[str, ...] | None = None) -> dict:
 
 
 def _smooth_l1_defaults() -> dict:
-    beta, weight = RetinaHead._parse_loss_bbox({})
-    return {"beta": beta, "loss_weight": weight}
+    loss = BoxLoss({})  # RetinaHead's default loss_bbox
+    return {"beta": loss.beta, "loss_weight": loss.loss_weight}
 
 
 # Helper classes our heads build from a mapping argument (not registered), and which argument

@@ -121,8 +121,11 @@ def test_loss_names_and_an_image_without_gt():
     model.train()
     batch = fixed_batch()
     losses = model.losses(batch)
-    assert sorted(losses) == ["loss", "loss_cls", "loss_reg"]
-    assert all(np.isfinite(float(v)) for v in losses.values())
+    assert sorted(losses) == ["loss", "loss_cls", "loss_reg", "reg_loss_by_scale"]
+    assert all(np.isfinite(float(losses[k])) for k in ("loss", "loss_cls", "loss_reg"))
+    split = losses["reg_loss_by_scale"]  # the Stitcher's feedback: sums to loss_reg * num_pos
+    assert sorted(split) == ["large", "medium", "small"]
+    assert all(v.stop_gradient and float(v) >= 0 for v in split.values())
     np.testing.assert_allclose(
         float(losses["loss"]), float(losses["loss_cls"] + losses["loss_reg"]), rtol=1e-6
     )

@@ -10,6 +10,7 @@ from .decode_resize import Decode, Resize
 from .gt_fields import GT_FIELDS, select_gt
 from .normalize import NormalizeImage, Permute
 from .random_resize import RandomResize
+from .scaled_crop import RandomScaledCrop
 
 __all__ = [
     "GT_FIELDS",
@@ -31,6 +32,7 @@ __all__ = [
     "RandomExpand",
     "RandomFlip",
     "RandomResize",
+    "RandomScaledCrop",
     "Resize",
     "read_image",
     "select_gt",

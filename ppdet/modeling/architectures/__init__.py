@@ -1,6 +1,7 @@
 """Architectures: each a ``Detector`` (forward -> raw, loss, postprocess)."""
 
 from .base import Detector  # noqa: F401
+from .efficientdet import EfficientDet  # noqa: F401
 from .retinanet import RetinaNet  # noqa: F401
 from .ssd import SSD  # noqa: F401
 from .two_stage import CascadeRCNN, FasterRCNN, MaskRCNN, TwoStageDetector  # noqa: F401

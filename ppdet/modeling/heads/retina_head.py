@@ -7,9 +7,16 @@ Parameter names are PaddleDetection 2.x's: ``conv_feat.fcos_head_{cls,reg}_tower
 Training (``get_loss``), per image: anchors of all levels are assigned to the real gt boxes by
 ``MaxIoUAssigner``; a positive anchor's class target is the one-hot class of its gt box, a
 negative's is all zeros, an ignored anchor does not count. ``loss_cls`` is the summed sigmoid
-focal loss over positive and negative anchors, ``loss_reg`` the summed smooth-L1 (beta 0: L1)
-between predicted and ``encode_deltas(anchor, gt, weights)`` deltas over the positives; both
-are divided by the number of positives in the batch (at least 1). ``loss`` is their sum.
+focal loss over positive and negative anchors, ``loss_reg`` the summed box loss over the
+positives (``loss_bbox``: by default smooth-L1, beta 0: L1, between predicted and
+``encode_deltas(anchor, gt, weights)`` deltas; or IoU / GIoU / DIoU / CIoU between the decoded
+box and the gt box, see ``BoxLoss``); both are divided by the number of positives in the batch
+(at least 1). ``loss`` is their sum.
+
+Norms (``RetinaFeat.norm_type``): none by default (2.x's names); with a norm, each tower conv
+keeps its weights shared by all levels and is followed by one norm shared by the levels
+(``.norm``, 2.x's FCOSFeat layout) or, with ``norm_per_level``, one norm per level
+(``.norms.{level}``).
 """
 
 from __future__ import annotations
@@ -24,14 +31,17 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, Normal
 
 from ppdet.config.registry import register
+from ppdet.engine.stitcher import losses_by_scale
 from ppdet.modeling.anchors import AnchorGenerator, RetinaAnchorGenerator
 from ppdet.modeling.assigners import MaxIoUAssigner
-from ppdet.modeling.coders.delta_bbox import encode_deltas
+from ppdet.modeling.coders.delta_bbox import decode_deltas, encode_deltas
+from ppdet.modeling.layers.norms import NORM_TYPES, build_norm, fit_num_groups
 from ppdet.modeling.losses.focal_loss import FocalLoss
+from ppdet.modeling.losses.iou_loss import DIouLoss, GIoULoss, IoULoss, box_iou_loss
 from ppdet.modeling.postprocess.bbox import MultiClassNMS
 from ppdet.modeling.postprocess.retina import flatten_level
 
-__all__ = ["RetinaFeat", "RetinaHead"]
+__all__ = ["BoxLoss", "RetinaFeat", "RetinaHead"]
 
 _ANCHOR_GENERATORS = {
     "RetinaAnchorGenerator": RetinaAnchorGenerator,
@@ -53,28 +63,77 @@ def _conv3x3(in_channels: int, out_channels: int, bias: float = 0.0) -> nn.Conv2
 
 
 class _TowerConv(nn.Layer):
-    """One tower layer: ``conv`` then ReLU (the ``.conv`` level keeps 2.x's names)."""
+    """One tower layer: ``conv`` (3x3, bias) -> norm -> ReLU, the conv shared by all levels.
 
-    def __init__(self, in_channels: int, out_channels: int):
+    Sublayers (the checkpoint names): ``conv``; with a norm either ``norm`` (one norm for all
+    levels, PaddleDetection 2.x's ``ConvNormLayer`` layout) or ``norms.{level}`` (one per
+    level). An EvoNorm is its own activation: no ReLU follows it.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        norm_type: str | None = None,
+        num_levels: int = 1,
+        norm_per_level: bool = False,
+        norm_groups: int = 32,
+        norm_decay: float = 0.0,
+    ):
         super().__init__()
         self.conv = _conv3x3(in_channels, out_channels)
+        self.norm_per_level = norm_per_level
+        self.relu = True
+        if norm_type is None:
+            return
+        groups = fit_num_groups(out_channels, norm_groups)
 
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return F.relu(self.conv(x))
+        def make() -> nn.Layer:
+            return build_norm(out_channels, norm_type, norm_decay, num_groups=groups)
+
+        if norm_per_level:
+            self.norms = nn.LayerList([make() for _ in range(num_levels)])
+            self.relu = not getattr(self.norms[0], "fuses_activation", False)
+        else:
+            self.norm = make()
+            self.relu = not getattr(self.norm, "fuses_activation", False)
+
+    def forward(self, x: paddle.Tensor, level: int = 0) -> paddle.Tensor:
+        x = self.conv(x)
+        if self.norm_per_level:
+            if level >= len(self.norms):
+                raise ValueError(
+                    f"RetinaFeat: level {level} but the towers have per-level norms for "
+                    f"{len(self.norms)} levels; set RetinaFeat.num_levels"
+                )
+            x = self.norms[level](x)
+        elif hasattr(self, "norm"):
+            x = self.norm(x)
+        return F.relu(x) if self.relu else x
 
 
 @register("head")
 class RetinaFeat(nn.Layer):
-    """The two conv towers of RetinaNet, shared by all levels.
+    """The two conv towers of RetinaNet; the conv weights are shared by all levels.
 
-    forward(x [B, feat_in, H, W]) -> (cls_feat, reg_feat), each [B, feat_out, H, W]: num_convs
-    3x3 convs with bias, each followed by ReLU, no normalisation.
+    forward(x [B, feat_in, H, W], level=0) -> (cls_feat, reg_feat), each [B, feat_out, H, W]:
+    num_convs 3x3 convs with bias, each followed by the norm (if any) and ReLU (none after an
+    EvoNorm, which includes the activation). ``level`` (0 = the shallowest pyramid level) picks
+    the norm when norms are per level.
 
     Args:
         feat_in, feat_out: channels in and out of every tower (the FPN's out_channel).
         num_convs: layers per tower.
-        norm_type, use_dcn: only null / false (PaddleDetection's RetinaNet configs); other
-            values are refused.
+        norm_type: None (PaddleDetection's RetinaNet: no norm; the parameter names are 2.x's)
+            or a ``build_norm`` type: bn, sync_bn, gn, evonorm_s0, evonorm_b0, sn.
+        norm_per_level: False (default): one norm per tower layer shared by all levels, as
+            2.x's FCOSFeat (``fcos_head_*_tower_conv_{i}.norm``); True: the conv is shared but
+            each level has its own norm (``.norms.{level}``), as EfficientDet's heads, which
+            keeps batch statistics of differently sized levels apart.
+        num_levels: pyramid levels (only read when norm_per_level).
+        norm_groups: groups of gn / evonorm_s0, lowered to a divisor of feat_out.
+        norm_decay: L2 decay of the norm parameters.
+        use_dcn: only false (deformable convs are not implemented).
     """
 
     def __init__(
@@ -84,34 +143,55 @@ class RetinaFeat(nn.Layer):
         num_convs: int = 4,
         norm_type: str | None = None,
         use_dcn: bool = False,
+        norm_per_level: bool = False,
+        num_levels: int = 5,
+        norm_groups: int = 32,
+        norm_decay: float = 0.0,
     ):
         super().__init__()
-        if norm_type is not None or use_dcn:
+        if use_dcn:
             raise ValueError(
-                "RetinaFeat: only norm_type null and use_dcn false are implemented; "
-                "remove them from the RetinaFeat config"
+                "RetinaFeat: use_dcn true is not implemented; remove it from the RetinaFeat config"
+            )
+        if norm_type is not None and norm_type not in NORM_TYPES:
+            raise ValueError(
+                f"RetinaFeat.norm_type: unknown {norm_type!r}; accepted: null, "
+                f"{', '.join(NORM_TYPES)}"
             )
         if num_convs < 1:
             raise ValueError(f"RetinaFeat: num_convs must be >= 1, got {num_convs}")
+        if norm_per_level and num_levels < 1:
+            raise ValueError(f"RetinaFeat: num_levels must be >= 1, got {num_levels}")
         self.feat_in = feat_in
         self.feat_out = feat_out
         self.cls_tower: list[nn.Layer] = []
         self.reg_tower: list[nn.Layer] = []
+        norm_kw = dict(
+            norm_type=norm_type,
+            num_levels=num_levels,
+            norm_per_level=norm_per_level,
+            norm_groups=norm_groups,
+            norm_decay=norm_decay,
+        )
         for i in range(num_convs):
             channels = feat_in if i == 0 else feat_out
             # interleaved like 2.x (cls_0, reg_0, cls_1, ...): the state_dict order
             self.cls_tower.append(
-                self.add_sublayer(f"fcos_head_cls_tower_conv_{i}", _TowerConv(channels, feat_out))
+                self.add_sublayer(
+                    f"fcos_head_cls_tower_conv_{i}", _TowerConv(channels, feat_out, **norm_kw)
+                )
             )
             self.reg_tower.append(
-                self.add_sublayer(f"fcos_head_reg_tower_conv_{i}", _TowerConv(channels, feat_out))
+                self.add_sublayer(
+                    f"fcos_head_reg_tower_conv_{i}", _TowerConv(channels, feat_out, **norm_kw)
+                )
             )
 
-    def forward(self, x: paddle.Tensor) -> tuple[paddle.Tensor, paddle.Tensor]:
+    def forward(self, x: paddle.Tensor, level: int = 0) -> tuple[paddle.Tensor, paddle.Tensor]:
         cls_feat, reg_feat = x, x
         for cls_conv, reg_conv in zip(self.cls_tower, self.reg_tower):
-            cls_feat = cls_conv(cls_feat)
-            reg_feat = reg_conv(reg_feat)
+            cls_feat = cls_conv(cls_feat, level)
+            reg_feat = reg_conv(reg_feat, level)
         return cls_feat, reg_feat
 
 
@@ -139,6 +219,81 @@ def _smooth_l1(diff: paddle.Tensor, beta: float) -> paddle.Tensor:
     return paddle.where(absdiff < beta, 0.5 * absdiff * absdiff / beta, absdiff - 0.5 * beta)
 
 
+class BoxLoss:
+    """The regression loss of a positive anchor, chosen by ``loss_bbox``.
+
+    - ``{name: SmoothL1Loss, beta: 0.0, loss_weight: 1.0}`` (PaddleDetection 2.x's RetinaNet):
+      smooth L1 (beta 0: L1) between predicted and target deltas, summed over the 4 deltas.
+    - ``{name: IoULoss, mode: iou|giou|diou|ciou, loss_weight, eps}``, ``{name: GIoULoss,
+      loss_weight, eps}`` or ``{name: DIouLoss, loss_weight, eps, use_complete_iou_loss}``:
+      ``losses.iou_loss.box_iou_loss`` between the decoded predicted box and its gt box
+      (pixels; the decode clips dw/dh like inference, so the loss and its gradient stay finite).
+
+    ``loss_bbox: GIoULoss`` (a name, its arguments in a top-level ``GIoULoss:`` section;
+    ``loss_bbox: SmoothL1Loss`` is smooth L1 with beta 0 and weight 1) works too; a config then replaces the base config's mapping instead of merging into it (a merged
+    ``beta`` of the smooth-L1 base would be refused). The head sums the per-anchor losses over
+    the positives and divides by their number (so a ``reduction`` key is refused, and the
+    reduction of a built loss is not used).
+
+    per_anchor(deltas [P, 4], anchors [P, 4], gt_boxes [P, 4], weights) -> [P].
+    """
+
+    IOU_LOSSES = {"IoULoss": IoULoss, "GIoULoss": GIoULoss, "DIouLoss": DIouLoss}
+    NAMES = ("SmoothL1Loss", *IOU_LOSSES)
+
+    def __init__(self, spec: dict | IoULoss | None = None, key: str = "RetinaHead.loss_bbox"):
+        if isinstance(spec, IoULoss):  # built from its own section (``loss_bbox: GIoULoss``)
+            self.name, self.mode, self.beta = type(spec).__name__, spec.mode, 0.0
+            self.loss_weight, self.eps = spec.loss_weight, spec.eps
+            return
+        if not isinstance(spec, (dict, type(None))):
+            raise ValueError(f"{key}: expected a mapping {{name: ..., ...}} or a loss name")
+        spec = dict(spec or {})
+        name = spec.pop("name", "SmoothL1Loss")
+        if name not in self.NAMES:
+            raise ValueError(f"{key}.name: unknown {name!r}; accepted: {', '.join(self.NAMES)}")
+        if "reduction" in spec:
+            raise ValueError(
+                f"{key}.reduction: the head sums over positive anchors and divides by their "
+                "number; remove reduction"
+            )
+        self.name = name
+        if name == "SmoothL1Loss":
+            beta = spec.pop("beta", 0.0)
+            weight = spec.pop("loss_weight", 1.0)
+            if spec:
+                raise ValueError(
+                    f"{key}: unknown key(s) {sorted(spec)} for SmoothL1Loss; accepted: beta, "
+                    "loss_weight"
+                )
+            self.mode, self.beta, self.loss_weight, self.eps = None, float(beta), float(weight), 0.0
+            return
+        try:
+            built = self.IOU_LOSSES[name](**spec)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{key}: {e}") from None
+        self.mode, self.beta = built.mode, 0.0
+        self.loss_weight, self.eps = built.loss_weight, built.eps
+
+    @property
+    def on_boxes(self) -> bool:
+        """True for the IoU family (decoded boxes), False for smooth L1 (deltas)."""
+        return self.mode is not None
+
+    def per_anchor(
+        self,
+        deltas: paddle.Tensor,
+        anchors: paddle.Tensor,
+        gt_boxes: paddle.Tensor,
+        weights: Sequence[float],
+    ) -> paddle.Tensor:
+        if self.on_boxes:
+            pred = decode_deltas(deltas, anchors, weights)  # [P, 4] pixels
+            return self.loss_weight * box_iou_loss(pred, gt_boxes, self.mode, self.eps)
+        target = encode_deltas(anchors, gt_boxes, weights)  # [P, 4]
+        return self.loss_weight * _smooth_l1(deltas - target, self.beta).sum(axis=-1)
+
+
 @register("head")
 class RetinaHead(nn.Layer):
     """RetinaNet head (module docstring: naming, training).
@@ -156,7 +311,8 @@ class RetinaHead(nn.Layer):
         bbox_assigner: ``{name: MaxIoUAssigner, positive_overlap, negative_overlap,
             allow_low_quality}``.
         loss_class: ``FocalLoss``.
-        loss_bbox: ``{name: SmoothL1Loss, beta, loss_weight}`` (beta 0 = L1).
+        loss_bbox: ``{name: SmoothL1Loss, beta, loss_weight}`` (beta 0 = L1, the default) or an
+            IoU-family loss on decoded boxes (``BoxLoss``), e.g. ``{name: GIoULoss}``.
         nms: ``MultiClassNMS`` (score_threshold 0.05, nms_top_k 1000, keep_top_k 100, IoU 0.5).
         prior_prob: initial foreground probability of every class logit (bias init).
         nms_pre: anchors kept per level before NMS (by best class score).
@@ -165,6 +321,7 @@ class RetinaHead(nn.Layer):
     """
 
     __shared__ = ["num_classes"]
+    FEAT = "RetinaFeat"  # the registered towers a config builds when conv_feat is not given
 
     def __init__(
         self,
@@ -173,7 +330,7 @@ class RetinaHead(nn.Layer):
         anchor_generator: dict | None = None,
         bbox_assigner: dict | None = None,
         loss_class: nn.Layer | None = None,
-        loss_bbox: dict | None = None,
+        loss_bbox: dict | IoULoss | None = None,
         nms: nn.Layer | None = None,
         prior_prob: float = 0.01,
         nms_pre: int = 1000,
@@ -184,7 +341,7 @@ class RetinaHead(nn.Layer):
         if not 0 < prior_prob < 1:
             raise ValueError(f"RetinaHead: prior_prob must be in (0, 1), got {prior_prob}")
         self.num_classes = num_classes
-        self.conv_feat = RetinaFeat(feat_in=in_channels[0]) if conv_feat is None else conv_feat
+        self.conv_feat = self.default_feat(in_channels[0]) if conv_feat is None else conv_feat
         self.anchor_generator = _build_plain(
             anchor_generator or {}, _ANCHOR_GENERATORS, "RetinaHead.anchor_generator"
         )
@@ -192,7 +349,7 @@ class RetinaHead(nn.Layer):
             bbox_assigner or {}, _ASSIGNERS, "RetinaHead.bbox_assigner"
         )
         self.loss_class = FocalLoss() if loss_class is None else loss_class
-        self.reg_beta, self.reg_weight = self._parse_loss_bbox(loss_bbox or {})
+        self.box_loss = BoxLoss(loss_bbox, f"{type(self).__name__}.loss_bbox")
         self.nms = (
             MultiClassNMS(score_threshold=0.05, nms_top_k=1000, keep_top_k=100, nms_threshold=0.5)
             if nms is None
@@ -200,31 +357,31 @@ class RetinaHead(nn.Layer):
         )
         self.nms_pre = int(nms_pre)
         self.weights = [float(w) for w in weights]
-        num_anchors = self.anchor_generator.num_anchors
-        feat_out = self.conv_feat.feat_out
         bias = -math.log((1 - prior_prob) / prior_prob)
-        self.retina_cls = _conv3x3(feat_out, num_anchors * num_classes, bias=bias)
-        self.retina_reg = _conv3x3(feat_out, num_anchors * 4)
+        self.build_predictors(self.conv_feat.feat_out, self.anchor_generator.num_anchors, bias)
 
     @staticmethod
-    def _parse_loss_bbox(spec: dict) -> tuple[float, float]:
-        spec = dict(spec)
-        name = spec.pop("name", "SmoothL1Loss")
-        beta = spec.pop("beta", 0.0)
-        weight = spec.pop("loss_weight", 1.0)
-        if name != "SmoothL1Loss" or spec:
-            raise ValueError(
-                "RetinaHead.loss_bbox: only {name: SmoothL1Loss, beta, loss_weight} is supported, "
-                f"got name {name!r} and extra keys {sorted(spec)}"
-            )
-        return float(beta), float(weight)
+    def default_feat(feat_in: int) -> nn.Layer:
+        """The towers when none are given (a config builds ``FEAT``'s section)."""
+        return RetinaFeat(feat_in=feat_in)
+
+    def build_predictors(self, feat_out: int, num_anchors: int, cls_bias: float) -> None:
+        """``retina_cls`` [A * C] and ``retina_reg`` [4 A]: 3x3 convs on the tower outputs."""
+        self.retina_cls = _conv3x3(feat_out, num_anchors * self.num_classes, bias=cls_bias)
+        self.retina_reg = _conv3x3(feat_out, num_anchors * 4)
+
+    def predict_level(
+        self, cls_feat: paddle.Tensor, reg_feat: paddle.Tensor, level: int
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """One level's (cls logits [B, A*C, H, W], deltas [B, 4A, H, W]) from the towers."""
+        return self.retina_cls(cls_feat), self.retina_reg(reg_feat)
 
     @classmethod
     def from_config(cls, args: dict[str, Any], build: Callable[..., Any]) -> RetinaHead:
         """Build the towers with feat_in = the neck's channels, and the registered parts."""
         in_channels = list(args.get("in_channels", (256,)))
         args = dict(args)
-        args["conv_feat"] = build(args.get("conv_feat", "RetinaFeat"), feat_in=in_channels[0])
+        args["conv_feat"] = build(args.get("conv_feat", cls.FEAT), feat_in=in_channels[0])
         if args["conv_feat"].feat_in != in_channels[0]:
             raise ValueError(
                 f"conv_feat.feat_in is {args['conv_feat'].feat_in} but the neck gives "
@@ -233,6 +390,10 @@ class RetinaHead(nn.Layer):
         for key in ("loss_class", "nms"):
             if key in args:
                 args[key] = build(args[key])
+        if args.get("loss_bbox") == "SmoothL1Loss":  # not a registered class: its defaults
+            args["loss_bbox"] = {"name": "SmoothL1Loss"}
+        elif isinstance(args.get("loss_bbox"), str):  # a registered loss's section
+            args["loss_bbox"] = build(args["loss_bbox"])
         return cls(**args)
 
     def forward(
@@ -240,15 +401,16 @@ class RetinaHead(nn.Layer):
     ) -> tuple[list[paddle.Tensor], list[paddle.Tensor]]:
         if len(feats) != self.anchor_generator.num_levels:
             raise ValueError(
-                f"RetinaHead: got {len(feats)} feature maps, the anchor generator has "
-                f"{self.anchor_generator.num_levels} levels "
+                f"{type(self).__name__}: got {len(feats)} feature maps, the anchor generator "
+                f"has {self.anchor_generator.num_levels} levels "
                 f"(strides {self.anchor_generator.strides})"
             )
         cls_logits, bbox_deltas = [], []
-        for x in feats:
-            cls_feat, reg_feat = self.conv_feat(x)
-            cls_logits.append(self.retina_cls(cls_feat))  # [B, A*C, H, W]
-            bbox_deltas.append(self.retina_reg(reg_feat))  # [B, 4A, H, W]
+        for level, x in enumerate(feats):
+            cls_feat, reg_feat = self.conv_feat(x, level)
+            logits, deltas = self.predict_level(cls_feat, reg_feat, level)
+            cls_logits.append(logits)  # [B, A*C, H, W]
+            bbox_deltas.append(deltas)  # [B, 4A, H, W]
         return cls_logits, bbox_deltas
 
     def anchors(self, cls_logits: Sequence[paddle.Tensor]) -> list[paddle.Tensor]:
@@ -257,38 +419,59 @@ class RetinaHead(nn.Layer):
 
     def get_loss(
         self, raw: dict[str, list[paddle.Tensor]], batch: dict[str, paddle.Tensor]
-    ) -> dict[str, paddle.Tensor]:
-        """{"loss", "loss_cls", "loss_reg"} for the raw outputs (``cls_logits``,
-        ``bbox_deltas``, ``anchors`` per level) against the batch's ``gt_bbox`` [B, M, 4],
-        ``gt_class`` [B, M, 1] and ``pad_gt_mask`` [B, M, 1] (rows with mask 0 are padding)."""
+    ) -> dict[str, Any]:
+        """{"loss", "loss_cls", "loss_reg", "reg_loss_by_scale"} for the raw outputs
+        (``cls_logits``, ``bbox_deltas``, ``anchors`` per level) against the batch's
+        ``gt_bbox`` [B, M, 4], ``gt_class`` [B, M, 1] and ``pad_gt_mask`` [B, M, 1] (rows with
+        mask 0 are padding). ``reg_loss_by_scale`` ({"small", "medium", "large"}, detached) is
+        the regression loss split by the area of the positives' gt boxes, the Stitcher's
+        feedback (``ppdet.engine.stitcher.losses_by_scale``)."""
         cls_logits, bbox_deltas = raw["cls_logits"], raw["bbox_deltas"]
         anchors = paddle.concat(list(raw["anchors"]), axis=0)  # [N, 4]
         logits = paddle.concat(
             [flatten_level(x, self.num_classes) for x in cls_logits], axis=1
         )  # [B, N, C]
         deltas = paddle.concat([flatten_level(x, 4) for x in bbox_deltas], axis=1)  # [B, N, 4]
-        cls_target, reg_target, labels = self._targets(anchors, batch, logits.shape[0])
+        batch_size, num_anchors = logits.shape[0], anchors.shape[0]
+        cls_target, gt_boxes, labels = self._targets(anchors, batch, batch_size)
         num_pos = paddle.clip((labels == 1).astype("float32").sum(), min=1.0)
         valid = (labels >= 0).astype(logits.dtype).unsqueeze(-1)  # [B, N, 1]
-        positive = (labels == 1).unsqueeze(-1)  # [B, N, 1]
         loss_cls = self.loss_class(logits, cls_target, num_pos, weight=valid)
-        diff = paddle.where(positive, deltas - reg_target, paddle.zeros_like(deltas))
-        loss_reg = self.reg_weight * _smooth_l1(diff, self.reg_beta).sum() / num_pos
-        return {"loss": loss_cls + loss_reg, "loss_cls": loss_cls, "loss_reg": loss_reg}
+        pos = paddle.nonzero((labels == 1).flatten()).flatten()  # [P] into B * N
+        if pos.shape[0] == 0:
+            per_anchor = deltas.sum(axis=-1).flatten()[:0]  # [0], keeps the graph
+            loss_reg = deltas.sum() * 0.0
+            areas = per_anchor.detach()
+        else:
+            pos_gt = paddle.gather(gt_boxes.reshape([-1, 4]), pos)  # [P, 4]
+            pos_anchors = paddle.gather(
+                anchors.unsqueeze(0).expand([batch_size, num_anchors, 4]).reshape([-1, 4]), pos
+            )  # [P, 4]
+            pos_deltas = paddle.gather(deltas.reshape([-1, 4]), pos)  # [P, 4]
+            per_anchor = self.box_loss.per_anchor(pos_deltas, pos_anchors, pos_gt, self.weights)
+            loss_reg = per_anchor.sum() / num_pos
+            areas = (pos_gt[:, 2] - pos_gt[:, 0]) * (pos_gt[:, 3] - pos_gt[:, 1])  # [P]
+        return {
+            "loss": loss_cls + loss_reg,
+            "loss_cls": loss_cls,
+            "loss_reg": loss_reg,
+            "reg_loss_by_scale": losses_by_scale(per_anchor, areas),
+        }
 
     @paddle.no_grad()
     def _targets(
         self, anchors: paddle.Tensor, batch: dict[str, paddle.Tensor], batch_size: int
     ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-        """(cls_target [B, N, C] one-hot float, reg_target [B, N, 4] deltas (0 where not
-        positive), labels [B, N] int32: 1 positive, 0 negative, -1 ignored)."""
+        """(cls_target [B, N, C] one-hot float, gt_boxes [B, N, 4] the matched gt box of each
+        anchor (the anchor itself where not positive), labels [B, N] int32: 1 positive,
+        0 negative, -1 ignored)."""
         gt_bbox = batch["gt_bbox"]  # [B, M, 4]
         gt_class = batch["gt_class"]  # [B, M, 1]
         if "pad_gt_mask" in batch:
             mask = batch["pad_gt_mask"][..., 0] > 0  # [B, M]
         else:
             mask = paddle.ones(gt_bbox.shape[:2], "bool")
-        cls_targets, reg_targets, all_labels = [], [], []
+        cls_targets, box_targets, all_labels = [], [], []
         for b in range(batch_size):
             keep = paddle.nonzero(mask[b]).flatten()  # [m]
             boxes = paddle.gather(gt_bbox[b], keep) if keep.shape[0] else gt_bbox[b][:0]
@@ -297,14 +480,13 @@ class RetinaHead(nn.Layer):
             pos = labels == 1
             if boxes.shape[0] == 0:
                 cls_t = paddle.zeros([anchors.shape[0], self.num_classes], "float32")
-                reg_t = paddle.zeros_like(anchors)
+                gt_of = anchors
             else:
                 cls_of = paddle.gather(classes, matched).astype("int64")  # [N]
                 cls_t = F.one_hot(cls_of, self.num_classes) * pos.astype("float32").unsqueeze(-1)
                 gt_of = paddle.gather(boxes, matched)  # [N, 4]
-                gt_of = paddle.where(pos.unsqueeze(-1), gt_of, anchors)  # non-positives: 0 deltas
-                reg_t = encode_deltas(anchors, gt_of, self.weights)
+                gt_of = paddle.where(pos.unsqueeze(-1), gt_of, anchors)
             cls_targets.append(cls_t)
-            reg_targets.append(reg_t)
+            box_targets.append(gt_of)
             all_labels.append(labels)
-        return paddle.stack(cls_targets), paddle.stack(reg_targets), paddle.stack(all_labels)
+        return paddle.stack(cls_targets), paddle.stack(box_targets), paddle.stack(all_labels)
