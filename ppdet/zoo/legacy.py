@@ -5,7 +5,7 @@ LoDTensor file per variable, in a ``.tar``) into PaddleDetection 2.x state dicts
     print(report.summary())
     load_state_dict(model, state, "faster_rcnn_r50_1x.tar")   # ppdet.zoo.weights, strict
 
-Optimizer / LR state (``*_velocity_0``, ``*_moment_0``, ``*_mean_square_0``, ``learning_rate*``,
+Optimizer / LR state (``*_velocity_0``, ``*_momentum_0``, ``*_mean_square_0``, ``learning_rate*``,
 ``@LR_DECAY_COUNTER@``) is dropped and reported; unknown variables are reported (warning);
 expected variables that are missing are an error. Layouts need no transposes; the class
 conventions differ (legacy: background at index 0, class-specific boxes incl. background) and
@@ -55,8 +55,10 @@ __all__ = [
 ]
 
 
+# fluid 1.x optimizer accumulators: Momentum ``_velocity_0``; RMSProp ``_momentum_0``,
+# ``_mean_square_0``, ``_mean_grad_0``; Adam ``_moment1_0``, ``_moment2_0``, ``_beta1_pow_acc_0``
 _OPTIMIZER = re.compile(
-    r"(_velocity_0|_moment\d?_0|_mean_square_0|_beta[12]_pow_acc_0)$"
+    r"(_velocity_0|_moment\d?_0|_momentum_0|_mean_square_0|_mean_grad_0|_beta[12]_pow_acc_0)$"
     r"|^learning_rate|^@LR_DECAY_COUNTER@$"
 )
 _AUTO_CONV = re.compile(r"^conv2d_(\d+)\.([wb])_0$")
