@@ -22,6 +22,7 @@ from ppdet.zoo.legacy import (
     to_legacy,
     write_legacy_tar,
 )
+from ppdet.zoo.legacy_families import BEHAVIOURS, FAMILIES, family_of
 from ppdet.zoo.legacy_format import parse_record, read_record, serialize_record, split_combined
 from ppdet.zoo.legacy_rules import RETINA_PERM, RPN_C4_PERM
 
@@ -205,6 +206,25 @@ def test_derived_names_follow_the_v01_rules():
         1,
         1,
     )
+
+
+def test_family_records_are_self_consistent():
+    """Each row's family record detects the row's own names, probes its class layer and gives
+    its behaviour; behaviour names are the documented ones."""
+    for key, model in LEGACY_MODELS.items():
+        family = model.family
+        names = {r.legacy for r in model.rules() if r.legacy}
+        assert family_of(names) is family, key
+        assert family.arch(names.__contains__, legacy_shapes(key, target_list(model))) == model.arch
+        if family.class_probe is not None:
+            assert family.class_probe[0] in names, key
+        assert model.behaviour == family.behaviour(model.arch)
+        assert set(model.behaviour) <= set(BEHAVIOURS), key
+    assert {m.family.name for m in LEGACY_MODELS.values()} == set(FAMILIES)
+
+
+def target_list(model) -> dict[str, tuple[int, ...]]:
+    return read_list(FIXTURES / "compat" / f"{model.target}.txt")
 
 
 def test_detect_model_errors():
