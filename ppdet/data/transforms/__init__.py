@@ -5,6 +5,7 @@ from .batch_ops import BatchRandomResize, PadBatch, PadGT
 from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
 from .decode_resize import Decode, Resize, read_image
 from .gt_fields import GT_FIELDS, select_gt
+from .legacy_ops import PILResize, RGBToBGR
 from .normalize import NormalizeImage, Permute
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Compose",
     "Decode",
     "Mixup",
+    "PILResize",
     "NormalizeImage",
     "PadBatch",
     "PadGT",
@@ -23,6 +25,7 @@ __all__ = [
     "RandomCrop",
     "RandomDistort",
     "RandomExpand",
+    "RGBToBGR",
     "RandomFlip",
     "Resize",
     "read_image",

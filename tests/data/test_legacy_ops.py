@@ -1,0 +1,68 @@
+"""v0.1 pipeline operators: Pillow resizing (SSD) and BGR channel order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ppdet.config.builder import create
+from ppdet.data.transforms import NormalizeImage, Permute, PILResize, RGBToBGR
+
+
+def sample(h=7, w=10):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return {
+        "image": image,
+        "im_shape": np.array([h, w], np.float32),
+        "scale_factor": np.ones(2, np.float32),
+        "gt_bbox": np.array([[1, 2, 5, 6]], np.float32),
+        "gt_poly": [[np.array([1, 2, 5, 2, 5, 6], np.float32)]],
+    }
+
+
+def test_pil_resize_equals_pillow_lanczos_and_scales_boxes():
+    s = sample()
+    expected = np.asarray(Image.fromarray(s["image"]).resize((5, 14), Image.Resampling.LANCZOS))
+    out = PILResize([14, 5])(s)
+    np.testing.assert_array_equal(out["image"], expected)
+    np.testing.assert_allclose(out["im_shape"], [14, 5])
+    np.testing.assert_allclose(out["scale_factor"], [2.0, 0.5])
+    np.testing.assert_allclose(out["gt_bbox"], [[0.5, 4, 2.5, 12]])
+    np.testing.assert_allclose(out["gt_poly"][0][0], [0.5, 4, 2.5, 4, 2.5, 12])
+
+
+def test_pil_resize_rejects_what_it_cannot_do():
+    with pytest.raises(ValueError, match="Pillow filter"):
+        PILResize(300, interp=7)
+    s = sample()
+    s["image"] = s["image"].astype(np.float32)
+    with pytest.raises(ValueError, match="before NormalizeImage"):
+        PILResize(300)(s)
+
+
+def test_rgb_to_bgr_before_or_after_permute():
+    s = sample()
+    rgb = s["image"].copy()
+    np.testing.assert_array_equal(RGBToBGR()(s)["image"], rgb[:, :, ::-1])
+    s = Permute()(sample())
+    np.testing.assert_array_equal(RGBToBGR()(s)["image"], rgb.transpose(2, 0, 1)[::-1])
+
+
+def test_v01_ssd_test_pipeline_from_config():
+    """v0.1: PIL LANCZOS resize -> Permute(to_bgr) -> (x - 127.5) / 127.502231; ours in our
+    operators' order (NormalizeImage works on HWC)."""
+    ops = [
+        create("PILResize", {"target_size": [6, 6], "interp": 1}, role="transform"),
+        create("RGBToBGR", {}, role="transform"),
+        NormalizeImage(mean=[127.5] * 3, std=[127.502231] * 3, is_scale=False),
+        Permute(),
+    ]
+    s = sample()
+    rgb = s["image"]
+    for op in ops:
+        s = op(s)
+    pil = np.asarray(Image.fromarray(rgb).resize((6, 6), 1)).astype(np.float32)
+    expected = (pil.transpose(2, 0, 1)[::-1] - 127.5) / 127.502231
+    np.testing.assert_allclose(s["image"], expected, rtol=1e-6, atol=1e-6)
