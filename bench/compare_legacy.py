@@ -86,6 +86,7 @@ CASES: dict[str, Case] = {
         "ssd",
         "configs/ssd/ssd_mobilenet_v1_voc.yml",
         "configs/ssd/ssd_mobilenet_v1_300_120e_voc.yml",
+        ("SSDHead.anchor_generator.clip=false",),
     ),
     "faster_rcnn_r50_1x": Case(
         "rcnn", "configs/faster_rcnn_r50_1x.yml", "configs/faster_rcnn/faster_rcnn_r50_1x_coco.yml"
@@ -454,6 +455,8 @@ class RcnnDiagnosis:
         self.has_box_head = any(
             type(layer).__name__ == "BBoxHead" for _, layer in model.named_sublayers()
         )
+        self.mask_probs: list[float] = []  # max |our mask head (v0.1 RoIs) - v0.1's|
+        self.paste_iou: list[float] = []  # our paste vs v0.1's, on v0.1's masks and boxes
 
     def reset(self) -> None:
         self.seen["score"].clear()
@@ -483,10 +486,32 @@ class RcnnDiagnosis:
             self.boxes.append(np.abs(boxes - z[f"{p}/nms_in.bboxes"][:, 1:]).max())
             self.chained = self.chained + match(ref, replay_box_head(head, feats, rois, *args)[2])
             for key in self.ablation:
-                det = replay_box_head(head, feats, z[f"{p}/rois"], *args, **{key: not FLUID[key]})[
-                    2
-                ]
+                change = {key: not FLUID[key]}
+                det = replay_box_head(head, feats, z[f"{p}/rois"], *args, **change)[2]
                 self.ablation[key] = self.ablation[key] + match(ref, det)
+            if getattr(self.model, "mask_head", None) is not None and f"{p}/mask" in z.files:
+                self.masks(z, p, feats, ref, float(info[2]))
+
+    def masks(self, z, p: str, feats, ref: np.ndarray, scale: float) -> None:
+        """Mask branch: our mask head on v0.1's detections (v0.1 RoIs) against v0.1's mask
+        probabilities, and our paste against v0.1's on v0.1's own masks."""
+        from legacy_replay import paste_mask_v01, replay_masks
+
+        from ppdet.modeling.postprocess.mask import paste_masks
+
+        if not len(ref):
+            return
+        v01 = z[f"{p}/mask"]  # [N, C + 1, M, M]
+        v01 = v01[np.arange(len(ref)), ref[:, 0].astype(int) + 1]  # [N, M, M] own class
+        ours = replay_masks(self.model, feats, ref, scale, self.fpn)
+        self.mask_probs.append(float(np.abs(ours - v01).max()))
+        h0, w0 = (int(v) for v in original_size("rcnn", z, p))
+        pasted = paste_masks(v01, ref[:, 2:], h0, w0)
+        for k in range(len(ref)):
+            a = paste_mask_v01(v01[k], ref[k, 2:], h0, w0).astype(bool)
+            b = pasted[k].astype(bool)
+            union = (a | b).sum()
+            self.paste_iou.append(float((a & b).sum() / union) if union else 1.0)
 
     def summary(self) -> dict[str, str]:
         out = {"fluid RPN replay: rois": " | ".join(self.rois)}
@@ -498,11 +523,84 @@ class RcnnDiagnosis:
             out["both stages replayed"] = f"{self.chained.matched}/{self.chained.reference} matched"
         else:
             out["fluid stage-2 replay"] = "not available for this head (cascade)"
+        if self.mask_probs:
+            iou = np.asarray(self.paste_iou)
+            out["masks: our mask head on v0.1 detections, v0.1 RoIAlign"] = (
+                f"max|d| {max(self.mask_probs):.2g} (probabilities)"
+            )
+            out["masks: our paste vs v0.1 mask2out, same masks and boxes"] = (
+                f"mean IoU {iou.mean():.3f}, min {iou.min():.3f}, "
+                f"{100 * (iou == 1).mean():.0f}% identical"
+            )
         return out
 
     def close(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+class RetinaDiagnosis:
+    """RetinaNet: our head outputs in v0.1's anchor order against ``det_in.*`` per level, and
+    fluid's ``retinanet_detection_output`` (``legacy_replay``) run on v0.1's own inputs (a check
+    of the replay) and on ours."""
+
+    def __init__(self, meta: dict):
+        self.nms = meta["nms"]
+        self.inputs: dict[str, float] = {"scores": 0.0, "bboxes": 0.0, "anchors": 0.0}
+        self.on_v01 = MatchResult(0, 0, 0)
+        self.on_ours = MatchResult(0, 0, 0)
+
+    def photo(self, z, p: str, seen: dict) -> None:
+        from legacy_replay import (
+            retina_anchors,
+            retina_level_in_v01_order,
+            retinanet_detection_output,
+        )
+
+        if "retina" not in seen:
+            return
+        logits, deltas = seen["retina"]
+        num_classes = logits[0].shape[1] // 9
+        ours_s, ours_d, anchors, ref_s, ref_d, ref_a = [], [], [], [], [], []
+        for level, (lg, dl) in enumerate(zip(logits, deltas)):
+            s, d = retina_level_in_v01_order(lg, dl, num_classes)
+            a = retina_anchors(lg.shape[2], lg.shape[3], 2 ** (level + 3))
+            ours_s.append(s), ours_d.append(d), anchors.append(a)
+            rs = z[f"{p}/det_in.scores{level}"].reshape(-1, num_classes)
+            rd = z[f"{p}/det_in.bboxes{level}"].reshape(-1, 4)
+            ra = z[f"{p}/det_in.anchors{level}"].reshape(-1, 4)
+            ref_s.append(rs), ref_d.append(rd), ref_a.append(ra)
+            for key, a_, b_ in (("scores", rs, s), ("bboxes", rd, d), ("anchors", ra, a)):
+                if a_.shape == b_.shape:
+                    self.inputs[key] = max(self.inputs[key], float(np.abs(a_ - b_).max()))
+                else:
+                    self.inputs[key] = float("inf")
+        info = z[f"{p}/im_info"][0]
+        nms = dict(
+            score_threshold=self.nms.get("score_threshold", 0.05),
+            nms_threshold=self.nms.get("nms_threshold", 0.5),
+            nms_top_k=self.nms.get("nms_top_k", 1000),
+            keep_top_k=self.nms.get("keep_top_k", 100),
+        )
+        ref = reference_detections("retinanet", z, p)
+        self.on_v01 = self.on_v01 + match(
+            ref, retinanet_detection_output(ref_s, ref_d, ref_a, info, **nms)
+        )
+        self.on_ours = self.on_ours + match(
+            ref, retinanet_detection_output(ours_s, ours_d, anchors, info, **nms)
+        )
+
+    def summary(self) -> dict[str, str]:
+        inputs = ", ".join(f"{k} max|d| {v:.2g}" for k, v in self.inputs.items())
+        return {
+            "det_in (ours in v0.1 order, fluid anchors)": inputs,
+            "fluid retinanet_detection_output replay on v0.1's det_in": (
+                f"{self.on_v01.matched}/{self.on_v01.reference} matched"
+            ),
+            "the same replay on our head outputs": (
+                f"{self.on_ours.matched}/{self.on_ours.reference} matched"
+            ),
+        }
 
 
 def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: bool = False) -> Row:
@@ -515,9 +613,11 @@ def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: boo
     stems = photo_stems(z)
     total = MatchResult(0, 0, 0)
     per_photo, inter = {}, {}
-    diag = None
+    diag = retina = None
     if family == "rcnn":
         diag = RcnnDiagnosis(model, "fpn" in model_key, meta["nms"], ablate)
+    if family == "retinanet":
+        retina = RetinaDiagnosis(meta)
     for p in stems:
         net = network_input(family, z, p)
         if diag:
@@ -529,6 +629,8 @@ def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: boo
         inter[p] = compare_intermediates(family, z, p, seen, net)
         if diag:
             diag.photo(z, p, net)
+        if retina:
+            retina.photo(z, p, seen)
         print(
             f"  {model_key} {p}: {res.matched}/{res.reference} matched (ours {res.ours}); "
             + "; ".join(f"{k} {v}" for k, v in inter[p].items()),
@@ -540,6 +642,9 @@ def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: boo
     if diag:
         diag.close()
         row.diagnosis, row.ablation = diag.summary(), diag.ablation
+    if retina:
+        row.diagnosis = retina.summary()
+    if row.diagnosis:
         for k, v in row.diagnosis.items():
             print(f"  {model_key} {k}: {v}", flush=True)
     if images is not None:

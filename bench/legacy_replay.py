@@ -239,3 +239,139 @@ def replay_box_head(
         -1,
     )
     return boxes.numpy(), probs.numpy(), det.numpy().reshape(-1, 6)
+
+
+# ---------------------------------------------------------------- RetinaNet
+
+RETINA_RATIOS = (1.0, 2.0, 0.5)  # v0.1's order
+
+
+def retina_anchors(height: int, width: int, stride: int) -> np.ndarray:
+    """v0.1 RetinaNet anchors of one level: [H * W * 9, 4] fluid anchors of sizes
+    4 * stride * 2**(k / 3), ratios (1, 2, 0.5), index (y * W + x) * 9 + ratio_i * 3 + k."""
+    sizes = [stride * 2.0 ** (k / 3.0) * 4 for k in range(3)]
+    return fluid_anchors(height, width, sizes, RETINA_RATIOS, float(stride)).reshape(-1, 4)
+
+
+def retina_level_in_v01_order(
+    logits: paddle.Tensor, deltas: paddle.Tensor, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Our level outputs logits [1, 9C, H, W] / deltas [1, 36, H, W] (2.x anchor order) ->
+    v0.1's ``retinanet_detection_output`` inputs: sigmoid scores [H W 9, C], deltas
+    [H W 9, 4], anchors in v0.1's ratio-major order."""
+    from ppdet.zoo.legacy_rules import RETINA_PERM
+
+    h, w = logits.shape[2:]
+    s = F.sigmoid(logits).numpy()[0].transpose(1, 2, 0).reshape(h * w, 9, num_classes)
+    d = deltas.numpy()[0].transpose(1, 2, 0).reshape(h * w, 9, 4)
+    s_v01, d_v01 = np.empty_like(s), np.empty_like(d)
+    s_v01[:, list(RETINA_PERM)] = s  # our anchor k is legacy anchor RETINA_PERM[k]
+    d_v01[:, list(RETINA_PERM)] = d
+    return s_v01.reshape(-1, num_classes), d_v01.reshape(-1, 4)
+
+
+def _nms_plus_one(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+    """Greedy NMS by decreasing score (stable), IoU with +1 widths: kept indices."""
+    order = np.argsort(-scores, kind="stable")
+    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    area = np.where((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]), 0, area)
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            k = np.asarray(kept)
+            iw = np.minimum(boxes[k, 2], boxes[i, 2]) - np.maximum(boxes[k, 0], boxes[i, 0]) + 1
+            ih = np.minimum(boxes[k, 3], boxes[i, 3]) - np.maximum(boxes[k, 1], boxes[i, 1]) + 1
+            inter = iw * ih
+            disjoint = (iw <= 0) | (ih <= 0)
+            iou = np.where(disjoint, 0, inter / (area[k] + area[i] - inter))
+            if (iou > threshold).any():
+                continue
+        kept.append(int(i))
+    return kept
+
+
+def retinanet_detection_output(
+    scores: Sequence[np.ndarray],
+    deltas: Sequence[np.ndarray],
+    anchors: Sequence[np.ndarray],
+    im_info: np.ndarray,
+    score_threshold: float = 0.05,
+    nms_threshold: float = 0.5,
+    nms_top_k: int = 1000,
+    keep_top_k: int = 100,
+) -> np.ndarray:
+    """fluid's ``retinanet_detection_output`` for one image (numpy, float32).
+
+    Per level: the (anchor, class) pairs with score > score_threshold (the last level: > 0),
+    the best ``nms_top_k`` by score, decoded with +1 widths (x2 = cx + w / 2 - 1, no dw/dh
+    clamp), divided by im_info[2] and clipped to [0, round(im_info[:2] / scale) - 1] (the
+    *padded* size). Then per-class NMS with +1 IoU and the best ``keep_top_k`` overall.
+    Returns [K, 6] rows (label 0-based, score, x1, y1, x2, y2) original pixels.
+    """
+    height, width, scale = (np.float32(v) for v in im_info[:3])
+    limit_h, limit_w = np.float32(round(height / scale)) - 1, np.float32(round(width / scale)) - 1
+    per_class: dict[int, list] = {}
+    for level, (s, d, a) in enumerate(zip(scores, deltas, anchors, strict=True)):
+        flat = s.reshape(-1).astype(np.float32)
+        threshold = score_threshold if level < len(scores) - 1 else 0.0
+        idx = np.nonzero(flat > threshold)[0]
+        idx = idx[np.argsort(-flat[idx], kind="stable")][:nms_top_k]
+        num_classes = s.shape[1]
+        anchor, cls = idx // num_classes, idx % num_classes
+        box, delta = a[anchor].astype(np.float32), d[anchor].astype(np.float32)
+        aw, ah = box[:, 2] - box[:, 0] + 1, box[:, 3] - box[:, 1] + 1
+        cx, cy = box[:, 0] + aw / 2, box[:, 1] + ah / 2
+        px, py = delta[:, 0] * aw + cx, delta[:, 1] * ah + cy
+        pw, ph = np.exp(delta[:, 2]) * aw, np.exp(delta[:, 3]) * ah
+        out = np.stack([px - pw / 2, py - ph / 2, px + pw / 2 - 1, py + ph / 2 - 1], 1) / scale
+        out[:, 0::2] = np.clip(out[:, 0::2], 0, limit_w)
+        out[:, 1::2] = np.clip(out[:, 1::2], 0, limit_h)
+        for c, b, sc in zip(cls, out, flat[idx]):
+            per_class.setdefault(int(c), []).append((*b, sc))
+    rows = []
+    for c in sorted(per_class):
+        dets = np.asarray(per_class[c], np.float32)  # [n, 5]
+        for i in _nms_plus_one(dets[:, :4], dets[:, 4], nms_threshold):
+            rows.append((c, dets[i, 4], *dets[i, :4]))
+    rows.sort(key=lambda r: -r[1])  # stable: ties keep class order
+    return np.asarray(rows[:keep_top_k], np.float32).reshape(-1, 6)
+
+
+# ---------------------------------------------------------------- Mask R-CNN
+
+
+def replay_masks(
+    model, feats: Sequence[paddle.Tensor], det: np.ndarray, scale: float, fpn: bool
+) -> np.ndarray:
+    """v0.1's mask branch on detections ``det`` [N, 6] (label 0-based, score, box original
+    pixels) with our mask head layers: RoIs = boxes * scale (input pixels), v0.1's RoIAlign
+    (``_pooled``, 14 x 14), C4: the box head's res5 first; -> [N, M, M] sigmoid of each
+    detection's class."""
+    rois = det[:, 2:] * scale
+    x = _pooled(feats, rois, fpn, 14, FLUID)
+    if getattr(model.mask_head, "share_bbox_feat", False):
+        x = model.bbox_head.head(x)  # C4: res5 -> [N, 2048, 7, 7]
+    classes = paddle.to_tensor(det[:, 0].astype("int64"))
+    return F.sigmoid(model.mask_head.logits(x, classes)).numpy()
+
+
+def paste_mask_v01(mask: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndarray:
+    """v0.1's ``mask2out`` for one detection: the M x M mask with a 1-pixel zero border, the box
+    expanded by (M + 2) / M around its centre and truncated to int, resized (cv2 bilinear) to
+    (x2 - x1 + 1) x (y2 - y1 + 1), > 0.5, pasted inside the image -> [height, width] uint8."""
+    import cv2
+
+    m = mask.shape[0]
+    s = (m + 2.0) / m
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2 * s, (y2 - y1) / 2 * s
+    x1, y1, x2, y2 = (int(v) for v in (cx - hw, cy - hh, cx + hw, cy + hh))  # toward zero
+    padded = np.zeros((m + 2, m + 2), np.float32)
+    padded[1:-1, 1:-1] = mask
+    w, h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+    resized = (cv2.resize(padded, (w, h)) > 0.5).astype(np.uint8)
+    out = np.zeros((height, width), np.uint8)
+    c0, c1 = min(max(x1, 0), width), min(max(x2 + 1, 0), width)
+    r0, r1 = min(max(y1, 0), height), min(max(y2 + 1, 0), height)
+    out[r0:r1, c0:c1] = resized[r0 - y1 : r1 - y1, c0 - x1 : c1 - x1]
+    return out
