@@ -13,11 +13,11 @@ export PYTHONWARNINGS ?= ignore::UserWarning:paddle.utils.cpp_extension.extensio
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.txt requirements-test.txt
+$(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
 data: install

@@ -27,6 +27,7 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+from report import write_section  # noqa: E402  (bench/report.py)
 
 import ppdet.modeling  # noqa: E402, F401  (registers the backbones)
 from ppdet.config.registry import lookup  # noqa: E402
@@ -65,7 +66,6 @@ BACKBONES = [
     ("MobileNetV3-small", "MobileNetV3", {"model_name": "small", "feature_maps": [4, 9, 12]}, YOLO),
     ("VGG16-SSD", "VGG", {"depth": 16}, (300, 300)),
 ]
-MARK_BEGIN, MARK_END = "<!-- backbones:begin -->", "<!-- backbones:end -->"
 
 
 def count_flops(model: paddle.nn.Layer, shape: list[int]) -> float:
@@ -132,20 +132,6 @@ def time_exported(model: paddle.nn.Layer, x: np.ndarray, repeat: int, threads: i
     return statistics.median(times)
 
 
-def write_section(path: str, text: str) -> None:
-    """Replace (or append) this script's section of BENCHMARK.md, atomically."""
-    from ppdet.atomic_io import atomic_write_text
-
-    old = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    section = f"{MARK_BEGIN}\n{text.rstrip()}\n{MARK_END}"
-    if MARK_BEGIN in old and MARK_END in old:
-        head, rest = old.split(MARK_BEGIN, 1)
-        new = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        new = old.rstrip() + "\n\n" + section + "\n"
-    atomic_write_text(path, new)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", help="labels to run (default: all)")
@@ -195,7 +181,7 @@ def main() -> int:
             f"| {label} | {size} | {params:.1f} | {gflops:.1f} | {eager * 1000:.0f} | {exp} | {up} |"
         )
     if not args.only:
-        write_section(args.out, "\n".join(lines))
+        write_section("backbones", "\n".join(lines), args.out)
         print(f"wrote {args.out}")
     return 0
 

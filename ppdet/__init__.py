@@ -1,16 +1,21 @@
 """ppdet: object detection on PaddlePaddle.
 
-Public entry points: ``load_config``, ``build_model``, ``Trainer``.
+Public entry points: ``load_config``, ``build_model``, ``Trainer``; ``PpdetError`` is the base
+of every user-facing error (bad config, data, weights, download).
 """
 
 from __future__ import annotations
+
+from ppdet.errors import PpdetError
 
 __version__ = "0.1.0"
 
 
 def register_all() -> None:
-    """Import the packages whose classes register themselves (models, data, evaluators)."""
+    """Import the packages whose classes register themselves (models, data, evaluators) and
+    whose config sections have load-time checks (the optimizer and LR schedule)."""
     import ppdet.data  # noqa: F401
+    import ppdet.engine.optim  # noqa: F401
     import ppdet.evaluation  # noqa: F401
     import ppdet.modeling  # noqa: F401
 
@@ -33,6 +38,9 @@ def build_model(cfg):
     register_all()
     arch = cfg["architecture"]
     return create(arch, cfg.get(arch) or {}, role="architecture", cfg=cfg)
+
+
+__all__ = ["PpdetError", "build_model", "load_config", "register_all"]
 
 
 def __getattr__(name: str):

@@ -1,6 +1,9 @@
 """Detect objects in images: python tools/infer.py -c CONFIG -o weights=PATH --infer_img x.jpg
 
-Writes annotated images and a JSON of all detections (bbox.json) into --output_dir.
+Writes annotated images and a JSON of all detections (bbox.json) into --output_dir. No dataset
+is needed (class names come with the weights, or from the config). Images that cannot be read
+(corrupt, truncated, too large, not images) are skipped with a warning each; the exit status is
+0 when at least one image was processed.
 """
 
 import os
@@ -23,23 +26,30 @@ def main() -> int:
     )
     args = parser.parse_args()
     cfg = load_from_args(args)
-    if not cfg.get("weights"):
-        print("error: no weights: pass -o weights=PATH", file=sys.stderr)
-        return 1
 
+    from ppdet.config import ConfigError
+    from ppdet.data import DataError
     from ppdet.engine.predictor import Predictor, list_images, save_visualizations
     from ppdet.visualize import write_detections_json
 
+    if not cfg.get("weights"):
+        raise ConfigError("no weights: pass -o weights=PATH (a file, URL or zoo name)")
     images = list_images(args.infer_img, args.infer_dir)
     predictor = Predictor(cfg, cfg["weights"])
     results, label_list = predictor.predict(images)
-    drawn = save_visualizations(results, label_list, args.output_dir, args.draw_threshold)
+    if not results:
+        raise DataError(f"none of the {len(images)} images could be read (see the warnings above)")
+    drawn = save_visualizations(
+        results, label_list, args.output_dir, args.draw_threshold, predictor.max_pixels
+    )
     json_path = os.path.join(args.output_dir, "bbox.json")
     write_detections_json(json_path, results, label_list)
     total = sum(int((r["bbox"][:, 1] >= args.draw_threshold).sum()) for r in results)
+    skipped = f" ({len(predictor.skipped)} skipped: unreadable)" if predictor.skipped else ""
     print(
-        f"{len(results)} images, {total} detections with score >= {args.draw_threshold}; "
-        f"drawn images in {args.output_dir}/ ({len(drawn)} files), all detections in {json_path}"
+        f"{len(results)} images{skipped}, {total} detections with score >= "
+        f"{args.draw_threshold}; drawn images in {args.output_dir}/ ({len(drawn)} files), "
+        f"all detections in {json_path}"
     )
     return 0
 

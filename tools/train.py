@@ -41,7 +41,12 @@ def main() -> int:
     args = parser.parse_args()
     cfg = load_from_args(args)
 
+    from ppdet.data import require_annotations
     from ppdet.engine.trainer import Trainer
+
+    require_annotations(cfg, "train")  # before the model is built or weights downloaded
+    if args.eval:
+        require_annotations(cfg, "eval")
 
     trainer = Trainer(cfg, output_dir=args.output_dir, amp=args.amp, use_vdl=args.use_vdl)
     trainer.train(validate=args.eval, resume=args.resume)

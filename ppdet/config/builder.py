@@ -41,7 +41,14 @@ def _hints(cls: type) -> dict[str, Any]:
         return _NO_HINTS
 
 
-def _type_name(tp: Any) -> str:
+def arg_type(cls: type, name: str) -> Any:
+    """The annotation of constructor argument ``name`` of ``cls`` (``inspect.Parameter.empty``
+    when it has none or the annotations cannot be resolved)."""
+    return _hints(cls).get(name, inspect.Parameter.empty)
+
+
+def type_name(tp: Any) -> str:
+    """``int``, ``list[int]``, ``str | None``: an annotation as a config user reads it."""
     if isinstance(tp, type):
         return tp.__name__
     return str(tp).replace("typing.", "")
@@ -111,7 +118,7 @@ def check_kwargs(cls: type, kwargs: dict, key_path: str, source: str) -> None:
             continue
         if not type_ok(value, tp):
             raise ConfigError(
-                f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+                f"{where}: expected {type_name(tp)}, got {value!r} ({type(value).__name__})"
             )
 
 

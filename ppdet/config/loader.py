@@ -38,6 +38,11 @@ class Config(dict):
         return new
 
 
+def source_of(cfg: dict, key_path: str) -> str:
+    """The file that set the top-level key of ``key_path``; "config" for a plain dict."""
+    return cfg.source_of(key_path) if isinstance(cfg, Config) else "config"
+
+
 def _read_yaml(path: str, included_from: str | None) -> dict:
     if not os.path.isfile(path):
         where = f"{included_from}: {BASE_KEY}: " if included_from else ""

@@ -1,13 +1,26 @@
-"""Check a whole resolved config before anything is built, so mistakes fail in one line early."""
+"""Check a whole resolved config before anything is built, so mistakes fail in one line early.
+
+Every top-level key is one of: a registered class's section (checked against its constructor),
+a global setting (``GLOBAL_KEYS``), a default that registered classes share (``__shared__``,
+e.g. ``norm_type``), a section with a registered load-time check (``LearningRate``,
+``OptimizerBuilder``: ppdet/config/sections.py), a dataset or reader section (their schema:
+ppdet/config/readers.py), or a PaddleDetection key that ppdet ignores with a note
+(ppdet/config/compat.py). Anything else is an error with a did-you-mean hint.
+"""
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any
 
-from .builder import check_kwargs, type_ok
+from . import compat
+from .builder import arg_type, check_kwargs, type_name, type_ok
 from .errors import ConfigError
+from .loader import source_of
+from .readers import DATASETS, READERS, dataset_spec, reader_spec
 from .registry import all_names, is_registered, lookup
+from .sections import check_sections
 
 # Top-level keys that are not class sections, with the type each must have.
 GLOBAL_KEYS: dict[str, Any] = {
@@ -22,7 +35,8 @@ GLOBAL_KEYS: dict[str, Any] = {
     "snapshot_iter": int | None,
     "log_iter": int,
     "save_dir": str,
-    "use_gpu": bool,
+    "use_gpu": bool,  # false: run on the CPU even with a GPU build (ppdet/engine/cli.py)
+    "worker_num": int,  # default num_workers of every reader (PaddleDetection's name)
     "amp": bool,
     "seed": int | None,
     "use_vdl": bool,
@@ -40,111 +54,69 @@ GLOBAL_KEYS: dict[str, Any] = {
     "draw_threshold": float,
 }
 
-READERS = ("TrainReader", "EvalReader", "TestReader")
-READER_KEYS: dict[str, Any] = {
-    "sample_transforms": list,
-    "batch_transforms": list,
-    "batch_size": int,
-    "shuffle": bool,
-    "drop_last": bool,
-    "num_workers": int,
-    "mixup_epoch": int,
-    "use_shared_memory": bool,
-}
-DATASETS = ("TrainDataset", "EvalDataset", "TestDataset")
+
+def shared_keys() -> dict[str, Any]:
+    """Top-level keys that registered classes take as defaults (``__shared__``) -> the type of
+    the first class's argument (e.g. ``norm_type`` of ResNet)."""
+    keys: dict[str, Any] = {}
+    for name in all_names():
+        cls = lookup(name)
+        for key in getattr(cls, "__shared__", ()):
+            keys.setdefault(key, arg_type(cls, key))
+    return keys
 
 
-def _src(cfg: dict, key: str) -> str:
-    return cfg.source_of(key) if hasattr(cfg, "source_of") else "config"
+def _check_type(cfg: dict, key: str, value: Any, tp: Any) -> None:
+    if tp is not inspect.Parameter.empty and not type_ok(value, tp):
+        raise ConfigError(f"{source_of(cfg, key)}: {key}: expected {type_name(tp)}, got {value!r}")
 
 
-def _check_transform_list(cfg: dict, reader: str, key: str, items: Any, roles: tuple) -> None:
-    path = f"{reader}.{key}"
-    if not isinstance(items, list):
-        raise ConfigError(
-            f"{_src(cfg, reader)}: {path}: must be a list of {{Name: {{args}}}} items"
-        )
-    for i, item in enumerate(items):
-        item_path = f"{path}[{i}]"
-        if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(
-                f"{_src(cfg, reader)}: {item_path}: each item must be one {{Name: {{args}}}} mapping"
-            )
-        ((name, kwargs),) = item.items()
-        cls = next((lookup(name, r) for r in roles if name in all_names(r)), None)
-        if cls is None:
-            try:
-                lookup(name, roles[0])
-            except KeyError as e:
-                raise ConfigError(f"{_src(cfg, reader)}: {item_path}: {e.args[0]}") from None
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise ConfigError(
-                f"{_src(cfg, reader)}: {item_path}.{name}: arguments must be a mapping"
-            )
-        check_kwargs(cls, kwargs or {}, f"{item_path}.{name}", _src(cfg, reader))
-
-
-def validate_config(cfg: dict) -> None:
-    """Raise ConfigError on the first unknown key, unknown class or wrongly typed value."""
+def _check_architecture(cfg: dict) -> None:
     arch = cfg.get("architecture")
+    src = source_of(cfg, "architecture")
     if arch is None:
-        raise ConfigError(f"{_src(cfg, 'architecture')}: architecture: missing (e.g. YOLOv3)")
+        raise ConfigError(f"{src}: architecture: missing (e.g. YOLOv3)")
     if not isinstance(arch, str):
-        raise ConfigError(f"{_src(cfg, 'architecture')}: architecture: must be a class name")
+        raise ConfigError(f"{src}: architecture: must be a class name")
     try:
         lookup(arch, "architecture")
     except KeyError as e:
-        raise ConfigError(f"{_src(cfg, 'architecture')}: architecture: {e.args[0]}") from None
+        raise ConfigError(f"{src}: architecture: {e.args[0]}") from None
 
+
+def validate_config(cfg: dict) -> None:
+    """Raise ConfigError on the first unknown key, unknown class or wrongly typed value.
+
+    Registers every buildable class first (``ppdet.register_all``), so a config is checked
+    against all of them whoever calls this.
+    """
+    import ppdet
+
+    ppdet.register_all()
+    _check_architecture(cfg)
+    shared = shared_keys()
     for key, value in cfg.items():
+        src = source_of(cfg, key)
         if is_registered(key):
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise ConfigError(f"{_src(cfg, key)}: {key}: must be a mapping of arguments")
-            check_kwargs(lookup(key), value, key, _src(cfg, key))
+                raise ConfigError(f"{src}: {key}: must be a mapping of arguments")
+            check_kwargs(lookup(key), value, key, src)
         elif key in GLOBAL_KEYS:
-            if not type_ok(value, GLOBAL_KEYS[key]):
-                want = getattr(GLOBAL_KEYS[key], "__name__", str(GLOBAL_KEYS[key]))
-                raise ConfigError(f"{_src(cfg, key)}: {key}: expected {want}, got {value!r}")
+            _check_type(cfg, key, value, GLOBAL_KEYS[key])
+        elif key in shared:
+            _check_type(cfg, key, value, shared[key])
+        elif key in compat.TOP_LEVEL:
+            compat.note_ignored(compat.TOP_LEVEL, key, value, f"{src}: {key}")
         else:
-            close = difflib.get_close_matches(key, list(GLOBAL_KEYS) + all_names(), n=1)
+            known = [*GLOBAL_KEYS, *shared, *compat.TOP_LEVEL, *all_names()]
+            close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{_src(cfg, key)}: {key}: unknown top-level key{hint}")
-
-    for name in DATASETS:
-        section = cfg.get(name)
-        if section is None:
-            continue
-        cls_name = section.get("name")
-        if cls_name is None:
-            raise ConfigError(f"{_src(cfg, name)}: {name}.name: missing (e.g. COCODataSet)")
-        try:
-            cls = lookup(cls_name, "dataset")
-        except KeyError as e:
-            raise ConfigError(f"{_src(cfg, name)}: {name}.name: {e.args[0]}") from None
-        kwargs = {k: v for k, v in section.items() if k != "name"}
-        check_kwargs(cls, kwargs, name, _src(cfg, name))
-
-    for reader in READERS:
-        section = cfg.get(reader)
-        if section is None:
-            continue
-        for key, value in section.items():
-            if key not in READER_KEYS:
-                close = difflib.get_close_matches(key, list(READER_KEYS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"{_src(cfg, reader)}: {reader}.{key}: unknown reader key{hint}")
-            if not type_ok(value, READER_KEYS[key]):
-                want = READER_KEYS[key].__name__
-                raise ConfigError(
-                    f"{_src(cfg, reader)}: {reader}.{key}: expected {want}, got {value!r}"
-                )
-        # sample operators may also stand in batch_transforms: they run on every sample
-        lists = (
-            ("sample_transforms", ("transform",)),
-            ("batch_transforms", ("batch_transform", "transform")),
-        )
-        for key, roles in lists:
-            if key in section:
-                _check_transform_list(cfg, reader, key, section[key], roles)
+            raise ConfigError(f"{src}: {key}: unknown top-level key{hint}")
+    for name in DATASETS.values():
+        dataset_spec(cfg, name)
+    for name in READERS.values():
+        if name in cfg:
+            reader_spec(cfg, name)
+    check_sections(cfg)

@@ -1,14 +1,16 @@
 """Errors of the data pipeline, each a single line that names the file at fault.
 
-``DataError`` is the common base: tools print it as one line and exit (not a traceback).
+``DataError`` is the common base (a ``ppdet.PpdetError``): tools print it as one line and exit.
 """
 
 from __future__ import annotations
 
 import traceback
 
+from ppdet.errors import PpdetError
 
-class DataError(RuntimeError):
+
+class DataError(PpdetError, RuntimeError):
     """Base of the data errors below."""
 
 
@@ -16,13 +18,21 @@ class DatasetError(DataError):
     """A dataset that cannot be used at all (e.g. no usable image in its annotation file)."""
 
 
+class DataNotFoundError(DatasetError, FileNotFoundError):
+    """A dataset file or folder that does not exist; the message says how to get it."""
+
+
 class ImageDecodeError(DataError):
-    """An image file that is missing, unreadable or truncated; ``path`` names it."""
+    """An image file that is missing, unreadable, cut, too large or not an image; ``path``
+    names it, ``reason`` says why (e.g. ``truncated JPEG``)."""
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    def __reduce__(self):  # picklable across loader worker processes
+        return type(self), (self.path, self.reason)
 
 
 class DataPipelineError(DataError):

@@ -1,22 +1,19 @@
 """Build datasets and paddle DataLoaders from the config's dataset and reader sections.
 
-``TrainDataset: {name: COCODataSet, dataset_dir: ..., ...}`` gives the dataset;
-``TrainReader`` gives the transforms and batching:
+``TrainDataset: {name: COCODataSet, dataset_dir: ..., ...}`` gives the dataset; ``TrainReader``
+gives the transforms and batching. Both sections are checked by their schema in
+ppdet/config/readers.py (the same check ``load_config`` runs), then built here.
 
-    TrainReader:
-      sample_transforms: [{Decode: {}}, {RandomFlip: {prob: 0.5}}, ...]
-      batch_transforms: [{BatchRandomResize: {...}}, {PadGT: {}}]
-      batch_size: 8
-      shuffle: true        # default: true in train mode
-      drop_last: true      # default: false
-      num_workers: 2       # default: 0 (load in the main process)
-      mixup_epoch: 200     # Mixup while epoch < mixup_epoch; -1 (default): every epoch
-      use_shared_memory: true
+Unreadable images never end a run: the dataset replaces (train) or leaves out (eval/test) the
+sample, and ``DetDataLoader`` warns once per file in the main process and keeps count
+(``loader.skipped``, ``loader.skipped_in_pass``).
 """
 
 from __future__ import annotations
 
-import difflib
+import json
+import logging
+import os
 import pickle
 import random
 from collections.abc import Callable, Iterator
@@ -27,19 +24,24 @@ import paddle
 
 from ppdet.config.builder import create
 from ppdet.config.errors import ConfigError
+from ppdet.config.loader import source_of
+from ppdet.config.readers import DATASETS, MODES, READERS, OpSpec, dataset_spec, reader_spec
 from ppdet.config.registry import lookup
-from ppdet.config.validate import READER_KEYS as READER_KEY_TYPES
 
-from .datasets.base import ERROR_KEY, DetDataset
-from .errors import DataPipelineError, exception_text
-from .transforms.augment import Mixup
+from .datasets.base import (
+    ERROR_KEY,
+    SKIPPED_KEY,
+    DetDataset,
+    how_to_get,
+    is_placeholder,
+    skip_message,
+)
+from .errors import DataNotFoundError, DataPipelineError, exception_text
 from .transforms.batch_ops import PadGT
 from .transforms.compose import BatchCompose, Compose
-from .transforms.decode_resize import Decode, is_chw
+from .transforms.decode_resize import is_chw
 
-DATASET_SECTIONS = {"train": "TrainDataset", "eval": "EvalDataset", "test": "TestDataset"}
-READER_SECTIONS = {"train": "TrainReader", "eval": "EvalReader", "test": "TestReader"}
-READER_KEYS = tuple(READER_KEY_TYPES)  # one list, shared with config validation
+logger = logging.getLogger(__name__)
 
 # Batch fields of docs/contracts.md and their dtypes; other sample keys are not batched.
 BATCH_FIELDS: dict[str, type] = {
@@ -71,12 +73,8 @@ def unpack_polys(packed: Any) -> list:
     return pickle.loads(np.ascontiguousarray(data, np.uint8).tobytes())  # our own worker's bytes
 
 
-def _source(cfg: dict, key: str) -> str:
-    return cfg.source_of(key) if hasattr(cfg, "source_of") else "config"
-
-
 def _check_mode(mode: str) -> None:
-    if mode not in DATASET_SECTIONS:
+    if mode not in MODES:
         raise ValueError(f"mode must be 'train', 'eval' or 'test', got {mode!r}")
 
 
@@ -84,64 +82,56 @@ def build_dataset(cfg: dict, mode: str) -> DetDataset:
     """The dataset of ``TrainDataset``/``EvalDataset``/``TestDataset`` for mode train/eval/test.
 
     In train mode crowd boxes are left out of the samples (unless ``drop_crowd`` is set) and
-    unreadable images are replaced by other samples.
+    unreadable images are replaced by other samples. A missing annotation file or image folder
+    is a DataNotFoundError naming the section, the file and how to get the dataset.
     """
     _check_mode(mode)
-    name = DATASET_SECTIONS[mode]
+    name = DATASETS[mode]
     section = cfg.get(name)
     if isinstance(section, DetDataset):
         dataset = section
     else:
-        if not isinstance(section, dict) or not section.get("name"):
-            what = "missing" if section is None else "needs 'name' (e.g. COCODataSet)"
-            raise ConfigError(f"{_source(cfg, name)}: {name}: {what} (needed in {mode} mode)")
-        kwargs = {k: v for k, v in section.items() if k != "name"}
-        dataset = create(section["name"], kwargs, role="dataset", key_path=name, cfg=cfg)
+        spec = dataset_spec(cfg, name)
+        if spec is None:
+            raise ConfigError(f"{source_of(cfg, name)}: {name}: missing (needed in {mode} mode)")
+        try:
+            dataset = create(spec.name, spec.kwargs, role="dataset", key_path=name, cfg=cfg)
+        except DataNotFoundError as e:
+            raise DataNotFoundError(f"{source_of(cfg, name)}: {name}: {e}") from None
     dataset.set_mode(mode)
     return dataset
 
 
-def _role_of(name: str, roles: tuple[str, ...], where: str) -> str:
-    for role in roles:
-        try:
-            lookup(name, role)
-            return role
-        except KeyError:
-            pass
-    try:
-        lookup(name, roles[0])
-    except KeyError as e:
-        raise ConfigError(f"{where}: {e.args[0]}") from None
-    raise AssertionError("unreachable")
+def require_annotations(cfg: dict, mode: str) -> None:
+    """Fail early, before a model is built or weights are downloaded, when the annotation file
+    of the ``mode`` dataset is missing: DataNotFoundError naming the config file, the section,
+    the file and how to get the dataset (the dataset itself checks everything when built)."""
+    _check_mode(mode)
+    name = DATASETS[mode]
+    spec = dataset_spec(cfg, name)
+    if spec is None or not spec.kwargs.get("anno_path"):
+        return
+    path = os.path.join(str(spec.kwargs.get("dataset_dir") or ""), str(spec.kwargs["anno_path"]))
+    if not os.path.isfile(path):
+        kind = getattr(lookup(spec.name, "dataset"), "kind", None)
+        raise DataNotFoundError(
+            f"{source_of(cfg, name)}: {name}: annotation file not found: {path}"
+            f"{how_to_get(path, kind)}"
+        )
 
 
-def _build_ops(cfg: dict, reader: str, key: str, roles: tuple[str, ...]) -> list[Callable]:
-    items = (cfg.get(reader) or {}).get(key) or []
-    src = _source(cfg, reader)
-    if not isinstance(items, list):
-        raise ConfigError(f"{src}: {reader}.{key}: must be a list of {{Name: {{args}}}} items")
-    ops = []
-    for i, item in enumerate(items):
-        path = f"{reader}.{key}[{i}]"
-        if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(f"{src}: {path}: each item must be one {{Name: {{args}}}} mapping")
-        ((name, kwargs),) = item.items()
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise ConfigError(f"{src}: {path}.{name}: arguments must be a mapping")
-        role = _role_of(name, roles, f"{src}: {path}")
-        ops.append(create(name, kwargs or {}, role=role, key_path=f"{path}.{name}", cfg=cfg))
-    return ops
+def _build_ops(cfg: dict, ops: tuple[OpSpec, ...]) -> list[Callable]:
+    return [create(op.name, op.kwargs, role=op.role, key_path=op.key_path, cfg=cfg) for op in ops]
 
 
-def _reader_value(
-    cfg: dict, reader: str, key: str, default: Any, kind: type, minimum: int | None = None
-) -> Any:
-    value = (cfg.get(reader) or {}).get(key, default)
-    bad = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-    if bad or (minimum is not None and value < minimum):
-        want = kind.__name__ + (f" >= {minimum}" if minimum is not None else "")
-        raise ConfigError(f"{_source(cfg, reader)}: {reader}.{key}: expected {want}, got {value!r}")
-    return value
+def _encode_skipped(skipped: list) -> np.ndarray:
+    """[(path, reason), ...] as a uint8 array (paddle's loader only moves arrays)."""
+    return np.frombuffer(json.dumps(skipped).encode(), np.uint8)
+
+
+def _decode_skipped(data: Any) -> list[tuple[str, str]]:
+    array = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
+    return [tuple(item) for item in json.loads(np.ascontiguousarray(array, np.uint8).tobytes())]
 
 
 class Collate:
@@ -152,6 +142,8 @@ class Collate:
     samples have it) stays a Python list of B per-image lists (``_collate``); ``__call__`` packs
     it for paddle's loader (``PACKED_POLY_KEY``), ``DetDataLoader`` unpacks it. An exception (in a
     sample or here) becomes a batch ``{ERROR_KEY: text as uint8}`` that ``DetDataLoader`` raises.
+    Placeholders of skipped images (eval/test) are left out of the batch; every skipped image
+    travels as ``SKIPPED_KEY`` (json as uint8), also in a batch that has nothing else.
     """
 
     def __init__(self, batch_transform: Callable[[list[dict]], list[dict]]) -> None:
@@ -159,15 +151,23 @@ class Collate:
 
     def __call__(self, samples: list[dict]) -> dict[str, np.ndarray]:
         errors = [s[ERROR_KEY] for s in samples if ERROR_KEY in s]
-        if not errors:
+        if errors:
+            return {ERROR_KEY: np.frombuffer(errors[0].encode(), np.uint8)}
+        skipped = [item for s in samples for item in s.get(SKIPPED_KEY, ())]
+        samples = [s for s in samples if not is_placeholder(s)]
+        for s in samples:
+            s.pop(SKIPPED_KEY, None)
+        batch: dict[str, Any] = {}
+        if samples:
             try:
                 batch = self._collate(samples)
-                if "gt_poly" in batch:
-                    batch[PACKED_POLY_KEY] = pack_polys(batch.pop("gt_poly"))
-                return batch
             except Exception as e:
-                errors = [exception_text(e)]
-        return {ERROR_KEY: np.frombuffer(errors[0].encode(), np.uint8)}
+                return {ERROR_KEY: np.frombuffer(exception_text(e).encode(), np.uint8)}
+            if "gt_poly" in batch:
+                batch[PACKED_POLY_KEY] = pack_polys(batch.pop("gt_poly"))
+        if skipped:
+            batch[SKIPPED_KEY] = _encode_skipped(skipped)
+        return batch
 
     def _collate(self, samples: list[dict]) -> dict[str, Any]:
         samples = self.batch_transform(samples)
@@ -198,11 +198,25 @@ class Collate:
 
 class DetDataLoader(paddle.io.DataLoader):
     """paddle.io.DataLoader that raises DataPipelineError in the loop when loading a batch
-    failed, instead of waiting forever: one line for a DataError (e.g. an unreadable image in
-    eval mode), the original traceback after the first line for other exceptions. A batch's
-    ``gt_poly`` comes out as a list of B lists (objects) of lists of float32 [2K] numpy arrays."""
+    failed, instead of waiting forever: one line for a DataError, the original traceback after
+    the first line for other exceptions. A batch's ``gt_poly`` comes out as a list of B lists
+    (objects) of lists of float32 [2K] numpy arrays.
+
+    Images that could not be read are reported here, in the main process: one warning per file
+    (``skipped``: path -> reason, over the loader's life), and ``skipped_in_pass`` lists those
+    of the latest pass. In eval mode a pass that skipped images ends with a count (they count
+    as images without detections: their ground truth is missed). A batch whose images were all
+    skipped is not yielded.
+    """
+
+    def __init__(self, *args: Any, mode: str = "train", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mode = mode
+        self.skipped: dict[str, str] = {}
+        self.skipped_in_pass: list[str] = []
 
     def __iter__(self) -> Iterator[dict]:  # type: ignore[override]
+        self.skipped_in_pass = []
         for batch in super().__iter__():
             if ERROR_KEY in batch:
                 text = batch[ERROR_KEY].numpy().tobytes().decode(errors="replace")
@@ -210,9 +224,27 @@ class DetDataLoader(paddle.io.DataLoader):
                 if len(lines) > 1:  # a traceback: its last line first, then the whole
                     text = f"{lines[-1]}\n{text}"
                 raise DataPipelineError(f"loading a batch failed: {text}")
+            if SKIPPED_KEY in batch:
+                self._report(_decode_skipped(batch.pop(SKIPPED_KEY)))
+            if "image" not in batch:
+                continue  # every image of this batch was skipped
             if PACKED_POLY_KEY in batch:
                 batch["gt_poly"] = unpack_polys(batch.pop(PACKED_POLY_KEY))
             yield batch
+        if self.skipped_in_pass and self.mode == "eval":
+            logger.warning(
+                "eval: %d of %d images could not be read and were skipped (see above); "
+                "they count as images without detections",
+                len(self.skipped_in_pass),
+                len(self.dataset),
+            )
+
+    def _report(self, skipped: list[tuple[str, str]]) -> None:
+        for path, reason in skipped:
+            self.skipped_in_pass.append(path)
+            if path not in self.skipped:
+                self.skipped[path] = reason
+                logger.warning(skip_message(path, reason, self.mode))
 
 
 def _init_worker(worker_id: int) -> None:
@@ -227,7 +259,7 @@ def _init_worker(worker_id: int) -> None:
 
 def build_loader(
     cfg: dict, mode: str, dataset: DetDataset, distributed: bool = False
-) -> paddle.io.DataLoader:
+) -> DetDataLoader:
     """A DataLoader over ``dataset`` with the reader section of ``mode`` (train/eval/test).
 
     Each batch is a dict of paddle Tensors as in docs/contracts.md; an exception while loading
@@ -236,50 +268,29 @@ def build_loader(
     ``set_loader_epoch(loader, epoch)`` at the start of every epoch.
     """
     _check_mode(mode)
-    reader = READER_SECTIONS[mode]
-    section = cfg.get(reader) or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{_source(cfg, reader)}: {reader}: must be a mapping")
-    for key in section:
-        if key not in READER_KEYS:
-            close = difflib.get_close_matches(key, READER_KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(READER_KEYS)
-            raise ConfigError(
-                f"{_source(cfg, reader)}: {reader}.{key}: unknown key{hint} ({known})"
-            )
-    sample_ops = _build_ops(cfg, reader, "sample_transforms", ("transform",))
-    batch_ops = _build_ops(cfg, reader, "batch_transforms", ("batch_transform", "transform"))
-    kinds = [type(op) for op in sample_ops]
-    if Mixup in kinds and (Decode not in kinds or kinds.index(Decode) > kinds.index(Mixup)):
-        raise ConfigError(
-            f"{_source(cfg, reader)}: {reader}.sample_transforms: Mixup must follow Decode"
-        )
-    mixup_epoch = _reader_value(cfg, reader, "mixup_epoch", -1, int)
-    dataset.set_transform(
-        Compose(sample_ops), mixup=mode == "train" and Mixup in kinds, mixup_epoch=mixup_epoch
-    )
+    spec = reader_spec(cfg, READERS[mode])
+    sample_ops = _build_ops(cfg, spec.sample_transforms)
+    batch_ops = _build_ops(cfg, spec.batch_transforms)
+    mixup = mode == "train" and any(op.name == "Mixup" for op in spec.sample_transforms)
+    dataset.set_transform(Compose(sample_ops), mixup=mixup, mixup_epoch=spec.mixup_epoch)
     dataset.defer_errors = True
-    batch_size = _reader_value(cfg, reader, "batch_size", 1, int, 1)
-    shuffle = _reader_value(cfg, reader, "shuffle", mode == "train", bool)
-    drop_last = _reader_value(cfg, reader, "drop_last", False, bool)
-    num_workers = _reader_value(cfg, reader, "num_workers", 0, int, 0)
-    shared_memory = _reader_value(cfg, reader, "use_shared_memory", True, bool)
+    shuffle = mode == "train" if spec.shuffle is None else spec.shuffle
     if distributed:
         sampler = paddle.io.DistributedBatchSampler(
-            dataset, batch_size, shuffle=shuffle, drop_last=drop_last
+            dataset, spec.batch_size, shuffle=shuffle, drop_last=spec.drop_last
         )
     else:
         sampler = paddle.io.BatchSampler(
-            dataset, shuffle=shuffle, batch_size=batch_size, drop_last=drop_last
+            dataset, shuffle=shuffle, batch_size=spec.batch_size, drop_last=spec.drop_last
         )
     return DetDataLoader(
         dataset,
+        mode=mode,
         batch_sampler=sampler,
         collate_fn=Collate(BatchCompose(batch_ops)),
-        num_workers=num_workers,
-        use_shared_memory=shared_memory,
-        worker_init_fn=_init_worker if num_workers > 0 else None,
+        num_workers=spec.num_workers,
+        use_shared_memory=spec.use_shared_memory,
+        worker_init_fn=_init_worker if spec.num_workers > 0 else None,
         return_list=True,
     )
 

@@ -15,8 +15,13 @@ import re
 import paddle
 
 from ppdet.atomic_io import atomic_path
-from ppdet.zoo.safe_pickle import safe_load, tensors_as_arrays
-from ppdet.zoo.weights import WeightsError, load_state_dict, load_weights, read_state_dict
+from ppdet.checkpoint import (
+    WeightsError,
+    load_state_dict,
+    read_state_dict,
+    safe_load,
+    tensors_as_arrays,
+)
 
 STATE_VERSION = 1
 
@@ -151,7 +156,8 @@ def load_checkpoint(
         if ema is not None:
             ema.set_state(read_state_dict(prefix + ".pdparams"), state["ema"])
     else:
-        load_weights(model, prefix + ".pdparams", strict=True)
+        path = prefix + ".pdparams"
+        load_state_dict(model, read_state_dict(path), path, strict=True)
         if ema is not None:
             ema.set_state({k: v.numpy() for k, v in model.state_dict().items()}, {"step": 0})
     set_optimizer_state(optimizer, model, state["optimizer"])

@@ -1,14 +1,17 @@
-"""What the tools/*.py command lines share: -c/-o parsing and one-line errors."""
+"""What the tools/*.py command lines share: -c/-o parsing, logging, one-line errors."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable
 
 warnings.filterwarnings("ignore", message="No ccache found")
+
+logger = logging.getLogger(__name__)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -62,36 +65,84 @@ def load_from_args(args: argparse.Namespace):
     if args.print_config:
         print(dump_config(cfg), end="")
         sys.exit(0)
+    apply_device(cfg)
     return cfg
 
 
-def run(main: Callable[[], int | None]) -> None:
-    """Run a tool's ``main``; known user errors become one line on stderr and exit code 1."""
-    prefer_fast_mkl()  # before anything imports Paddle
-    from ppdet.config import ConfigError
-    from ppdet.data.errors import DataError
-    from ppdet.engine.trainer import TrainingDiverged
-    from ppdet.zoo.legacy_format import LegacyError
-    from ppdet.zoo.weights import WeightsError
+def apply_device(cfg: dict) -> None:
+    """Honour ``use_gpu`` (PaddleDetection's key): false runs on the CPU even with a GPU build
+    of Paddle; true on a build without CUDA runs on the CPU with a note. Absent: Paddle's
+    default (the GPU when there is one)."""
+    use_gpu = cfg.get("use_gpu")
+    if use_gpu is None:
+        return
+    import paddle
 
-    user_errors = (
-        ConfigError,
-        WeightsError,
-        TrainingDiverged,
-        DataError,
-        FileNotFoundError,
-        LegacyError,
-    )
+    if not use_gpu and paddle.is_compiled_with_cuda():
+        paddle.set_device("cpu")
+    elif use_gpu and not paddle.is_compiled_with_cuda():
+        logger.info("note: use_gpu: true, but this Paddle build has no CUDA; running on the CPU")
+
+
+class _ToolFormatter(logging.Formatter):
+    """Log lines of the tools: ``warning: <message>`` / ``error: <message>``; notes as they are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"error: {text}"
+        if record.levelno >= logging.WARNING:
+            return f"warning: {text}"
+        return text
+
+
+class _ToolHandler(logging.Handler):
+    """Writes each record as one line on stderr, above a running progress bar (tqdm)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Show ppdet's log records (notes and warnings from the library) on stderr, one line each."""
+    log = logging.getLogger("ppdet")
+    if any(isinstance(h, _ToolHandler) for h in log.handlers):
+        return
+    handler = _ToolHandler()
+    handler.setFormatter(_ToolFormatter())
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False  # not twice when a library configured the root logger
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input, printed as one line: ``ppdet.PpdetError`` and the
+    error classes that do not derive from it yet."""
+    from ppdet.checkpoint import WeightsError
+    from ppdet.engine.trainer import TrainingDiverged
+    from ppdet.errors import PpdetError
+    from ppdet.zoo.legacy_format import LegacyError
+
+    return (PpdetError, WeightsError, TrainingDiverged, FileNotFoundError, LegacyError)
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run a tool's ``main``; a user error (``user_errors``) becomes ``error: <message>`` on
+    stderr and exit status 1, Ctrl-C exit status 130; anything else is a bug (traceback)."""
+    prefer_fast_mkl()  # before anything imports Paddle
+    configure_logging()
+    known = user_errors()
     try:
         code = main()
-    except user_errors as e:
+    except known as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted; checkpoints already written are intact", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
-
-
-def project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,4 +1,5 @@
-"""Training progress: smoothed losses, speed and ETA every N iterations; optional VisualDL."""
+"""Training progress: smoothed losses, speed and ETA every N iterations; the run's history file
+and curves (``history.py``); optional VisualDL."""
 
 from __future__ import annotations
 
@@ -33,8 +34,12 @@ def format_eta(seconds: float) -> str:
 class TrainLogger:
     """Prints one line per ``log_iter`` steps: epoch, iteration, lr, each loss, s/it, ETA."""
 
-    def __init__(self, total_iters: int, log_iter: int = 20, vdl_dir: str | None = None) -> None:
+    def __init__(
+        self, total_iters: int, log_iter: int = 20, vdl_dir: str | None = None, history=None
+    ) -> None:
+        """``history``: a ``TrainingHistory`` that receives each printed line's values."""
         self.total_iters = total_iters
+        self.history = history
         self.log_iter = max(1, log_iter)
         self.stats = SmoothedValues(window=self.log_iter)
         self.last_time = time.time()
@@ -68,6 +73,9 @@ class TrainLogger:
         loss_text = " ".join(
             f"{n}: {self.stats.mean(n):.4f}" for n in self.stats.names() if n.startswith("loss")
         )
+        if self.history is not None:
+            names = [n for n in self.stats.names() if n.startswith("loss")]
+            self.history.log_train(iteration, lr, {n: self.stats.mean(n) for n in names})
         batch_time = self.stats.mean("batch_time")
         eta = format_eta(batch_time * (self.total_iters - iteration))
         print(
@@ -78,6 +86,9 @@ class TrainLogger:
         )
 
     def scalars(self, prefix: str, values: dict, iteration: int) -> None:
+        if self.history is not None and prefix == "eval":
+            self.history.log_eval(iteration, values)
+            self.history.draw()
         if self.vdl is not None:
             for name, value in values.items():
                 if isinstance(value, (int, float)):

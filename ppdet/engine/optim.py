@@ -7,10 +7,14 @@ LearningRate:
   - {name: PiecewiseDecay, gamma: 0.1, milestones: [216, 243]}   # or CosineDecay
   - {name: LinearWarmup, start_factor: 0.0, steps: 4000}
 OptimizerBuilder:
-  optimizer: {type: Momentum, momentum: 0.9}                      # or Adam, AdamW
+  optimizer: {type: Momentum, momentum: 0.9}                      # or RMSProp, Adam, AdamW
   regularizer: {type: L2, factor: 0.0005}
   clip_grad_by_norm: null
 ```
+
+A key left out takes PaddleDetection 2.6's default (``LEARNING_RATE_DEFAULTS``,
+``SCHEDULER_DEFAULTS``, ``OPTIMIZER_BUILDER_DEFAULTS``; optimizer arguments default to Paddle's),
+so a config means the same here and there.
 
 The schedule is one ``LRScheduler`` stepped once per iteration. Its value at iteration ``t``
 is ``decay(t) * warmup(t)``: a pure function of ``t``, so the scheduler's ``state_dict``
@@ -29,6 +33,7 @@ import paddle
 from paddle.optimizer.lr import LRScheduler
 
 from ppdet.config.errors import ConfigError
+from ppdet.config.sections import section_check
 
 _NUMBER = (int, float)
 
@@ -145,25 +150,52 @@ _SCHEDULER_KEYS: dict[str, dict[str, tuple]] = {
     },
 }
 
+# What a key left out of a scheduler means: PaddleDetection 2.6's constructor defaults (plus
+# our own ``min_lr`` and ``epochs_first``). PiecewiseDecay's ``gamma`` list gives the LR after
+# each milestone as a factor of base_lr; a number g gives g, g/10, g/100, ... (2.6's rule).
+SCHEDULER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "PiecewiseDecay": {
+        "gamma": [0.1, 0.01],
+        "milestones": [8, 11],
+        "values": None,
+        "use_warmup": True,
+    },
+    "CosineDecay": {
+        "max_epochs": 1000,
+        "min_lr_ratio": 0.0,
+        "min_lr": None,
+        "last_plateau_epochs": 0,
+        "use_warmup": True,
+    },
+    "LinearWarmup": {"steps": 500, "start_factor": 1.0 / 3.0, "epochs": None, "epochs_first": True},
+}
+# A LearningRate section without ``schedulers`` gets PaddleDetection's: PiecewiseDecay and
+# LinearWarmup with the defaults above. ``schedulers: []`` is a constant LR.
+LEARNING_RATE_DEFAULTS: dict[str, Any] = {
+    "base_lr": 0.01,
+    "schedulers": [{"name": "PiecewiseDecay"}, {"name": "LinearWarmup"}],
+}
+
 
 def build_lr(cfg_section: dict, steps_per_epoch: int, epoch_based: bool) -> WarmupDecayLR:
     """The per-iteration LR scheduler described by the ``LearningRate`` section.
 
     Args:
-        cfg_section: ``{base_lr, schedulers: [decay, (warmup)]}``. Decays: PiecewiseDecay
-            (``milestones``, ``gamma`` float or one per milestone, or explicit ``values``),
-            CosineDecay (``max_epochs``, ``min_lr_ratio`` or ``min_lr``,
-            ``last_plateau_epochs``). Warmup: LinearWarmup (``steps``, ``start_factor``
-            default 1/3, or ``epochs``). ``use_warmup: false`` on the decay disables warmup.
+        cfg_section: ``{base_lr, schedulers: [decay, (warmup)]}`` (defaults:
+            ``LEARNING_RATE_DEFAULTS``, ``SCHEDULER_DEFAULTS``). Decays: PiecewiseDecay
+            (``milestones``, ``gamma``: a number g for g, g/10, g/100, ... or one factor of
+            base_lr per milestone, or explicit ``values``), CosineDecay (``max_epochs``,
+            ``min_lr_ratio`` or ``min_lr``, ``last_plateau_epochs``). Warmup: LinearWarmup
+            (``steps``, ``start_factor``, or ``epochs``). ``use_warmup: false`` on the decay
+            disables warmup.
         steps_per_epoch: iterations per epoch (used for epoch units and warmup ``epochs``).
         epoch_based: milestones/max_epochs count epochs (True) or iterations (False).
     Raises:
         ConfigError (a ValueError) naming the key path, e.g. ``LearningRate.schedulers[0].gamma``.
     """
     root = "LearningRate"
-    sec = _check_keys(
-        cfg_section, root, {"base_lr": _NUMBER, "schedulers": (list,)}, required=("base_lr",)
-    )
+    sec = _check_keys(cfg_section, root, {"base_lr": _NUMBER, "schedulers": (list,)})
+    sec = {**LEARNING_RATE_DEFAULTS, **sec}
     base_lr = float(sec["base_lr"])
     if base_lr < 0:
         raise ConfigError(f"{root}.base_lr: must be >= 0, got {base_lr}")
@@ -175,81 +207,99 @@ def build_lr(cfg_section: dict, steps_per_epoch: int, epoch_based: bool) -> Warm
     decay_seen = warmup_seen = False
     use_warmup = True
     warmup: dict[str, Any] = {}
-    for i, sched in enumerate(sec.get("schedulers") or []):
+    for i, sched in enumerate(sec["schedulers"] or []):
         path = f"{root}.schedulers[{i}]"
         name = sched.get("name") if isinstance(sched, dict) else None
         if name not in _SCHEDULER_KEYS:
             raise ConfigError(
                 f"{path}.name: unknown scheduler {name!r}; accepted: {', '.join(_SCHEDULER_KEYS)}"
             )
-        _check_keys(sched, path, _SCHEDULER_KEYS[name])
+        given = _check_keys(sched, path, _SCHEDULER_KEYS[name])
+        sched = {**SCHEDULER_DEFAULTS[name], **given}
         if name == "LinearWarmup":
             if warmup_seen:
                 raise ConfigError(f"{path}: only one warmup scheduler is allowed")
             warmup_seen = True
-            warmup = _warmup_kwargs(sched, path, steps_per_epoch)
+            warmup = _warmup_kwargs(sched, given, path, steps_per_epoch)
             continue
         if decay_seen:
             raise ConfigError(f"{path}: only one decay scheduler is allowed")
         decay_seen = True
-        use_warmup = sched.get("use_warmup", True)
+        use_warmup = sched["use_warmup"]
         if name == "PiecewiseDecay":
             kwargs.update(_piecewise_kwargs(sched, path, base_lr, unit))
         else:
-            kwargs.update(_cosine_kwargs(sched, path, base_lr, unit))
+            kwargs.update(_cosine_kwargs(sched, given, path, base_lr, unit))
     if use_warmup:
         kwargs.update(warmup)
     return WarmupDecayLR(**kwargs)
 
 
 def _piecewise_kwargs(sched: dict, path: str, base_lr: float, unit: int) -> dict[str, Any]:
-    milestones = _number_list(sched.get("milestones", []), f"{path}.milestones")
+    milestones = _number_list(sched["milestones"], f"{path}.milestones")
     if milestones != sorted(milestones):
         raise ConfigError(f"{path}.milestones: must be increasing, got {milestones}")
     boundaries = [int(round(m * unit)) for m in milestones]
-    if sched.get("values") is not None:
+    if sched["values"] is not None:
         values = _number_list(sched["values"], f"{path}.values")
         if len(values) != len(milestones) + 1:
             raise ConfigError(f"{path}.values: needs len(milestones) + 1 = {len(milestones) + 1}")
         return {"boundaries": boundaries, "values": values}
-    gamma = sched.get("gamma", 0.1)
+    gamma = sched["gamma"]
     if isinstance(gamma, list):
         factors = _number_list(gamma, f"{path}.gamma")
         if len(factors) != len(milestones):
             raise ConfigError(f"{path}.gamma: a list needs one factor per milestone")
     else:
-        factors = [float(gamma) ** (k + 1) for k in range(len(milestones))]
+        factors = [float(gamma) / 10**k for k in range(len(milestones))]
     return {"boundaries": boundaries, "values": [base_lr] + [base_lr * f for f in factors]}
 
 
-def _cosine_kwargs(sched: dict, path: str, base_lr: float, unit: int) -> dict[str, Any]:
-    max_epochs = sched.get("max_epochs", 1000)
-    plateau = sched.get("last_plateau_epochs", 0)
+def _cosine_kwargs(
+    sched: dict, given: dict, path: str, base_lr: float, unit: int
+) -> dict[str, Any]:
+    max_epochs = sched["max_epochs"]
+    plateau = sched["last_plateau_epochs"]
     if not 0 <= plateau < max_epochs:
         raise ConfigError(f"{path}.last_plateau_epochs: must be in [0, max_epochs)")
-    if sched.get("min_lr") is not None:
-        if "min_lr_ratio" in sched:
+    if sched["min_lr"] is not None:
+        if "min_lr_ratio" in given:
             raise ConfigError(f"{path}.min_lr: give min_lr or min_lr_ratio, not both")
         min_lr = float(sched["min_lr"])
     else:
-        min_lr = base_lr * float(sched.get("min_lr_ratio", 0.0))
+        min_lr = base_lr * float(sched["min_lr_ratio"])
     return {"cosine_iters": int(round((max_epochs - plateau) * unit)), "min_lr": min_lr}
 
 
-def _warmup_kwargs(sched: dict, path: str, steps_per_epoch: int) -> dict[str, Any]:
-    steps = sched.get("steps", 500)
-    epochs = sched.get("epochs")
-    if epochs is not None and (sched.get("epochs_first", True) or "steps" not in sched):
+def _warmup_kwargs(sched: dict, given: dict, path: str, steps_per_epoch: int) -> dict[str, Any]:
+    """``sched``: the LinearWarmup keys with defaults filled in; ``given``: as written."""
+    steps = sched["steps"]
+    if sched["epochs"] is not None and (sched["epochs_first"] or "steps" not in given):
         steps = int(round(sched["epochs"] * steps_per_epoch))
     if steps < 0:
         raise ConfigError(f"{path}.steps: must be >= 0, got {steps}")
-    start = float(sched.get("start_factor", 1.0 / 3.0))
+    start = float(sched["start_factor"])
     return {"warmup_steps": steps, "warmup_start_factor": start}
 
 
 # ---------------------------------------------------------------- the optimizer
+# Optimizer types and the keys each accepts: Paddle's own argument names (PaddleDetection
+# passes them through), so a key left out takes Paddle's default.
+_OPTIMIZERS: dict[str, type] = {
+    "Momentum": paddle.optimizer.Momentum,
+    "RMSProp": paddle.optimizer.RMSProp,
+    "Adam": paddle.optimizer.Adam,
+    "AdamW": paddle.optimizer.AdamW,
+}
 _OPTIMIZER_KEYS: dict[str, dict[str, tuple]] = {
     "Momentum": {"type": (str,), "momentum": _NUMBER, "use_nesterov": (bool,)},
+    "RMSProp": {
+        "type": (str,),
+        "rho": _NUMBER,
+        "epsilon": _NUMBER,
+        "momentum": _NUMBER,
+        "centered": (bool,),
+    },
     "Adam": {"type": (str,), "beta1": _NUMBER, "beta2": _NUMBER, "epsilon": _NUMBER},
     "AdamW": {
         "type": (str,),
@@ -258,6 +308,15 @@ _OPTIMIZER_KEYS: dict[str, dict[str, tuple]] = {
         "epsilon": _NUMBER,
         "weight_decay": _NUMBER,
     },
+}
+# What a key left out of OptimizerBuilder means (PaddleDetection 2.6's defaults; the default
+# regularizer is not applied to AdamW, which decays weights itself, as in 2.6).
+OPTIMIZER_BUILDER_DEFAULTS: dict[str, Any] = {
+    "optimizer": {"type": "Momentum", "momentum": 0.9},
+    "regularizer": {"type": "L2", "factor": 0.0001},
+    "clip_grad_by_norm": None,
+    "clip_grad_by_value": None,
+    "no_weight_decay_on_norm": False,
 }
 _REGULARIZERS = {"L2": paddle.regularizer.L2Decay, "L1": paddle.regularizer.L1Decay}
 _NORM_TYPES = (
@@ -287,23 +346,26 @@ def norm_parameter_names(model: paddle.nn.Layer) -> set[str]:
 
 
 def build_optimizer(
-    cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer
-) -> paddle.optimizer.Optimizer:
+    cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer | None
+) -> paddle.optimizer.Optimizer | None:
     """The optimizer described by the ``OptimizerBuilder`` section, over ``model``'s
     trainable parameters.
 
     Args:
-        cfg_section: ``optimizer: {type: Momentum|Adam|AdamW, ...}``, ``regularizer:
-            {type: L2|L1, factor}`` (coupled decay, added to the gradient; not for AdamW, which
-            takes ``optimizer.weight_decay``), ``clip_grad_by_norm`` (global-norm clip),
+        cfg_section: ``optimizer: {type: Momentum|RMSProp|Adam|AdamW, ...}`` (Paddle's
+            argument names and defaults, e.g. RMSProp ``rho`` 0.95, ``epsilon`` 1e-6,
+            ``momentum`` 0, ``centered`` false), ``regularizer: {type: L2|L1, factor}``
+            (coupled decay, added to the gradient; not for AdamW, which takes
+            ``optimizer.weight_decay``), ``clip_grad_by_norm`` (global-norm clip),
             ``clip_grad_by_value``, ``no_weight_decay_on_norm`` (bool: norm-layer parameters
-            get no decay).
+            get no decay). Keys left out: ``OPTIMIZER_BUILDER_DEFAULTS``.
         lr: the scheduler from ``build_lr`` (or a constant float).
+        model: its trainable parameters are optimized; None only checks the section (None).
     Raises:
         ConfigError (a ValueError) naming the key path, e.g. ``OptimizerBuilder.optimizer.type``.
     """
     root = "OptimizerBuilder"
-    sec = _check_keys(
+    given = _check_keys(
         cfg_section,
         root,
         {
@@ -313,8 +375,8 @@ def build_optimizer(
             "clip_grad_by_value": (int, float, type(None)),
             "no_weight_decay_on_norm": (bool,),
         },
-        required=("optimizer",),
     )
+    sec = {**OPTIMIZER_BUILDER_DEFAULTS, **given}
     opt_cfg = sec["optimizer"]
     opt_type = opt_cfg.get("type")
     if opt_type not in _OPTIMIZER_KEYS:
@@ -326,7 +388,9 @@ def build_optimizer(
     opt_args = {k: v for k, v in opt_cfg.items() if k != "type"}
 
     regularizer = None
-    if sec.get("regularizer") is not None:
+    if opt_type == "AdamW" and "regularizer" not in given:
+        sec["regularizer"] = None  # 2.6 never applies a regularizer to AdamW
+    if sec["regularizer"] is not None:
         path = f"{root}.regularizer"
         reg = _check_keys(
             sec["regularizer"], path, {"type": (str,), "factor": _NUMBER}, ("type", "factor")
@@ -342,16 +406,19 @@ def build_optimizer(
             )
         regularizer = _REGULARIZERS[reg["type"]](float(reg["factor"]))
 
-    if sec.get("clip_grad_by_norm") is not None and sec.get("clip_grad_by_value") is not None:
+    if sec["clip_grad_by_norm"] is not None and sec["clip_grad_by_value"] is not None:
         raise ConfigError(f"{root}.clip_grad_by_value: give one of clip_grad_by_norm/_by_value")
     grad_clip = None
-    if sec.get("clip_grad_by_norm") is not None:
+    if sec["clip_grad_by_norm"] is not None:
         grad_clip = paddle.nn.ClipGradByGlobalNorm(float(sec["clip_grad_by_norm"]))
-    elif sec.get("clip_grad_by_value") is not None:
-        grad_clip = paddle.nn.ClipGradByValue(float(sec["clip_grad_by_value"]))
+    elif sec["clip_grad_by_value"] is not None:
+        bound = abs(float(sec["clip_grad_by_value"]))
+        grad_clip = paddle.nn.ClipGradByValue(max=bound, min=-bound)
+    if model is None:
+        return None
 
     params = [p for p in model.parameters() if not p.stop_gradient]
-    skip_norm = sec.get("no_weight_decay_on_norm", False)
+    skip_norm = sec["no_weight_decay_on_norm"]
     norm_names = norm_parameter_names(model) if skip_norm else set()
 
     if opt_type == "AdamW":
@@ -369,11 +436,23 @@ def build_optimizer(
         plain = [p for p in params if p.name in norm_names]
         groups = [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
         params = [g for g in groups if g["params"]]
-    cls = paddle.optimizer.Momentum if opt_type == "Momentum" else paddle.optimizer.Adam
-    return cls(
+    return _OPTIMIZERS[opt_type](
         learning_rate=lr,
         parameters=params,
         weight_decay=regularizer,
         grad_clip=grad_clip,
         **opt_args,
     )
+
+
+# ---------------------------------------------------------------- load-time checks
+@section_check("LearningRate")
+def check_lr_section(section: Any) -> None:
+    """Check ``LearningRate`` when a config is loaded (the real schedule needs the data)."""
+    build_lr(section, steps_per_epoch=1, epoch_based=True)
+
+
+@section_check("OptimizerBuilder")
+def check_optimizer_section(section: Any) -> None:
+    """Check ``OptimizerBuilder`` when a config is loaded (the optimizer needs the model)."""
+    build_optimizer(section, 0.0, model=None)

@@ -1,8 +1,13 @@
-"""Inference on image files: run the TestReader pipeline and the model, draw and save results."""
+"""Inference on image files: run the TestReader pipeline and the model, draw and save results.
+
+No dataset is needed: the class names come from ``ppdet.data.labels.resolve_labels`` (the
+weights, their zoo entry, an annotation file if present, the config's dataset kind, else
+``class_<id>``), and images that cannot be read are skipped with one warning each.
+"""
 
 from __future__ import annotations
 
-import glob
+import logging
 import os
 
 import cv2
@@ -11,55 +16,83 @@ import paddle
 from tqdm import tqdm
 
 from ppdet import build_model
+from ppdet.data.errors import DataNotFoundError, ImageDecodeError
+from ppdet.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTS, list_image_files, read_image
+from ppdet.data.labels import Labels, resolve_labels
 from ppdet.zoo.weights import load_weights
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+logger = logging.getLogger(__name__)
+
+ENCODABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # cv2.imencode formats
 
 
 def list_images(infer_img: str | None = None, infer_dir: str | None = None) -> list[str]:
-    """Image paths from ``--infer_img`` (one file) and/or ``--infer_dir`` (a folder, sorted)."""
+    """Image paths from ``--infer_img`` (one file) and/or ``--infer_dir`` (a folder: its entries
+    named like images, ``image_io.IMAGE_EXTS``, in name order). DataNotFoundError if there are
+    none; files that turn out unreadable are skipped later, one warning each."""
     images = []
     if infer_img:
-        if not os.path.isfile(infer_img):
-            raise FileNotFoundError(f"--infer_img: no such file: {infer_img}")
+        if not os.path.lexists(infer_img):
+            raise DataNotFoundError(f"--infer_img: no such file: {infer_img}")
         images.append(infer_img)
     if infer_dir:
         if not os.path.isdir(infer_dir):
-            raise FileNotFoundError(f"--infer_dir: no such folder: {infer_dir}")
-        found = sorted(
-            p for p in glob.glob(os.path.join(infer_dir, "*")) if p.lower().endswith(IMAGE_EXTS)
-        )
+            raise DataNotFoundError(f"--infer_dir: no such folder: {infer_dir}")
+        found = list_image_files(infer_dir)
         if not found:
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"--infer_dir: no images ({', '.join(IMAGE_EXTS)}) in {infer_dir}"
             )
         images.extend(found)
     if not images:
-        raise FileNotFoundError("no input images: pass --infer_img FILE or --infer_dir FOLDER")
+        raise DataNotFoundError("no input images: pass --infer_img FILE or --infer_dir FOLDER")
     return images
 
 
 class Predictor:
-    """A model in eval mode with strictly loaded weights and the config's test pipeline."""
+    """A model in eval mode with strictly loaded weights, the config's test pipeline and the
+    class names that go with the weights.
+
+    Args:
+        cfg: the loaded config (``TestReader``; ``TestDataset`` optional, default ImageFolder).
+        weights: a path, URL or zoo name ("" when ``model`` already holds its weights).
+        model: a built model to use instead of building one from ``cfg``.
+    Attributes:
+        labels: ``Labels`` (names in class-id order and where they came from).
+        max_pixels: the pixel limit of the TestReader's ``Decode`` (for drawing the results).
+        skipped: after ``predict``, the images that could not be read.
+    """
 
     def __init__(self, cfg: dict, weights: str, model: paddle.nn.Layer | None = None) -> None:
         self.cfg = cfg
         self.model = model if model is not None else build_model(cfg)
+        weights_path = None
         if weights:
-            load_weights(self.model, weights, strict=True)
+            weights_path = load_weights(self.model, weights, strict=True).path
         self.model.eval()
+        self.labels: Labels = resolve_labels(cfg, weights or None, weights_path)
+        if self.labels.names:
+            logger.info("class names: %s", self.labels.source)
+        self.max_pixels = _decode_limit(cfg)
+        self.skipped: list[str] = []
 
     def predict(self, images: list[str]) -> tuple[list[dict], list[str]]:
-        """Detections per image: ``[{"im_file", "im_id", "bbox": [n, 6]}]`` and the label list.
+        """Detections for the image files ``images`` (e.g. from ``list_images``), one entry per
+        readable image: ``[{"im_file", "im_id", "bbox": [n, 6]}]`` (class,
+        score, x1, y1, x2, y2 in pixels of the image as shown: EXIF rotation applied) and the
+        label list. Unreadable images are left out (``self.skipped``).
 
         When the model returns ``mask`` (a list of B uint8 [n_b, H, W], or a Tensor [N, H, W]
         when all images share one size) each entry also has ``"mask"``: uint8 [n, H, W].
         """
+        from ppdet.data.datasets import ImageFolder
         from ppdet.data.loader import build_dataset, build_loader
         from ppdet.evaluation.coco_eval import split_masks
 
-        dataset = build_dataset(self.cfg, "test")
-        dataset.set_images(images)
+        has_section = self.cfg.get("TestDataset") is not None
+        dataset = build_dataset(self.cfg, "test") if has_section else ImageFolder()
+        dataset.set_mode("test")
+        dataset.set_files(images)
         loader = build_loader(self.cfg, "test", dataset)
         id_to_file = {int(r["im_id"][0]): r["im_file"] for r in dataset.records}
         results = []
@@ -77,32 +110,56 @@ class Predictor:
                     if masks is not None:
                         result["mask"] = masks[b]
                     results.append(result)
-        return results, list(dataset.label_list)
+        self.skipped = list(loader.skipped_in_pass)
+        return results, list(self.labels.names)
+
+
+def _decode_limit(cfg: dict) -> int:
+    from ppdet.config.readers import reader_spec
+
+    for op in reader_spec(cfg, "TestReader").sample_transforms:
+        if op.name == "Decode":
+            return int(op.kwargs.get("max_pixels", DEFAULT_MAX_PIXELS))
+    return DEFAULT_MAX_PIXELS
 
 
 def save_visualizations(
-    results: list[dict], label_list: list[str], output_dir: str, threshold: float
+    results: list[dict],
+    label_list: list[str],
+    output_dir: str,
+    threshold: float,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[str]:
-    """Write ``<output_dir>/<image name>`` with boxes (and masks, if any) drawn; returns the
-    written paths."""
+    """Write ``<output_dir>/<image name>`` with boxes (and masks, if any) drawn on the image as
+    shown (EXIF rotation applied, like the boxes); returns the written paths. An image whose
+    format OpenCV cannot write (e.g. GIF) is written as ``<image name>.png``."""
     from ppdet.atomic_io import atomic_path
     from ppdet.visualize import draw_detections
 
     os.makedirs(output_dir, exist_ok=True)
     written = []
     for result in results:
-        image = cv2.imread(result["im_file"], cv2.IMREAD_COLOR)
-        if image is None:
+        try:
+            image = read_image(result["im_file"], max_pixels)
+        except ImageDecodeError as e:  # changed since it was read for the model
+            logger.warning("%s; not drawn", e)
             continue
         drawn = draw_detections(
-            image, np.asarray(result["bbox"]), label_list, threshold, result.get("mask")
+            cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+            np.asarray(result["bbox"]),
+            label_list,
+            threshold,
+            result.get("mask"),
         )
         name = os.path.basename(result["im_file"])
-        path = os.path.join(output_dir, name)
-        ext = os.path.splitext(name)[1] or ".jpg"
+        ext = os.path.splitext(name)[1].lower()
+        if ext not in ENCODABLE:
+            name, ext = f"{name}.png", ".png"
         ok, encoded = cv2.imencode(ext, drawn)
         if not ok:
+            logger.warning("%s: cannot encode the drawn image as %s; not written", name, ext)
             continue
+        path = os.path.join(output_dir, name)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 f.write(encoded.tobytes())

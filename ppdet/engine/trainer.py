@@ -20,6 +20,7 @@ from ppdet.atomic_io import atomic_write_text
 from ppdet.config import ConfigError, dump_config
 from ppdet.engine import checkpoint
 from ppdet.engine.ema import ModelEMA
+from ppdet.engine.history import TrainingHistory
 from ppdet.engine.logger import TrainLogger
 from ppdet.zoo.weights import load_weights
 
@@ -132,6 +133,9 @@ class Trainer:
             vdl_dir=cfg.get("vdl_log_dir", os.path.join(self.output_dir, "vdl"))
             if self.use_vdl and self.is_main
             else None,
+            history=TrainingHistory(self.output_dir, resume_from=start_iter if resume else None)
+            if self.is_main
+            else None,
         )
         config_text = dump_config(cfg)
         snapshot_epoch = int(cfg.get("snapshot_epoch", 1))
@@ -176,7 +180,10 @@ class Trainer:
             path = checkpoint.save_weights(
                 self.model, os.path.join(self.output_dir, "model_final"), self.ema
             )
+            curves = logger.history.draw() if logger.history is not None else None
             print(f"training done: {iteration} iterations; final weights {path}")
+            if curves:
+                print(f"training curves: {curves}")
         return metrics
 
     def _train_step(
@@ -259,8 +266,12 @@ class Trainer:
         load_weights(self.model, path, strict=False, quiet=not self.is_main)
 
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self) -> dict:
-        """Run the EvalDataset through the model and score it with ``metric``."""
+    def evaluate(self, classwise: bool = False) -> dict:
+        """Run the EvalDataset through the model and score it with ``metric``.
+
+        classwise: also print one AP per class and draw each class's precision-recall curve
+        into ``<output_dir>/pr_curves_<k>.png``.
+        """
         from ppdet.data.loader import build_dataset, build_loader
         from ppdet.evaluation import build_evaluator
 
@@ -270,7 +281,7 @@ class Trainer:
             self._eval_data = (dataset, loader)
         dataset, loader = self._eval_data
         evaluator = build_evaluator(
-            self.cfg.get("metric", "COCO"), dataset, output_dir=self.output_dir
+            self.cfg.get("metric", "COCO"), dataset, output_dir=self.output_dir, classwise=classwise
         )
         evaluator.reset()
         self.model.eval()
@@ -300,6 +311,11 @@ class Trainer:
             shown = [f"{label} = {metrics[k]:.4f}" for k, label in labels.items() if k in metrics]
             print("eval summary: " + ", ".join(shown), flush=True)
             self._record_metrics(metrics, dataset.get_anno())
+            if classwise and evaluator.pr_curves:
+                from ppdet.evaluation.pr_curves import write_pr_curves
+
+                for path in write_pr_curves(evaluator.pr_curves, self.output_dir):
+                    print(f"precision-recall curves: {path}")
         return metrics
 
     def _record_metrics(self, metrics: dict, annotations: str | None) -> None:

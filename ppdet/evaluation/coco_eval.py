@@ -17,6 +17,7 @@ import numpy as np
 
 from ppdet.atomic_io import atomic_write_text
 from ppdet.config.registry import register
+from ppdet.evaluation.coco_backend import coco_backend
 
 # Names of COCOeval.stats[0..11], in order.
 STAT_NAMES = (
@@ -110,7 +111,10 @@ class COCOEvaluator:
             that are evaluated).
         output_dir: if set, ``accumulate`` also writes the detections to
             ``<output_dir>/bbox.json`` (and ``mask.json`` when masks were given).
-        classwise: also report one AP per category (keys ``"AP/<name>"``) and print them.
+        backend: "pycocotools", "faster_coco_eval" or None (automatic: ``coco_backend.py``).
+        classwise: also report one AP per category (keys ``"AP/<name>"``), print them, and
+            keep each category's precision-recall curve at IoU 0.5 in ``pr_curves``
+            (``{name: (recall [101], precision [101])}``, area all, 100 detections).
 
     When updates carry ``mask``, ``accumulate`` also runs the ``segm`` evaluation and adds
     ``mask_AP``, ``mask_AP50``, ... (the 12 stats, prefixed) to the bbox metrics.
@@ -119,7 +123,14 @@ class COCOEvaluator:
     primary_metric = "AP"
     supports_masks = True  # update(..., mask=...) is accepted (the Trainer checks this)
 
-    def __init__(self, dataset: Any, output_dir: str | None = None, classwise: bool = False):
+    def __init__(
+        self,
+        dataset: Any,
+        output_dir: str | None = None,
+        classwise: bool = False,
+        backend: str | None = None,
+    ):
+        self.backend = coco_backend(backend)
         # datasets keep anno_path relative to dataset_dir; get_anno() gives the full path
         self.anno_path = dataset.get_anno() if hasattr(dataset, "get_anno") else dataset.anno_path
         self.clsid2catid = {int(k): int(v) for k, v in dataset.clsid2catid.items()}
@@ -131,9 +142,11 @@ class COCOEvaluator:
         self.results: list[dict[str, Any]] = []
         self.mask_results: list[dict[str, Any]] = []
         self.has_masks = False
+        self.pr_curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def reset(self) -> None:
         """Forget all detections gathered so far."""
+        self.pr_curves = {}
         self.results = []
         self.mask_results = []
         self.has_masks = False
@@ -189,14 +202,11 @@ class COCOEvaluator:
 
     def _evaluate(self, results: list[dict], iou_type: str, prefix: str) -> dict[str, float]:
         """COCOeval of one result list (``iou_type`` "bbox" or "segm"); keys get ``prefix``."""
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-
         if not results:
             print(f"COCO {iou_type} eval: no detections at all; every AP and AR is 0.")
             return {prefix + name: 0.0 for name in STAT_NAMES}
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress chatter
-            coco_gt = COCO(self.anno_path)
+            coco_gt = self.backend.COCO(self.anno_path)
             unknown = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
             if unknown:
                 raise ValueError(
@@ -214,7 +224,7 @@ class COCOEvaluator:
                         "mask AP needs instance masks in the ground truth"
                     )
             coco_dt = coco_gt.loadRes([dict(r) for r in results])  # loadRes adds keys
-            coco_eval = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+            coco_eval = self.backend.evaluator(coco_gt, coco_dt, iou_type)
             if self.im_ids:
                 coco_eval.params.imgIds = self.im_ids
             coco_eval.evaluate()
@@ -244,6 +254,11 @@ class COCOEvaluator:
                 else str(cat_id)
             )
             out[f"{prefix}AP/{name}"] = ap
+            if not prefix:  # box curves at IoU 0.5 (iouThrs[0]); -1 marks "no ground truth"
+                recall = np.asarray(coco_eval.params.recThrs, np.float64)  # [R]
+                curve = precision[0, :, k, 0, -1]  # [R]
+                if (curve > -1).any():
+                    self.pr_curves[name] = (recall, np.clip(curve, 0.0, None))
         width = max([len(n) for n in out] + [8])
         print(f"Per-category {'mask' if prefix else 'bbox'} AP:")
         for name, ap in out.items():

@@ -128,6 +128,8 @@ class VOCEvaluator:
             if False they are ordinary ground truth.
         output_dir: if set, ``accumulate`` also writes the metrics dict to
             ``<output_dir>/voc_metrics.json``.
+        classwise: print one AP per class and keep each class's precision-recall curve in
+            ``pr_curves`` (``{name: (recall [D], precision [D])}``).
     Returns from ``accumulate``: ``"mAP"``, ``"mAP_11point"``, ``"mAP_area"`` and
     ``"AP/<class name>"`` for each class with ground truth.
     """
@@ -141,6 +143,7 @@ class VOCEvaluator:
         iou_thresh: float = 0.5,
         ignore_difficult: bool = True,
         output_dir: str | None = None,
+        classwise: bool = False,
     ):
         if map_type not in MAP_TYPES:
             raise ValueError(f"map_type must be one of {', '.join(MAP_TYPES)}; got {map_type!r}")
@@ -148,6 +151,8 @@ class VOCEvaluator:
         self.iou_thresh = float(iou_thresh)
         self.ignore_difficult = ignore_difficult
         self.output_dir = output_dir
+        self.classwise = classwise
+        self.pr_curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.label_list = list(dataset.label_list)
         # gts[class id][im_id] = (boxes [M,4], difficult [M] bool)
         self.gts: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
@@ -174,6 +179,7 @@ class VOCEvaluator:
         # dets[class id] = [(im_id, score, box [4]), ...]
         self.dets: dict[int, list[tuple[int, float, np.ndarray]]] = defaultdict(list)
         self.num_dets = 0
+        self.pr_curves = {}
 
     def update(self, im_id: np.ndarray, bbox: np.ndarray, bbox_num: np.ndarray) -> None:
         """Add one batch: ``im_id`` [B] (or [B,1]), ``bbox`` [N,6], ``bbox_num`` [B]."""
@@ -205,6 +211,8 @@ class VOCEvaluator:
             recall, precision = precision_recall(tp, fp, npos)
             aps["11point"][c] = ap_11point(recall, precision)
             aps["area"][c] = ap_area(recall, precision)
+            if self.classwise:
+                self.pr_curves[self._name(c)] = (recall, precision)
         if not aps["area"]:
             print("VOC eval: no ground truth boxes to evaluate against; mAP is 0.")
 
@@ -223,6 +231,11 @@ class VOCEvaluator:
             f"[11point {metrics['mAP_11point']:.4f}, area {metrics['mAP_area']:.4f}, "
             f"{len(aps['area'])} classes]"
         )
+        if self.classwise:
+            width = max([len(self._name(c)) for c in aps[self.map_type]] + [8])
+            print(f"Per-class AP ({self.map_type}):")
+            for c, ap in aps[self.map_type].items():
+                print(f"  {self._name(c):<{width}} {ap:.3f}")
         if self.output_dir:
             path = os.path.join(self.output_dir, "voc_metrics.json")
             atomic_write_text(path, json.dumps(metrics, indent=1))

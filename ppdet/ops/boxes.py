@@ -13,9 +13,12 @@ import paddle
 __all__ = [
     "box_area",
     "box_cxcywh_to_xyxy",
+    "box_giou_aligned",
     "box_iou",
+    "box_iou_aligned",
     "box_xyxy_to_cxcywh",
     "clip_boxes",
+    "enclosing_box",
 ]
 
 
@@ -45,6 +48,53 @@ def box_iou(boxes1: paddle.Tensor, boxes2: paddle.Tensor, eps: float = 1e-9) -> 
     inter = wh[..., 0] * wh[..., 1]  # [..., N, M]
     union = area1 + area2 - inter
     return inter / union.clip(min=eps)
+
+
+def _aligned_inter_union(
+    boxes1: paddle.Tensor, boxes2: paddle.Tensor
+) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Intersection and union areas of boxes1[i] with boxes2[i]: [..., 4] each -> [...], [...]."""
+    top_left = paddle.maximum(boxes1[..., :2], boxes2[..., :2])  # [..., 2]
+    bottom_right = paddle.minimum(boxes1[..., 2:], boxes2[..., 2:])  # [..., 2]
+    wh = (bottom_right - top_left).clip(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter, box_area(boxes1) + box_area(boxes2) - inter
+
+
+def box_iou_aligned(
+    boxes1: paddle.Tensor, boxes2: paddle.Tensor, eps: float = 1e-9
+) -> paddle.Tensor:
+    """Intersection over union of corresponding boxes (not pairwise).
+
+    boxes1, boxes2: [..., 4] x1y1x2y2 of the same shape (or broadcasting). Returns [...] in
+    [0, 1]; two zero-area boxes have IoU 0. Differentiable; the gradient stays finite for
+    zero-area, identical, disjoint and nested boxes (the union is clipped at ``eps``).
+    """
+    inter, union = _aligned_inter_union(boxes1, boxes2)
+    return inter / union.clip(min=eps)
+
+
+def enclosing_box(boxes1: paddle.Tensor, boxes2: paddle.Tensor) -> paddle.Tensor:
+    """The smallest box containing boxes1[i] and boxes2[i]: [..., 4] each -> [..., 4] x1y1x2y2."""
+    top_left = paddle.minimum(boxes1[..., :2], boxes2[..., :2])
+    bottom_right = paddle.maximum(boxes1[..., 2:], boxes2[..., 2:])
+    return paddle.concat([top_left, bottom_right], axis=-1)
+
+
+def box_giou_aligned(
+    boxes1: paddle.Tensor, boxes2: paddle.Tensor, eps: float = 1e-9
+) -> paddle.Tensor:
+    """Generalized IoU (Rezatofighi et al. 2019) of corresponding boxes.
+
+    GIoU = IoU - (C - U) / C, C the area of ``enclosing_box``, U the union. boxes1, boxes2:
+    [..., 4] x1y1x2y2. Returns [...] in [-1, 1]: 1 for identical boxes, tending to -1 for
+    small boxes far apart. Areas are clipped at ``eps`` before dividing (finite gradients for
+    zero-area boxes; two zero-area boxes at one point have GIoU 0).
+    """
+    inter, union = _aligned_inter_union(boxes1, boxes2)
+    iou = inter / union.clip(min=eps)
+    enclosing = box_area(enclosing_box(boxes1, boxes2))
+    return iou - (enclosing - union) / enclosing.clip(min=eps)
 
 
 def box_xyxy_to_cxcywh(boxes: paddle.Tensor) -> paddle.Tensor:

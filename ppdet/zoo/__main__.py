@@ -4,6 +4,8 @@
     python -m ppdet.zoo info NAME                      one entry, and where it is cached
     python -m ppdet.zoo fetch REF [--offline]          download/extract; prints the local path
     python -m ppdet.zoo verify NAME|FILE               recompute the checksum, compare with the index
+    python -m ppdet.zoo verify NAME --behaviour        re-run the weights on the sample images and
+                                                       compare with their fingerprint
     python -m ppdet.zoo publish -c CFG --weights W --output_dir DIR [--name N] [--url_base U]
 
 Every error is one line on stderr and exit code 1.
@@ -93,6 +95,8 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    if args.behaviour:
+        return _verify_behaviour(args)
     from ppdet.zoo.download import file_sums
     from ppdet.zoo.index import load_index
 
@@ -136,6 +140,29 @@ def cmd_verify(args) -> int:
     )
 
 
+def _verify_behaviour(args) -> int:
+    from ppdet.zoo.fingerprint import verify_entry
+
+    drift, checked = verify_entry(
+        args.ref,
+        index=args.index,
+        root=args.root,
+        score_tol=args.score_tol,
+        box_tol=args.box_tol,
+        progress=not args.quiet,
+    )
+    tol = f"score within {args.score_tol:g}, box sides within {args.box_tol:g} px"
+    if not drift:
+        print(f"ok: {args.ref} gives its {checked} recorded detections on the samples ({tol})")
+        return 0
+    for line in drift:
+        print(f"drift: {line}")
+    raise _Fail(
+        f"{args.ref} drifted from its behaviour fingerprint: {len(drift)} difference"
+        f"{'s' if len(drift) > 1 else ''} beyond tolerance ({tol}); first: {drift[0]}"
+    )
+
+
 def cmd_publish(args) -> int:
     from ppdet.zoo.publish import publish
 
@@ -151,6 +178,7 @@ def cmd_publish(args) -> int:
         dataset=args.dataset,
         label_list=args.label_list,
         update=not args.no_index,
+        fingerprint=not args.no_fingerprint,
     )
     return 0
 
@@ -160,6 +188,8 @@ class _Fail(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ppdet.zoo.fingerprint import BOX_TOL, SCORE_TOL
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--index", default=None, help="zoo index file (default: ppdet/zoo/models.yml)"
@@ -189,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="recompute a checksum and compare it with the index", parents=[common]
     )
     p.add_argument("ref", help="zoo name (its cached download) or a file")
+    p.add_argument(
+        "--behaviour",
+        action="store_true",
+        help="fetch NAME, run it on the bundled sample images and compare the detections with "
+        "its fingerprint",
+    )
+    p.add_argument(
+        "--score_tol",
+        type=float,
+        default=SCORE_TOL,
+        help=f"allowed score difference (default {SCORE_TOL:g})",
+    )
+    p.add_argument(
+        "--box_tol",
+        type=float,
+        default=BOX_TOL,
+        help=f"allowed shift of a box side in pixels (default {BOX_TOL:g})",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_verify)
     p = sub.add_parser(
         "publish", help="pack a trained model as <name>.tar.gz and index it", parents=[common]
@@ -234,6 +283,12 @@ def add_publish_args(p: argparse.ArgumentParser) -> None:
         help="class names file (default: from EvalDataset)",
     )
     p.add_argument("--no_index", "--no-index", action="store_true", help="only write the tarball")
+    p.add_argument(
+        "--no_fingerprint",
+        "--no-fingerprint",
+        action="store_true",
+        help="do not compute the behaviour fingerprint on the sample images",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     from ppdet.data.errors import DataError
     from ppdet.zoo.archive import ArchiveError
     from ppdet.zoo.download import DownloadError
+    from ppdet.zoo.fetch import FetchError
+    from ppdet.zoo.fingerprint import FingerprintError
     from ppdet.zoo.index import ZooIndexError
     from ppdet.zoo.legacy import LegacyError
     from ppdet.zoo.publish import PublishError
@@ -257,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         ConfigError,
         WeightsError,
         DataError,
+        FingerprintError,
+        FetchError,
         FileNotFoundError,
     )
     try:

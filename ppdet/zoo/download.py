@@ -12,6 +12,13 @@ describes the same file with that checksum, or re-hashing it matches) makes no n
 A download streams into ``.part`` (resumed with ``Range: bytes=N-``), is checked against the
 sha256/md5, then renamed to the final name: a half file never carries the final name. Several
 processes asking for the same URL take the lock in turn: one downloads, the others find the hit.
+
+A response is refused (deleted, never cached) when it is empty, when its size differs from the
+size the index records, or when its first bytes show it is not what its name says (an archive
+without a tar/zip header, a ``.pdparams`` without a pickle header, a ``.safetensors`` without
+its header); a verified checksum outranks these guesses. A server that goes silent fails each
+attempt after the read timeout (20 s by default) and the whole download once no byte of the
+file has arrived for ``stall_timeout`` seconds (60 by default), across attempts and pauses.
 """
 
 from __future__ import annotations
@@ -32,10 +39,14 @@ import urllib3
 from tqdm import tqdm
 
 from ppdet.atomic_io import atomic_write_text
+from ppdet.checkpoint import checkpoint_header_problem
+from ppdet.zoo.archive import ARCHIVE_SUFFIXES, archive_kind
 
 CHUNK = 1 << 16  # bytes per read from the socket
 MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After fails instead of waiting
 MAX_BACKOFF = 60.0  # seconds: cap on one exponential-backoff sleep
+TIMEOUT = (10.0, 20.0)  # seconds: (connect, read) per attempt
+STALL_TIMEOUT = 60.0  # seconds without a byte of the file before the whole download gives up
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 
 
@@ -78,24 +89,29 @@ def download(
     sha256: str | None = None,
     md5: str | None = None,
     *,
+    size: int | None = None,
     offline: bool | None = None,
     root: str | None = None,
     progress: bool = True,
-    timeout: tuple[float, float] = (10.0, 60.0),
+    timeout: tuple[float, float] = TIMEOUT,
+    stall_timeout: float = STALL_TIMEOUT,
     retries: int = 4,
     backoff: float = 1.0,
 ) -> str:
     """Fetch ``url`` into the cache (or find it there) and return the path of the verified file.
 
-    ``sha256``/``md5``: expected hex digests (either, both or none). ``offline`` (default
-    :func:`is_offline`) turns a needed download into a :class:`DownloadError` naming the cache
-    path where the file can be put by hand. ``timeout``: (connect, read) seconds. ``retries``:
-    extra attempts after a 5xx/429/connection error/timeout, sleeping ``backoff * 2**k`` seconds
-    (or the server's ``Retry-After``). A 4xx other than 429 fails at once.
+    ``sha256``/``md5``: expected hex digests (either, both or none); ``size``: expected bytes
+    (None = unknown). ``offline`` (default :func:`is_offline`) turns a needed download into a
+    :class:`DownloadError` naming the cache path where the file can be put by hand.
+    ``timeout``: (connect, read) seconds per attempt. ``stall_timeout``: the download gives up
+    once this many seconds pass without a byte of the file (across attempts and pauses), so a
+    silent server fails within about that time. ``retries``: extra attempts after a
+    5xx/429/connection error/timeout, sleeping ``backoff * 2**k`` seconds (or the server's
+    ``Retry-After``). A 4xx other than 429 fails at once.
     """
     expected = _expected_sums(url, sha256, md5)
     path = cache_path(url, root)
-    if os.path.isfile(path) and _verified(path, expected):
+    if _cached(url, path, expected, size):
         return path
     if offline is None:
         offline = is_offline()
@@ -116,14 +132,16 @@ def download(
             f"({e.strerror or e}); set PPDET_HOME to a writable folder"
         ) from None
     try:
-        if os.path.isfile(path) and _verified(path, expected):  # the other process finished
+        if _cached(url, path, expected, size):  # the other process finished
             return path
         if not expected and progress:
             print(
                 f"ppdet: no checksum known for {url}; only its size and format are checked",
                 file=sys.stderr,
             )
-        _download_locked(url, path, expected, progress, timeout, retries, backoff)
+        _download_locked(
+            url, path, expected, size, progress, timeout, stall_timeout, retries, backoff
+        )
         return path
     finally:
         lock.release()
@@ -183,6 +201,45 @@ def _write_marker(path: str, sums: dict[str, str]) -> None:
         pass
 
 
+def _cached(url: str, path: str, expected: dict[str, str], size: int | None) -> bool:
+    """True when ``path`` holds a usable copy of ``url``. A cached file that fails the
+    plausibility checks (e.g. an empty file an older version kept) is deleted: it is a miss."""
+    if not os.path.isfile(path) or not _verified(path, expected):
+        return False
+    if expected or implausible(url, path, size) is None:
+        return True
+    for stale in (path, _marker_path(path)):
+        try:
+            os.remove(stale)
+        except OSError:
+            pass
+    return False
+
+
+def implausible(url: str, path: str, size: int | None = None) -> str | None:
+    """Why the file at ``path`` cannot be the file ``url`` names, or None.
+
+    Empty; another size than ``size`` (the index's); or, judged by the first bytes, not the
+    kind of file the URL's name says: an archive (.tar, .tar.gz, .zip, ...) without a tar/zip
+    header, a .pdparams/.pdopt without a pickle header, a .safetensors without its header.
+    """
+    actual = os.path.getsize(path)
+    if actual == 0:
+        return "the server sent an empty file (0 bytes)"
+    if size is not None and actual != size:
+        smaller = "only " if actual < size else ""
+        return f"the server sent {smaller}{actual} bytes, the index says {size}"
+    name = posixpath.basename(urllib.parse.urlsplit(url).path).lower()
+    if name.endswith(ARCHIVE_SUFFIXES):
+        if archive_kind(path) is None:
+            return f"the {actual}-byte response is not a tar or zip archive (by its header)"
+        return None
+    with open(path, "rb") as f:
+        head = f.read(64)
+    problem = checkpoint_header_problem(head, name, actual)
+    return f"the {actual}-byte response is {problem}" if problem else None
+
+
 def _verified(path: str, expected: dict[str, str]) -> bool:
     """True when the cached file matches ``expected`` (trivially, when nothing is expected)."""
     if not expected:
@@ -214,19 +271,44 @@ def _offline_error(url: str, path: str, expected: dict[str, str]) -> DownloadErr
 # ---------------------------------------------------------------- the transfer
 
 
-def _download_locked(url, path, expected, progress, timeout, retries, backoff) -> None:
+class _Stall:
+    """The time budget of one download: seconds without a byte of the file, across attempts."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.last = time.monotonic()
+
+    def fed(self) -> None:
+        self.last = time.monotonic()
+
+    def left(self) -> float:
+        return self.budget - (time.monotonic() - self.last)
+
+
+def _download_locked(
+    url, path, expected, size, progress, timeout, stall_timeout, retries, backoff
+) -> None:
     part = path + ".part"
-    attempt = 0
+    attempt, reason = 0, ""
+    stall = _Stall(stall_timeout)
     with requests.Session() as session:
         session.headers["User-Agent"] = "ppdet-zoo"
         while True:
+            left = stall.left()
+            if left <= 0:
+                raise DownloadError(
+                    f"{url}: timed out: no data for {stall_timeout:g} s ({attempt} "
+                    f"attempt{'s' if attempt != 1 else ''}, last: {reason}); check the network "
+                    f"or the server and try again{_keep_note(part, path)}"
+                )
             try:
-                _fetch_once(session, url, part, progress, timeout)
+                limits = (min(timeout[0], left), min(timeout[1], left))
+                _fetch_once(session, url, part, progress, limits, size, stall)
                 break
             except _Retryable as e:
                 if e.restart:  # a stale partial file was dropped: not the server's fault
                     continue
-                attempt += 1
+                attempt, reason = attempt + 1, e.reason
                 if attempt > retries:
                     raise DownloadError(
                         f"{url}: {e.reason} ({attempt} attempt{'s' if attempt > 1 else ''}); "
@@ -238,9 +320,15 @@ def _download_locked(url, path, expected, progress, timeout, retries, backoff) -
                         "try again later"
                     ) from None
                 delay = backoff * 2 ** (attempt - 1) if e.retry_after is None else e.retry_after
-                time.sleep(min(max(delay, 0.0), MAX_BACKOFF))
+                time.sleep(min(max(delay, 0.0), MAX_BACKOFF, max(stall.left(), 0.0)))
     sums = file_sums(part)
     bad = [(a, v, sums[a]) for a, v in expected.items() if sums[a] != v]
+    problem = implausible(url, part, size)
+    if problem and (bad or not expected):  # a matching checksum outranks the guesses
+        os.remove(part)
+        raise DownloadError(
+            f"{url}: {problem}; refused (deleted, nothing cached); check the URL or the server"
+        )
     if bad:
         os.remove(part)
         detail = ", ".join(f"{a} expected {v}, got {got}" for a, v, got in bad)
@@ -254,7 +342,9 @@ def _download_locked(url, path, expected, progress, timeout, retries, backoff) -
     _write_marker(path, sums)
 
 
-def _fetch_once(session: requests.Session, url: str, part: str, progress: bool, timeout) -> None:
+def _fetch_once(
+    session: requests.Session, url: str, part: str, progress: bool, timeout, size, stall
+) -> None:
     """One HTTP request that appends to (or restarts) ``part`` until it holds the whole file."""
     have = os.path.getsize(part) if os.path.isfile(part) else 0
     headers = {"Accept-Encoding": "identity"}  # byte ranges of the file itself, not of a gzip
@@ -307,10 +397,25 @@ def _fetch_once(session: requests.Session, url: str, part: str, progress: bool, 
         else:  # 200: the whole file (also when the server ignores Range): start over
             have, mode = 0, "wb"
             total = _int_header(resp, "Content-Length")
-        _stream(url, resp, part, mode, have, total, progress)
+        _check_announced(url, total, size)
+        _stream(url, resp, part, mode, have, total, progress, stall)
 
 
-def _stream(url, resp, part, mode, have, total, progress) -> None:
+def _check_announced(url: str, total: int | None, size: int | None) -> None:
+    """Refuse before reading a body whose announced length cannot be the file."""
+    if total == 0:
+        raise DownloadError(
+            f"{url}: the server sent an empty file (0 bytes); refused (nothing cached); check "
+            "the URL or the server"
+        )
+    if total is not None and size is not None and total != size:
+        raise DownloadError(
+            f"{url}: the server announces {total} bytes, the index says {size}; refused "
+            "(nothing cached); check the URL or the index entry"
+        )
+
+
+def _stream(url, resp, part, mode, have, total, progress, stall) -> None:
     name = os.path.basename(part)[: -len(".part")]
     if progress:
         print(f"ppdet: downloading {url}", file=sys.stderr)
@@ -341,6 +446,7 @@ def _stream(url, resp, part, mode, have, total, progress) -> None:
                         raise _html_error(url, resp)
                 f.write(block)
                 written += len(block)
+                stall.fed()
                 bar.update(len(block))
     except (requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError) as e:
         raise _Retryable(f"timed out after {written} bytes ({_short(e)})") from None

@@ -124,14 +124,15 @@ def _unknown(ref: str, zoo: ZooIndex | None) -> FetchError:
 def _fetch_urls(
     urls: list[str], entry: ZooEntry | None, offline: bool | None, root: str | None, progress: bool
 ) -> str:
-    """Download the first mirror that works (checksum from ``entry``); extract archives."""
+    """Download the first mirror that works (checksum and size from ``entry``); extract archives."""
     sha256 = entry.sha256 if entry is not None else None
     md5 = entry.md5 if entry is not None else None
+    size = entry.size if entry is not None else None
     error: download.DownloadError | None = None
     for url in urls:
         try:
             path = download.download(
-                url, sha256, md5, offline=offline, root=root, progress=progress
+                url, sha256, md5, size=size, offline=offline, root=root, progress=progress
             )
         except download.DownloadError as e:
             error = e

@@ -83,6 +83,7 @@ class ZooEntry:
     md5: str | None = None
     size: int | None = None
     notes: str | None = None
+    fingerprint: dict | None = None  # detections on the bundled samples (ppdet.zoo.fingerprint)
 
     @property
     def planned(self) -> bool:
@@ -99,7 +100,7 @@ REQUIRED = ("name", "family", "format", "urls", "source", "licence", "dataset")
 FIELD_ORDER = (
     "name", "family", "title", "architecture", "backbone", "config", "upstream_config", "status",
     "schedule", "dataset", "metrics", "format", "legacy", "urls", "sha256", "md5", "size",
-    "source", "licence", "notes",
+    "source", "licence", "notes", "fingerprint",
 )  # fmt: skip
 
 
@@ -110,7 +111,7 @@ def entry_to_dict(entry: ZooEntry) -> dict:
         value = getattr(entry, key)
         if key == "urls":
             value = list(value)
-        if value is None and key in ("upstream_config", "status", "legacy", "notes"):
+        if value is None and key in ("upstream_config", "status", "legacy", "notes", "fingerprint"):
             continue
         out[key] = value
     return out
@@ -155,7 +156,7 @@ def _check_entry(raw: Any, where: str) -> ZooEntry:
             raise ZooIndexError(f"{where}: missing field {key!r}")
     for key in FIELDS:
         value = raw.get(key)
-        if key in ("urls", "metrics", "size") or value is None:
+        if key in ("urls", "metrics", "size", "fingerprint") or value is None:
             continue
         if not isinstance(value, str) or not value:
             raise ZooIndexError(f"{where}.{key}: must be a non-empty string, got {value!r}")
@@ -202,7 +203,45 @@ def _check_entry(raw: Any, where: str) -> ZooEntry:
     fields = dict(raw)
     fields["urls"] = tuple(urls)
     fields["metrics"] = _check_metrics(raw.get("metrics"), where)
+    if raw.get("fingerprint") is not None:
+        _check_fingerprint(raw["fingerprint"], f"{where}.fingerprint")
     return ZooEntry(**fields)
+
+
+def _check_fingerprint(value: Any, where: str) -> None:
+    """The shape of a behaviour fingerprint (see ppdet/zoo/fingerprint.py)."""
+    if not isinstance(value, dict) or set(value) != {
+        "version",
+        "min_score",
+        "max_per_image",
+        "images",
+    }:
+        raise ZooIndexError(
+            f"{where}: must be a mapping of version, min_score, max_per_image and images"
+        )
+    if not isinstance(value["version"], int) or not _is_number(value["min_score"]):
+        raise ZooIndexError(f"{where}: version must be an integer and min_score a number")
+    k = value["max_per_image"]
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise ZooIndexError(f"{where}.max_per_image: must be a positive integer")
+    images = value["images"]
+    if not isinstance(images, dict) or not images:
+        raise ZooIndexError(f"{where}.images: must map sample image names to their detections")
+    for name, record in images.items():
+        at = f"{where}.images.{name}"
+        if not isinstance(record, dict) or set(record) != {"pixels", "detections"}:
+            raise ZooIndexError(f"{at}: must hold pixels (sha256) and detections")
+        if not isinstance(record["pixels"], str) or not re.fullmatch(
+            "[0-9a-f]{64}", record["pixels"]
+        ):
+            raise ZooIndexError(f"{at}.pixels: must be 64 lowercase hex digits")
+        rows = record["detections"]
+        if not isinstance(rows, list) or not all(
+            isinstance(r, list) and len(r) == 6 and all(_is_number(v) for v in r) for r in rows
+        ):
+            raise ZooIndexError(
+                f"{at}.detections: must be a list of [class, score, x1, y1, x2, y2] rows"
+            )
 
 
 class ZooIndex:

@@ -8,7 +8,9 @@ The tarball holds one top folder ``<name>/`` with
 - ``label_list.txt``: the class names in class-id order (from the EvalDataset);
 - ``meta.json``: name, architecture, backbone, dataset, metrics of the last eval of these
   weights (``eval_metrics.json`` beside them), training iterations, sha256 and size of every
-  file, ppdet version, creation time (UTC).
+  file, ppdet version, creation time (UTC), and the behaviour fingerprint: the detections the
+  weights give on the bundled sample images (``ppdet.zoo.fingerprint``), also written into the
+  index entry, so ``python -m ppdet.zoo verify NAME --behaviour`` can check them later.
 
 The tarball is written atomically; then the index entry (format ``ppdet_tarball``, sha256 and
 size of the tarball, URL = ``url_base`` + file name) is added or replaced in the index file,
@@ -115,7 +117,7 @@ def _checkpoint_iteration(weights: str) -> int | None:
     opt = _prefix(weights) + ".pdopt"
     if not os.path.isfile(opt):
         return None
-    from ppdet.zoo.safe_pickle import safe_load
+    from ppdet.checkpoint import safe_load
 
     try:
         state = safe_load(opt)
@@ -160,6 +162,25 @@ def _label_list(cfg: dict, label_file: str | None) -> list[str]:
         + "; ".join(problems)
         + "); pass a label list file (--label_list)"
     )
+
+
+def _fingerprint(cfg: dict, model) -> dict:
+    """The behaviour fingerprint of the loaded ``model``; a one-line PublishError if the test
+    pipeline cannot run."""
+    from ppdet.config import ConfigError
+    from ppdet.data.errors import DataError
+    from ppdet.zoo.fingerprint import FingerprintError, compute
+
+    try:
+        result = compute(cfg, model)
+    except (ConfigError, DataError, FingerprintError, OSError) as e:
+        raise PublishError(
+            f"cannot compute the behaviour fingerprint on the sample images "
+            f"({str(e).splitlines()[0]}); fix TestReader/TestDataset or pass --no_fingerprint"
+        ) from None
+    count = sum(len(r["detections"]) for r in result["images"].values())
+    print(f"behaviour fingerprint: {count} detections on {len(result['images'])} sample images")
+    return result
 
 
 def _backbone(cfg: dict) -> tuple[str | None, str]:
@@ -230,6 +251,7 @@ def publish(
     label_list: str | None = None,
     licence: str = "Apache-2.0",
     update: bool = True,
+    fingerprint: bool = True,
 ) -> str:
     """Pack ``weights`` (a ``.pdparams`` file or prefix) trained with ``config`` as a tarball.
 
@@ -245,13 +267,14 @@ def publish(
         dataset: the index ``dataset`` (default: the EvalDataset folder name, e.g. ``coco``).
         label_list: a class-name file to use instead of the EvalDataset's names.
         update: False writes only the tarball.
+        fingerprint: compute the behaviour fingerprint (runs the config's TestReader on the
+            bundled sample images).
     Returns the tarball path. Raises PublishError (and ConfigError / WeightsError) in one line.
     """
-    import safetensors.numpy
-
     import ppdet
+    from ppdet.checkpoint import load_state_dict, weights_file, write_safetensors
     from ppdet.config import dump_config
-    from ppdet.zoo.weights import load_state_dict, read_state_dict, weights_file
+    from ppdet.zoo.weights import read_weights
 
     cfg = ppdet.load_config(config, overrides) if isinstance(config, str) else config
     weights = weights or cfg.get("weights")
@@ -263,7 +286,7 @@ def publish(
     if not _NAME.fullmatch(name):
         raise PublishError(f"--name {name!r}: use letters, digits, '_', '.', '-' only")
 
-    state = read_state_dict(weights)
+    state = read_weights(weights)
     model = ppdet.build_model(cfg)  # the weights must fit the config they are published with
     load_state_dict(model, state, weights, strict=True, quiet=True)
     labels = _label_list(cfg, label_list)
@@ -272,6 +295,7 @@ def publish(
             f"the label list has {len(labels)} names but the config says num_classes: "
             f"{cfg['num_classes']}; check EvalDataset or --label_list"
         )
+    behaviour = _fingerprint(cfg, model) if fingerprint else None
     iteration = _checkpoint_iteration(weights)
     raw_metrics, iteration, metrics_note = read_eval_metrics(weights, iteration)
     print(metrics_note)
@@ -297,11 +321,15 @@ def publish(
             "config.yml": os.path.join(stage, "config.yml"),
             "label_list.txt": os.path.join(stage, "label_list.txt"),
         }
-        arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
-        safetensors.numpy.save_file(
-            arrays, files["model.safetensors"], metadata={"format": "np", "name": name}
+        write_safetensors(
+            state, files["model.safetensors"], metadata={"format": "np", "name": name}
         )
-        shutil.copyfile(weights, files["model.pdparams"])
+        if weights.endswith(".pdparams"):  # the file as the trainer saved it
+            shutil.copyfile(weights, files["model.pdparams"])
+        else:  # converted (legacy v0.1) or safetensors weights
+            import paddle
+
+            paddle.save(state, files["model.pdparams"])
         with open(files["config.yml"], "w", encoding="utf-8") as f:
             f.write(dump_config(cfg))
         with open(files["label_list.txt"], "w", encoding="utf-8") as f:
@@ -321,6 +349,8 @@ def publish(
             "ppdet_version": ppdet.__version__,
             "created": created.isoformat(),
         }
+        if behaviour is not None:
+            meta["fingerprint"] = behaviour
         meta_bytes = (json.dumps(meta, indent=1) + "\n").encode("utf-8")
         with atomic_path(tarball) as tmp, tarfile.open(tmp, "w:gz") as tar:
             _tar_add(tar, name, None, mtime)
@@ -348,6 +378,7 @@ def publish(
             size=os.path.getsize(tarball),
             source="published with tools/publish_model.py",
             licence=licence,
+            fingerprint=behaviour,
         )
         index_file = index_path or DEFAULT_INDEX
         update_index(index_file, entry)

@@ -232,7 +232,7 @@ def test_reader_keys_are_checked(tmp_path):
         ),
     )
     cfg = load_config(path, ["TrainReader.batch_size=eight"])
-    assert "TrainReader.batch_size: expected int, got 'eight'" in one_line_error(
+    assert "TrainReader.batch_size: expected int >= 1, got 'eight'" in one_line_error(
         lambda: validate_config(cfg)
     )
     cfg = load_config(path, ["TrainReader.shufle=true"])

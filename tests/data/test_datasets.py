@@ -8,8 +8,10 @@ import os
 import numpy as np
 import pytest
 
+from ppdet import PpdetError
 from ppdet.data.datasets import COCODataSet, ImageFolder, VOCDataSet
-from ppdet.data.errors import DatasetError, ImageDecodeError
+from ppdet.data.datasets.base import SKIPPED_KEY, is_placeholder
+from ppdet.data.errors import DataNotFoundError, DatasetError
 from ppdet.data.transforms import Decode
 
 from .conftest import painted_image, write_jpeg
@@ -100,11 +102,18 @@ def test_coco_nothing_usable_is_one_line_error(make_coco):
     assert "train.json" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_missing_annotation_file_or_image_dir(tiny_coco):
-    with pytest.raises(FileNotFoundError, match="nope.json"):
+def test_missing_annotation_file_or_image_dir_names_the_download_script(tiny_coco):
+    with pytest.raises(DataNotFoundError, match="nope.json") as err:
         COCODataSet(dataset_dir=tiny_coco, image_dir="train", anno_path="nope.json")
-    with pytest.raises(FileNotFoundError, match="image directory not found: .*nodir"):
+    assert "python dataset/coco/download_coco.py" in str(err.value)
+    assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, PpdetError)
+    with pytest.raises(DataNotFoundError, match="COCO image folder not found: .*nodir"):
         COCODataSet(dataset_dir=tiny_coco, image_dir="nodir", anno_path="annotations/train.json")
+    with pytest.raises(DataNotFoundError, match="python dataset/voc/download_voc.py"):
+        VOCDataSet(dataset_dir=tiny_coco, anno_path="trainval.txt")
+    demo = "dataset/demo/coco"
+    with pytest.raises(DataNotFoundError, match="python dataset/generate_demo.py"):
+        COCODataSet(dataset_dir=demo, image_dir="x", anno_path="annotations/none.json")
 
 
 def test_allow_empty_and_empty_ratio(tiny_coco):
@@ -113,7 +122,7 @@ def test_allow_empty_and_empty_ratio(tiny_coco):
     assert len(coco(tiny_coco, empty_ratio=0.5)) == 6  # 1 empty of 6 <= half
 
 
-def test_unreadable_image_replaced_in_train_and_raises_in_eval(tiny_coco, caplog):
+def test_unreadable_image_replaced_in_train_and_skipped_in_eval(tiny_coco, caplog):
     train_dir = os.path.join(tiny_coco, "train")
     with open(os.path.join(train_dir, "a.jpg"), "rb") as f:
         data = f.read()
@@ -136,8 +145,10 @@ def test_unreadable_image_replaced_in_train_and_raises_in_eval(tiny_coco, caplog
     assert any("a.jpg: truncated JPEG" in line for line in lines)
     assert any("b.jpg: not a decodable image" in line for line in lines)
     ds.set_mode("eval")
-    with pytest.raises(ImageDecodeError, match="a.jpg"):
-        ds[0]
+    sample = ds[0]  # a placeholder that the loader drops from its batch
+    assert is_placeholder(sample) and sample[SKIPPED_KEY][0][0].endswith("a.jpg")
+    assert "truncated JPEG" in sample[SKIPPED_KEY][0][1]
+    assert len(warnings_of(caplog)) == 2  # a.jpg was reported already
 
 
 def test_voc_parsing_with_difficult_and_both_list_styles(make_voc):
@@ -202,16 +213,20 @@ def test_voc_degenerate_box_dropped(make_voc, caplog):
     assert any("a.xml: dropped 1 box (zero or negative area)" in x for x in warnings_of(caplog))
 
 
-def test_image_folder_with_coco_labels_and_label_list(tiny_coco, tmp_path):
-    folder = ImageFolder(anno_path=os.path.join(tiny_coco, "annotations/train.json"),
-                         images=[os.path.join(tiny_coco, "train")])  # fmt: skip
-    assert folder.label_list == ["circle", "square", "triangle"]
-    assert folder.clsid2catid == {0: 1, 1: 3, 2: 7}
-    assert len(folder) == 6 and folder[0]["im_id"].tolist() == [0]
-    labels = tmp_path / "labels.txt"
-    labels.write_text("a\nb\n")
-    one = write_jpeg(str(tmp_path / "x.png"), painted_image(20, 30, [], []))
-    folder = ImageFolder(anno_path=str(labels), images=[one])
-    assert folder.label_list == ["a", "b"] and folder.get_imid2path() == {0: one}
-    with pytest.raises(FileNotFoundError, match="nothere.jpg"):
+def test_image_folder_lists_images_in_name_order(tiny_coco, tmp_path):
+    folder = ImageFolder(anno_path="not/read/here.json", images=[os.path.join(tiny_coco, "train")])
+    names = [os.path.basename(r["im_file"]) for r in folder.records]
+    assert names == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"]
+    assert folder[0]["im_id"].tolist() == [0] and folder.label_list == []
+    one = write_jpeg(str(tmp_path / "X.PNG"), painted_image(20, 30, [], []))
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub.jpg").mkdir()  # listed: the loader skips it with a warning
+    folder.set_images([str(tmp_path)])
+    assert [os.path.basename(r["im_file"]) for r in folder.records] == ["X.PNG", "sub.jpg"]
+    folder.set_images([one])
+    assert folder.get_imid2path() == {0: one}
+    with pytest.raises(DataNotFoundError, match="nothere.jpg"):
         folder.set_images([str(tmp_path / "nothere.jpg")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image files"):
+        folder.set_images([str(tmp_path / "empty")])

@@ -161,6 +161,26 @@ def test_distort_changes_colours_not_geometry():
     np.testing.assert_array_equal(after["gt_bbox"], BOXES)
 
 
+def test_distort_fixed_order_puts_contrast_before_or_after_saturation_and_hue(monkeypatch):
+    # random_apply off (PaddleDetection): brightness first; contrast second or last, 50/50
+    op = RandomDistort(random_apply=False)
+    orders = []
+    current = []
+
+    def record(which, img):
+        current.append(which)
+        return img
+
+    monkeypatch.setattr(op, "_apply", record)
+    np.random.seed(1)
+    for _ in range(200):
+        current.clear()
+        op(sample_with_boxes())
+        orders.append(tuple(current))
+    assert set(orders) == {(0, 1, 2, 3), (0, 2, 3, 1)}
+    assert 60 < orders.count((0, 1, 2, 3)) < 140
+
+
 def test_normalize_and_permute():
     sample = sample_with_boxes()
     sample = NormalizeImage(mean=[0.5, 0.5, 0.5], std=[0.5, 0.25, 1.0])(sample)
@@ -168,6 +188,16 @@ def test_normalize_and_permute():
     sample = Permute()(sample)
     assert sample["image"].shape == (3, 100, 200) and sample["image"].dtype == np.float32
     assert sample["image"].flags["C_CONTIGUOUS"]
+
+
+def test_permute_to_bgr_reverses_channels():
+    # PaddleDetection v0.1's SSD fed BGR: a red pixel (R=255) lands in channel 2
+    sample = sample_with_boxes()
+    rgb = sample["image"].copy()
+    out = Permute(to_bgr=True)(sample)["image"]
+    assert out.shape == (3, 100, 200) and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out, rgb[:, :, ::-1].transpose(2, 0, 1))
+    assert out[2, 15, 25] == rgb[15, 25, 0] and out[0, 15, 25] == rgb[15, 25, 2]
 
 
 def test_mixup_blends_images_and_weights_boxes():

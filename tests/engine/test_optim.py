@@ -54,7 +54,7 @@ def test_warmup_given_in_epochs_and_use_warmup_false():
     cfg = {
         "base_lr": 1.0,
         "schedulers": [
-            {"name": "PiecewiseDecay", "milestones": [100]},
+            {"name": "PiecewiseDecay", "gamma": 0.1, "milestones": [100]},
             {"name": "LinearWarmup", "start_factor": 0.0, "epochs": 2},
         ],
     }
@@ -129,7 +129,7 @@ class Net(paddle.nn.Layer):
 
 
 def constant_lr(value):
-    return build_lr({"base_lr": value}, steps_per_epoch=1, epoch_based=False)
+    return build_lr({"base_lr": value, "schedulers": []}, steps_per_epoch=1, epoch_based=False)
 
 
 def test_momentum_l2_decay_moves_weights_by_lr_factor_w():
@@ -195,7 +195,7 @@ def test_optimizer_follows_scheduler_and_clips():
             {"base_lr": 0.1, "schedulers": [{"name": "LinearWarmup", "steps": 1.5}]},
             "LearningRate.schedulers[0].steps",
         ),
-        ({"schedulers": []}, "LearningRate.base_lr: required"),
+        ({"base_lr": -1.0}, "LearningRate.base_lr: must be >= 0"),
         ({"base_lr": 0.1, "warmup": 3}, "LearningRate.warmup: unknown key"),
         (
             {
@@ -236,8 +236,112 @@ def test_lr_config_errors(cfg, message):
             "OptimizerBuilder.clip_grad_by_norm",
         ),
         ({"optimzer": {"type": "Momentum"}}, "OptimizerBuilder.optimzer: unknown key"),
+        (
+            {"optimizer": {"type": "RMSProp", "beta1": 0.9}},
+            "OptimizerBuilder.optimizer.beta1: unknown key; accepted: centered, epsilon, momentum, rho",
+        ),
     ],
 )
 def test_optimizer_config_errors(cfg, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         build_optimizer(cfg, 0.1, Net())
+
+
+def test_left_out_keys_take_paddledetection_defaults():
+    # LearningRate {} = base_lr 0.01, LinearWarmup(500 iters from 1/3), PiecewiseDecay with
+    # gamma [0.1, 0.01] at epochs 8 and 11 (PaddleDetection 2.6's constructor defaults)
+    lrs = lr_values(build_lr({}, steps_per_epoch=100, epoch_based=True), 1101)
+    assert lrs[0] == pytest.approx(0.01 / 3)
+    assert lrs[250] == pytest.approx(0.01 * (1 / 3 + (2 / 3) * 0.5))
+    assert lrs[500] == pytest.approx(0.01) and lrs[799] == pytest.approx(0.01)
+    assert lrs[800] == pytest.approx(0.001) and lrs[1100] == pytest.approx(0.0001)
+    # OptimizerBuilder {} = Momentum 0.9 with L2 1e-4
+    model = Net(with_norm=False)
+    opt = build_optimizer({}, constant_lr(0.1), model)
+    assert isinstance(opt, paddle.optimizer.Momentum)
+    w0 = model.fc.weight.numpy().copy()
+    zero_grad_step(model, opt)
+    np.testing.assert_allclose(model.fc.weight.numpy(), w0 - 0.1 * 1e-4 * w0, rtol=1e-6)
+
+
+def test_scalar_gamma_divides_by_ten_per_milestone():
+    # PaddleDetection 2.6: gamma g gives base * g, base * g / 10, ...; a list gives base * g_i
+    cfg = {
+        "base_lr": 1.0,
+        "schedulers": [{"name": "PiecewiseDecay", "gamma": 0.5, "milestones": [1, 2, 3]}],
+    }
+    assert lr_values(build_lr(cfg, 1, True), 4) == pytest.approx([1.0, 0.5, 0.05, 0.005])
+    cfg["schedulers"][0]["gamma"] = [0.5, 0.5, 0.4]
+    assert lr_values(build_lr(cfg, 1, True), 4) == pytest.approx([1.0, 0.5, 0.5, 0.4])
+
+
+def grad_step(model, opt, coeff):
+    """One step whose gradient on fc.weight is exactly ``coeff`` (loss = sum(w * coeff))."""
+    loss = (model.fc.weight * paddle.to_tensor(coeff)).sum()
+    loss.backward()
+    opt.step()
+    opt.clear_grad()
+
+
+@pytest.mark.parametrize("momentum, centered", [(0.0, False), (0.9, False), (0.5, True)])
+def test_rmsprop_matches_hand_computed_update(momentum, centered):
+    # Paddle's RMSProp (PaddleDetection's SSD optimizer, keys rho/epsilon/momentum/centered):
+    # ms = rho ms + (1 - rho) g^2; mg = rho mg + (1 - rho) g (centered);
+    # mom = momentum mom + lr g / sqrt(ms - mg^2 + eps); w -= mom
+    paddle.seed(3)
+    model = Net(with_norm=False)
+    rho, eps, lr = 0.9, 1e-6, 0.01
+    cfg = {
+        "optimizer": {"type": "RMSProp", "rho": rho, "epsilon": eps, "momentum": momentum},
+        "regularizer": None,
+    }
+    if centered:
+        cfg["optimizer"]["centered"] = True
+    opt = build_optimizer(cfg, constant_lr(lr), model)
+    assert isinstance(opt, paddle.optimizer.RMSProp)
+    w = model.fc.weight.numpy().astype(np.float64)
+    ms, mg, mom = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        g = rng.normal(size=w.shape).astype(np.float32)
+        grad_step(model, opt, g)
+        ms = rho * ms + (1 - rho) * g**2
+        mg = rho * mg + (1 - rho) * g if centered else mg
+        mom = momentum * mom + lr * g / np.sqrt(ms - mg**2 + eps)
+        w = w - mom
+    np.testing.assert_allclose(model.fc.weight.numpy(), w, rtol=1e-5, atol=1e-7)
+
+
+def test_rmsprop_defaults_are_paddles_and_decay_applies():
+    # momentum 0, rho 0.95, epsilon 1e-6 (Paddle's defaults; PaddleDetection passes them on);
+    # with a zero gradient only the L2 term moves the weights: g = factor * w
+    paddle.seed(1)
+    model = Net(with_norm=False)
+    cfg = {"optimizer": {"type": "RMSProp"}, "regularizer": {"type": "L2", "factor": 0.5}}
+    opt = build_optimizer(cfg, constant_lr(0.1), model)
+    w0 = model.fc.weight.numpy().astype(np.float64)
+    zero_grad_step(model, opt)
+    g = 0.5 * w0
+    expected = w0 - 0.1 * g / np.sqrt(0.05 * g**2 + 1e-6)
+    np.testing.assert_allclose(model.fc.weight.numpy(), expected, rtol=1e-5)
+
+
+def test_rmsprop_state_survives_checkpoint(tmp_path):
+    from ppdet.engine.checkpoint import optimizer_state, set_optimizer_state
+
+    paddle.seed(2)
+    model = Net(with_norm=False)
+    cfg = {"optimizer": {"type": "RMSProp", "momentum": 0.9}, "regularizer": None}
+    opt = build_optimizer(cfg, constant_lr(0.01), model)
+    grad_step(model, opt, np.ones([3, 2], np.float32))
+    paddle.save(optimizer_state(opt, model), str(tmp_path / "opt.pdopt"))
+    state = paddle.load(str(tmp_path / "opt.pdopt"))
+    assert "@fc.weight_mean_square_0" in state and "@fc.weight_momentum_0" in state
+    other = Net(with_norm=False)
+    other.set_state_dict(model.state_dict())
+    opt2 = build_optimizer(cfg, constant_lr(0.01), other)
+    set_optimizer_state(opt2, other, state)
+    g = np.full([3, 2], 0.5, np.float32)
+    grad_step(model, opt, g)
+    grad_step(other, opt2, g)
+    np.testing.assert_allclose(other.fc.weight.numpy(), model.fc.weight.numpy(), rtol=1e-6)

@@ -83,3 +83,43 @@ def test_clip_boxes():
     out = clip_boxes(batched, height=t([[80], [40]]), width=t([[100], [15]])).numpy()
     np.testing.assert_allclose(out[1], [[0, 3, 15, 40], [10, 0, 15, 40]])
     assert tuple(clip_boxes(paddle.zeros([0, 4]), 10, 10).shape) == (0, 4)
+
+
+# ---- aligned (element-wise) IoU / GIoU and the enclosing box ----------------------------
+
+
+def test_aligned_iou_giou_enclosing_hand_values():
+    from ppdet.ops.boxes import box_giou_aligned, box_iou_aligned, enclosing_box
+
+    a = t([[0, 0, 10, 10], [2, 2, 6, 6], [0, 0, 2, 2], [0, 0, 4, 2]])
+    b = t([[0, 0, 10, 10], [0, 0, 10, 10], [4, 0, 6, 2], [0, 0, 2, 4]])
+    # identical; nested (16 inside 100); disjoint (C = 6x2 = 12, U = 8); crossed (4 / 12)
+    np.testing.assert_allclose(box_iou_aligned(a, b).numpy(), [1, 0.16, 0, 1 / 3], rtol=1e-6)
+    np.testing.assert_allclose(
+        box_giou_aligned(a, b).numpy(), [1, 0.16, -4 / 12, 1 / 3 - 4 / 16], rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        enclosing_box(a, b).numpy(),
+        [[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 6, 2], [0, 0, 4, 4]],
+    )
+
+
+def test_aligned_iou_equals_diagonal_of_pairwise():
+    from ppdet.ops.boxes import box_iou_aligned
+
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 50, size=(6, 2))
+    a = np.concatenate([xy, xy + rng.uniform(1, 30, size=(6, 2))], axis=-1)
+    xy = rng.uniform(0, 50, size=(6, 2))
+    b = np.concatenate([xy, xy + rng.uniform(1, 30, size=(6, 2))], axis=-1)
+    np.testing.assert_allclose(
+        box_iou_aligned(t(a), t(b)).numpy(), np.diag(box_iou(t(a), t(b)).numpy()), rtol=1e-6
+    )
+
+
+def test_aligned_giou_zero_area_and_empty():
+    from ppdet.ops.boxes import box_giou_aligned
+
+    # two points at the same place: IoU 0 and an empty enclosing box -> GIoU 0, not NaN
+    np.testing.assert_array_equal(box_giou_aligned(t([[3, 3, 3, 3]]), t([[3, 3, 3, 3]])), [0.0])
+    assert tuple(box_giou_aligned(paddle.zeros([0, 4]), paddle.zeros([0, 4])).shape) == (0,)

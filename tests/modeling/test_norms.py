@@ -364,3 +364,72 @@ def test_project_norms_export_with_dynamic_shapes(x, norm_type):
     static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
     for inp, exp in zip(inputs, expected, strict=True):
         np.testing.assert_allclose(static(paddle.to_tensor(inp)).numpy(), exp, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ group counts, eps, no norm
+@pytest.mark.parametrize(
+    "channels,requested,expected",
+    [(256, 32, 32), (64, 32, 32), (88, 32, 22), (40, 32, 20), (7, 32, 7), (96, 16, 16), (1, 32, 1)],
+)
+def test_fit_num_groups(channels, requested, expected):
+    from ppdet.modeling.layers.norms import fit_num_groups
+
+    assert fit_num_groups(channels, requested) == expected
+    assert channels % expected == 0
+
+
+@pytest.mark.parametrize("channels", [64, 88, 256])
+@pytest.mark.parametrize("norm_type", NORM_TYPES)
+def test_every_norm_builds_for_neck_widths(channels, norm_type):
+    """64 (EfficientDet-D0), 88 (D1) and 256 (FPN) channels with any norm of a neck or head."""
+    from ppdet.modeling.layers.conv_norm import ConvNorm
+    from ppdet.modeling.layers.norms import fit_num_groups
+
+    layer = ConvNorm(
+        8, channels, 3, act="relu", norm_type=norm_type, num_groups=fit_num_groups(channels)
+    )
+    y = layer(paddle.ones([2, 8, 5, 5]) * paddle.arange(25, dtype="float32").reshape([1, 1, 5, 5]))
+    assert tuple(y.shape) == (2, channels, 5, 5) and np.isfinite(y.numpy()).all()
+
+
+def test_build_norm_eps_and_momentum(x):
+    layer = build_norm(C, "bn", eps=1e-3, momentum=0.99)
+    assert layer._epsilon == pytest.approx(1e-3) and layer._momentum == pytest.approx(0.99)
+    layer.train()
+    layer(paddle.to_tensor(x))
+    # running mean after one step: 0.99 * 0 + 0.01 * batch mean
+    np.testing.assert_allclose(
+        layer._mean.numpy(), 0.01 * x.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-6
+    )
+    layer.eval()
+    # eval with the running stats and eps 1e-3
+    mean, var = layer._mean.numpy(), layer._variance.numpy()
+    np.testing.assert_allclose(
+        layer(paddle.to_tensor(x)).numpy(),
+        (x - _pc(mean)) / np.sqrt(_pc(var) + 1e-3),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+    gn = build_norm(C, "gn", num_groups=4, eps=0.5)
+    g = x.reshape(2, 4, -1)
+    ref = (
+        (g - g.mean(axis=2, keepdims=True)) / np.sqrt(g.var(axis=2, keepdims=True) + 0.5)
+    ).reshape(x.shape)
+    np.testing.assert_allclose(gn(paddle.to_tensor(x)).numpy(), ref, rtol=RTOL, atol=ATOL)
+
+
+def test_conv_norm_without_norm_has_bias_and_swish(x):
+    from ppdet.modeling.layers.conv_norm import ConvNorm
+
+    layer = ConvNorm(C, 4, 1, act="swish", norm_type=None)
+    assert sorted(layer.state_dict()) == ["conv.bias", "conv.weight"]
+    assert np.all(layer.conv.bias.numpy() == 0)
+    w = np.random.default_rng(2).normal(size=(4, C, 1, 1)).astype("float32")
+    b = np.array([0.5, -0.5, 1.0, 0.0], "float32")
+    layer.set_state_dict({"conv.weight": paddle.to_tensor(w), "conv.bias": paddle.to_tensor(b)})
+    z = np.einsum("oc,bchw->bohw", w[:, :, 0, 0], x) + _pc(b)
+    np.testing.assert_allclose(
+        layer(paddle.to_tensor(x)).numpy(), z / (1 + np.exp(-z)), rtol=RTOL, atol=ATOL
+    )
+    named = ConvNorm(C, 4, 3, norm_type="gn", num_groups=2)
+    assert sorted(named.state_dict()) == ["conv.weight", "norm.bias", "norm.weight"]

@@ -83,8 +83,9 @@ def test_config_errors_are_one_line(args, message):
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 
-def test_missing_weights_and_images_are_one_line(tmp_path):
-    proc = tool("eval.py", "-c", DEMO_CONFIG, "-o", f"weights={tmp_path}/nope", check=False)
+def test_missing_weights_and_images_are_one_line(tiny_demo_data, tmp_path):
+    opts = tiny_overrides(tiny_demo_data, str(tmp_path / "out"))
+    proc = tool("eval.py", "-c", DEMO_CONFIG, "-o", *opts, f"weights={tmp_path}/nope", check=False)
     assert proc.returncode == 1 and "weights not found" in proc.stderr and "nope" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -99,6 +100,21 @@ def test_missing_weights_and_images_are_one_line(tmp_path):
         check=False,
     )
     assert proc.returncode == 1 and "--infer_img: no such file" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name, section, extra",
+    [("train.py", "TrainDataset", ["--eval"]), ("eval.py", "EvalDataset", [])],
+)
+def test_missing_dataset_names_the_file_and_the_download_script(tmp_path, name, section, extra):
+    config = os.path.join(ROOT, "configs", "yolov3", "yolov3_mobilenet_v1_270e_coco.yml")
+    missing = tmp_path / "nowhere"
+    opts = [f"TrainDataset.dataset_dir={missing}", f"EvalDataset.dataset_dir={missing}"]
+    proc = tool(name, "-c", config, "-o", *opts, "weights=x", *extra, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and f"{section}: annotation file not found" in lines[0]
+    assert str(missing) in lines[0] and "python dataset/coco/download_coco.py" in lines[0]
 
 
 def test_resume_from_weights_only_file_explains(tiny_demo_data, tmp_path):

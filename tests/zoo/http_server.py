@@ -72,7 +72,14 @@ class Stall:
     delay: float
 
 
-Response = Serve | Status | Redirect | Drop | Stall
+@dataclasses.dataclass
+class Silent:
+    """Accept the request and send nothing at all for ``delay`` s (a server that hangs)."""
+
+    delay: float = 60.0
+
+
+Response = Serve | Status | Redirect | Drop | Stall | Silent
 
 
 @dataclasses.dataclass
@@ -189,6 +196,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
+            elif isinstance(resp, Silent):
+                self.owner.stopping.wait(resp.delay)
+                self.close_connection = True
             elif isinstance(resp, Stall):
                 self._head(200, {"Content-Length": str(len(resp.data))})
                 self.wfile.flush()

@@ -12,7 +12,7 @@ import pytest
 
 from ppdet.zoo import download as dl
 from ppdet.zoo.download import DownloadError, cache_path, download, is_offline
-from tests.zoo.http_server import Drop, Redirect, Serve, Stall, Status
+from tests.zoo.http_server import Drop, Redirect, Serve, Silent, Stall, Status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = bytes(range(256)) * 800  # 204800 bytes
@@ -160,7 +160,11 @@ def test_server_errors_and_429_are_retried(http_server, first):
 
 def test_backoff_doubles_and_retry_after_is_honoured(http_server, monkeypatch):
     slept = []
-    monkeypatch.setattr(dl, "time", types.SimpleNamespace(sleep=slept.append, time=time.time))
+    monkeypatch.setattr(
+        dl,
+        "time",
+        types.SimpleNamespace(sleep=slept.append, time=time.time, monotonic=time.monotonic),
+    )
     url = http_server.route("/m.bin", Status(500), Status(502), Status(503), Serve(DATA))
     download(url, retries=3, progress=False, backoff=0.5)
     assert slept == [0.5, 1.0, 2.0]
@@ -194,6 +198,67 @@ def test_read_timeout_is_retried_then_reported(http_server):
 
     url = http_server.route("/n.bin", Stall(DATA, delay=30), Serve(DATA))
     assert read(download(url, retries=1, progress=False, backoff=0.01, timeout=(2.0, 0.3))) == DATA
+
+
+def test_a_silent_server_fails_within_the_stall_budget_saying_it_timed_out(http_server):
+    url = http_server.route("/m.tar", Silent(delay=60))  # accepts, never answers
+    with pytest.raises(DownloadError) as err:
+        download(
+            url, progress=False, backoff=0.01, timeout=(2.0, 0.3), stall_timeout=1.0, retries=50
+        )
+    msg = str(err.value)
+    assert url in msg and "timed out: no data for 1 s" in msg and "\n" not in msg
+    assert 1 <= http_server.count("/m.tar") < 51  # the budget, not the retries, ended it
+    assert not os.path.exists(cache_path(url))
+
+
+def _fake_clock(monkeypatch):
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    monkeypatch.setattr(
+        dl, "time", types.SimpleNamespace(monotonic=lambda: now[0], sleep=sleep, time=time.time)
+    )
+    return now
+
+
+def test_default_budget_each_attempt_waits_tens_of_seconds_and_all_about_a_minute(monkeypatch):
+    now = _fake_clock(monkeypatch)
+    reads = []
+
+    def silent(session, url, part, progress, timeout, size, stall):
+        reads.append(timeout[1])
+        now[0] += timeout[1]  # the read timeout passes without a byte
+        raise dl._Retryable("timed out (Read timed out)")
+
+    monkeypatch.setattr(dl, "_fetch_once", silent)
+    with pytest.raises(DownloadError) as err:
+        download("http://127.0.0.1:9/m.tar", progress=False)  # every default
+    # 20 s + 1 s pause + 20 s + 2 s pause + the 17 s left of the 60 s budget
+    assert reads == [20.0, 20.0, 17.0] and now[0] == 60.0
+    assert "timed out: no data for 60 s (3 attempts, last: timed out (Read timed out))" in str(
+        err.value
+    )
+
+
+def test_data_arriving_renews_the_budget(monkeypatch, tmp_path):
+    now = _fake_clock(monkeypatch)
+    calls = []
+
+    def trickle(session, url, part, progress, timeout, size, stall):
+        calls.append(timeout[1])
+        now[0] += timeout[1]
+        if len(calls) < 5:
+            stall.fed()  # some bytes came, then the connection dropped
+            raise dl._Retryable("connection dropped after 10 bytes")
+        with open(part, "wb") as f:
+            f.write(DATA)
+
+    monkeypatch.setattr(dl, "_fetch_once", trickle)
+    path = download("http://127.0.0.1:9/m.bin", sha256=SHA, progress=False, root=str(tmp_path))
+    assert read(path) == DATA and calls == [20.0] * 5 and now[0] > 60
 
 
 def test_connection_refused_is_retried_then_reported(http_server):
@@ -247,6 +312,76 @@ def test_an_html_page_instead_of_the_file_is_reported(http_server, ctype):
     assert read(download(url, **FAST)) == PAGE
 
 
+def _tar_bytes():
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("m/model.pdparams")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"\x80\x04ab"))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["m.tar", "m.pdparams", "m.bin"])
+def test_an_empty_response_is_refused_and_never_cached(http_server, name):
+    url = http_server.route(f"/{name}", Serve(b""))
+    for _ in range(2):  # refused each time: nothing was cached by the first call
+        with pytest.raises(DownloadError, match=r"empty file \(0 bytes\).*nothing cached") as err:
+            download(url, **FAST)
+        assert url in str(err.value)
+    assert http_server.count(f"/{name}") == 2
+    assert os.listdir(os.path.dirname(cache_path(url))) in ([], [f"{name}.lock"])
+
+
+def test_a_response_of_another_size_than_the_index_is_refused(http_server):
+    url = http_server.route("/m.bin", Serve(DATA))
+    with pytest.raises(DownloadError, match=f"announces {len(DATA)} bytes, the index says 999999"):
+        download(url, size=999999, **FAST)
+    assert not os.path.exists(cache_path(url))
+    assert read(download(url, size=len(DATA), **FAST)) == DATA
+
+
+@pytest.mark.parametrize(
+    "name, body, what",
+    [
+        ("m.tar", DATA, "not a tar or zip archive"),
+        ("m.tar.gz", b"\x1f\x8b" + DATA, "not a tar or zip archive"),
+        ("m.zip", DATA, "not a tar or zip archive"),
+        ("m.pdparams", DATA, "not a pickled checkpoint"),
+        ("m.safetensors", DATA, "not a safetensors file"),
+    ],
+)
+def test_a_response_that_is_not_what_its_name_says_is_refused(http_server, name, body, what):
+    url = http_server.route(f"/{name}", Serve(body))
+    with pytest.raises(DownloadError, match=what) as err:
+        download(url, **FAST)
+    assert url in str(err.value) and "\n" not in str(err.value)
+    assert not os.path.exists(cache_path(url)) and not os.path.exists(cache_path(url) + ".part")
+
+
+def test_a_real_archive_passes_and_a_matching_checksum_outranks_the_header_check(http_server):
+    tar = _tar_bytes()
+    url = http_server.route("/m.tar", Serve(tar))
+    assert read(download(url, size=len(tar), **FAST)) == tar
+    url = http_server.route("/odd.pdparams", Serve(DATA))  # no pickle header, but verified
+    assert read(download(url, sha256=SHA, **FAST)) == DATA
+
+
+def test_an_empty_file_left_in_the_cache_is_a_miss(http_server):
+    url = http_server.route("/m.pdparams", Serve(b"\x80\x04" + DATA))
+    path = cache_path(url)
+    os.makedirs(os.path.dirname(path))
+    open(path, "wb").close()  # what an older version cached from an empty response
+    assert read(download(url, **FAST)) == b"\x80\x04" + DATA
+    assert http_server.count("/m.pdparams") == 1
+    with open(path, "wb"):
+        pass
+    with pytest.raises(DownloadError, match="offline mode"):
+        download(url, offline=True, **FAST)
+
+
 def test_progress_bar_goes_to_stderr(http_server, capsys):
     url = http_server.route("/m.bin", Serve(DATA))
     download(url, progress=True)
@@ -254,8 +389,11 @@ def test_progress_bar_goes_to_stderr(http_server, capsys):
     assert captured.out == "" and url in captured.err and "m.bin" in captured.err
 
 
+# The child sets its own SIGINT disposition: started from a background job (SIGINT ignored,
+# which children inherit) Python would not install its handler and Ctrl-C would never arrive.
 CHILD = """
-import pathlib, sys
+import pathlib, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ppdet.zoo.download import download
 pathlib.Path(sys.argv[3]).touch()
 print(download(sys.argv[1], sys.argv[2], progress=True, backoff=0.01))

@@ -109,6 +109,21 @@ def test_zoo_name_uses_index_checksum_and_mirrors(http_server, tmp_path):
         fetch(http_server.url("/c/m.pdparams"), index=index, progress=False)
 
 
+def test_the_index_size_refuses_a_short_response_and_the_next_mirror_is_tried(
+    http_server, tmp_path
+):
+    short = http_server.route("/a/m.pdparams", Serve(PDPARAMS[:50]))
+    good = http_server.route("/b/m.pdparams", Serve(PDPARAMS))
+    index = write_index(
+        tmp_path / "i.yml", [{"name": "m", "urls": [short, good], "size": len(PDPARAMS)}]
+    )
+    assert read(fetch("m", index=index, progress=False)) == PDPARAMS
+    assert not os.path.exists(dl.cache_path(short))
+    index = write_index(tmp_path / "j.yml", [{"name": "m", "urls": [short], "size": len(PDPARAMS)}])
+    with pytest.raises(DownloadError, match=f"announces 50 bytes, the index says {len(PDPARAMS)}"):
+        fetch("m", index=index, progress=False)
+
+
 def test_unknown_reference_is_one_line_with_close_names(tmp_path):
     index = write_index(
         tmp_path / "i.yml", [{"name": "yolov3_darknet53_270e_coco", "urls": ["https://x/y"]}]
@@ -180,7 +195,7 @@ def test_cli_list_info_fetch_verify(http_server, tmp_path, capsys):
             {
                 "name": "nosum",
                 "family": "ssd",
-                "urls": [http_server.route("/v/n.pdparams", Serve(b"n"))],
+                "urls": [http_server.route("/v/n.pdparams", Serve(b"\x80\x02n" * 50))],
             },
         ],
     )

@@ -16,6 +16,7 @@ import safetensors.numpy
 import yaml
 
 import ppdet
+from ppdet.checkpoint import load_state_dict, read_state_dict
 from ppdet.config import dump_config
 from ppdet.data.loader import build_dataset
 from ppdet.engine.checkpoint import save_weights
@@ -23,7 +24,6 @@ from ppdet.engine.predictor import Predictor
 from ppdet.zoo.fetch import fetch
 from ppdet.zoo.index import DEFAULT_INDEX, load_index, render_markdown
 from ppdet.zoo.publish import PublishError, publish
-from ppdet.zoo.weights import load_state_dict, read_state_dict
 from tests.conftest import DEMO_CONFIG, ROOT, tiny_overrides
 from tests.zoo.http_server import Serve
 

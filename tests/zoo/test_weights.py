@@ -4,7 +4,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ppdet.zoo.weights import WeightsError, load_weights, read_state_dict
+from ppdet.zoo.weights import WeightsError, load_weights, read_weights
 
 
 class Tiny(paddle.nn.Layer):
@@ -63,7 +63,7 @@ def test_missing_and_garbage_files(tmp_path):
     html = tmp_path / "page.pdparams"
     html.write_text("<html><body>404 Not Found</body></html>")
     with pytest.raises(WeightsError, match="page.pdparams: an HTML/XML page"):
-        read_state_dict(str(html))
+        read_weights(str(html))
 
 
 def test_truncated_file_is_reported(tmp_path):
@@ -71,7 +71,7 @@ def test_truncated_file_is_reported(tmp_path):
     data = open(path, "rb").read()
     (tmp_path / "cut.pdparams").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError, match="cut.pdparams: truncated"):
-        read_state_dict(str(tmp_path / "cut.pdparams"))
+        read_weights(str(tmp_path / "cut.pdparams"))
 
 
 def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
@@ -96,7 +96,7 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path):
 def test_safe_reader_returns_what_paddle_saved(tmp_path):
     src = Tiny()
     path = save(src, tmp_path / "w.pdparams")
-    state = read_state_dict(path)
+    state = read_weights(path)
     assert sorted(state) == sorted(src.state_dict())
     for name, value in src.state_dict().items():
         np.testing.assert_array_equal(state[name], value.numpy())

@@ -16,13 +16,15 @@ from collections.abc import Callable
 import numpy as np
 import paddle
 
-from ppdet.data.errors import DatasetError, ImageDecodeError, exception_text
+from ppdet.data.errors import DataNotFoundError, DatasetError, ImageDecodeError, exception_text
 from ppdet.data.transforms.gt_fields import select_gt
 
 logger = logging.getLogger("ppdet.data")
 
 MODES = ("train", "eval", "test")
 ERROR_KEY = "__error__"  # a sample that only carries the text of an exception (see defer_errors)
+# [(image path, reason), ...]: images left out while this sample was made (see DetDataset)
+SKIPPED_KEY = "__skipped__"
 _MAX_RETRIES = 20  # unreadable images tried in a row before giving up
 _CLIP_TOLERANCE = 1.0  # px a box may stick out of the image before clipping is reported
 
@@ -112,16 +114,45 @@ class BadInputLog:
             logger.warning("%s: %d more bad entries not shown", source, self.count - self.limit)
 
 
-def require_file(path: str, what: str) -> str:
+# How to get the datasets the configs name, for "not found" errors (by dataset kind).
+GET_DATASET = {
+    "coco": "download COCO 2017 with: python dataset/coco/download_coco.py",
+    "voc": "download Pascal VOC with: python dataset/voc/download_voc.py",
+    "demo": "generate it with: python dataset/generate_demo.py --out dataset/demo",
+}
+
+
+def how_to_get(path: str, kind: str | None) -> str:
+    """ " (<how to get the dataset>)" for a missing file of a ``kind`` ("coco"/"voc") dataset;
+    the bundled demo set is recognised by its folder (dataset/demo)."""
+    if "dataset/demo/" in path.replace(os.sep, "/"):
+        kind = "demo"
+    return f" ({GET_DATASET[kind]}, or set dataset_dir to your copy)" if kind in GET_DATASET else ""
+
+
+def require_file(path: str, what: str, kind: str | None = None) -> str:
+    """``path`` if it is a file; DataNotFoundError naming it (and how to get it) otherwise."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise DataNotFoundError(f"{what} not found: {path}{how_to_get(path, kind)}")
     return path
 
 
-def require_dir(path: str, what: str) -> str:
+def require_dir(path: str, what: str, kind: str | None = None) -> str:
+    """``path`` if it is a folder; DataNotFoundError naming it (and how to get it) otherwise."""
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise DataNotFoundError(f"{what} not found: {path}{how_to_get(path, kind)}")
     return path
+
+
+def skip_message(path: str, reason: str, mode: str) -> str:
+    """The warning for an image left out in ``mode`` (train: replaced; eval/test: skipped)."""
+    what = "another image takes its place" if mode == "train" else "skipped"
+    return f"{path}: {reason}; {what}"
+
+
+def is_placeholder(sample: dict) -> bool:
+    """Whether ``sample`` only stands for skipped images (eval/test: drop it from the batch)."""
+    return SKIPPED_KEY in sample and "im_file" not in sample
 
 
 class DetDataset(paddle.io.Dataset):
@@ -139,9 +170,16 @@ class DetDataset(paddle.io.Dataset):
         drop_crowd: remove crowd boxes from the samples (they stay in ``records``); None means
             "in train mode only".
 
-    Samples: in train mode an image that fails to decode is reported once and replaced by
-    another random sample; in eval/test mode the ImageDecodeError propagates.
+    Images that cannot be read (``ImageDecodeError``: missing, corrupt, truncated, too large,
+    ...) never end a run. In train mode another random image takes the bad one's place (a bad
+    mixup partner: another partner), so batches stay full; in eval/test mode the sample is a
+    placeholder ``{SKIPPED_KEY: [(path, reason)]}`` that the loader drops from its batch. Either
+    way the sample lists the skipped images under ``SKIPPED_KEY``: the loader warns once per
+    file and counts them (``DetDataLoader.skipped``). Used without the loader
+    (``defer_errors`` False) the dataset warns itself, once per file.
     """
+
+    kind: str | None = None  # "coco" / "voc": names how to get the data when it is missing
 
     def __init__(
         self,
@@ -168,7 +206,7 @@ class DetDataset(paddle.io.Dataset):
         self._mixup = False
         self._mixup_epoch = -1
         self._epoch = 0
-        self._bad_files: set[str] = set()
+        self._bad_files: dict[str, str] = {}  # path -> reason, found in this process
         # Set by the loader: return exceptions as {ERROR_KEY: text} samples so the batch carries
         # them to the main loop (an exception in paddle's loader thread would hang it).
         self.defer_errors = False
@@ -240,22 +278,37 @@ class DetDataset(paddle.io.Dataset):
             return {ERROR_KEY: exception_text(e)}
 
     def _get(self, idx: int) -> dict:
+        skipped: list[tuple[str, str]] = []
         for _ in range(_MAX_RETRIES):
             record = self.records[idx]
-            if self.mode == "train" and record["im_file"] in self._bad_files:
+            known = self._bad_files.get(record["im_file"])
+            if known is not None:  # found bad before: skip without reading it again
+                if self.mode != "train":
+                    return {SKIPPED_KEY: [(record["im_file"], known)]}
                 idx = np.random.randint(len(self.records))
                 continue
-            sample = self._sample(record)
             try:
-                return self._transform(sample) if self._transform else sample
+                sample = self._sample(record)
+                sample = self._transform(sample) if self._transform else sample
             except ImageDecodeError as e:
+                self._note_bad(e)
+                skipped.append((e.path, e.reason))
                 if self.mode != "train":
-                    raise
-                if e.path not in self._bad_files:
-                    self._bad_files.add(e.path)
-                    logger.warning("%s: %s; using another sample instead", e.path, e.reason)
-                idx = np.random.randint(len(self.records))
+                    return {SKIPPED_KEY: skipped}
+                if e.path == record["im_file"]:  # else a bad mixup partner: same image again
+                    idx = np.random.randint(len(self.records))
+                continue
+            if skipped:
+                sample[SKIPPED_KEY] = skipped
+            return sample
         raise DatasetError(f"{self.get_anno() or 'dataset'}: too many unreadable images in a row")
+
+    def _note_bad(self, error: ImageDecodeError) -> None:
+        if error.path in self._bad_files:
+            return
+        self._bad_files[error.path] = error.reason
+        if not self.defer_errors:  # the loader warns in the main process instead
+            logger.warning(skip_message(error.path, error.reason, self.mode))
 
     def _drop_crowd_now(self) -> bool:
         return self.mode == "train" if self.drop_crowd is None else self.drop_crowd

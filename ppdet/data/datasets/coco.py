@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from ppdet.config.registry import register
-from ppdet.data.errors import DatasetError
+from ppdet.data.errors import DatasetError, ImageDecodeError
+from ppdet.data.image_io import image_size
 from ppdet.data.transforms.gt_fields import polygon_area
 
 from .base import (
@@ -128,6 +129,8 @@ class COCODataSet(DetDataset):
     (missing, empty, < 3 points, zero area) is dropped, box too, with the image's warning line.
     """
 
+    kind = "coco"
+
     def __init__(
         self,
         dataset_dir: str = "",
@@ -142,8 +145,8 @@ class COCODataSet(DetDataset):
         self.load_segm = load_segm
         if not anno_path:
             raise ValueError("COCODataSet needs anno_path")
-        anno_file = require_file(self.get_anno(), "COCO annotation file")
-        image_root = require_dir(self.path(image_dir), "image directory")
+        anno_file = require_file(self.get_anno(), "COCO annotation file", kind=self.kind)
+        image_root = require_dir(self.path(image_dir), "COCO image folder", kind=self.kind)
         data = load_coco_json(anno_file)
         self.catid2clsid, self.clsid2catid, self.label_list = coco_categories(data, anno_file)
         images = data.get("images")
@@ -179,11 +182,11 @@ class COCODataSet(DetDataset):
             return None
         w, h = image.get("width"), image.get("height")
         if not (isinstance(w, numbers.Real) and isinstance(h, numbers.Real) and w > 0 and h > 0):
-            shape = getattr(cv2.imread(im_file), "shape", None)
-            if shape is None:
-                log.warn(f"{im_file}: no width/height in {source} and unreadable; skipped")
+            try:
+                h, w = image_size(im_file)
+            except ImageDecodeError as e:
+                log.warn(f"{e} (no width/height in {source}); skipped")
                 return None
-            h, w = shape[:2]
         boxes, classes, crowd, polys, problems = [], [], [], [], []
         for ann in anns.get(image["id"], []):
             bbox, cat = ann.get("bbox"), ann.get("category_id")

@@ -1,4 +1,4 @@
-"""Images for inference: files and folders, no annotations (class names from a json or list)."""
+"""Images for inference: files and folders, no annotations."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import os
 import numpy as np
 
 from ppdet.config.registry import register
-from ppdet.data.errors import DatasetError
+from ppdet.data.errors import DataNotFoundError, DatasetError
+from ppdet.data.image_io import list_image_files
 
-from .base import DetDataset, require_file
-from .coco import coco_categories, load_coco_json
-from .voc import read_label_list
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from .base import DetDataset
 
 
 @register("dataset")
@@ -23,12 +20,15 @@ class ImageFolder(DetDataset):
     Args:
         dataset_dir: root for ``image_dir`` and ``anno_path``.
         image_dir: a folder whose images are used when ``images`` is not given.
-        anno_path: a COCO json (class names and category ids) or a label list file (names,
-            category id = class id); optional.
+        anno_path: a COCO json or a label list that names the classes. Optional, and only read
+            when it exists: ``ppdet.data.labels.resolve_labels`` decides where inference takes
+            its class names from (the weights first).
         images: image files or folders (taken as given, not relative to ``dataset_dir``).
 
     Records hold ``im_file``, ``im_id`` (index) and ``h = w = 0``: ``Decode`` sets the size.
-    Tools call ``set_images`` to choose the images after building the dataset.
+    Tools call ``set_images`` to choose the images after building the dataset. A folder
+    contributes every entry named like an image (``image_io.IMAGE_EXTS``); one that cannot be
+    read is skipped with a warning when the loader gets to it.
     """
 
     def __init__(
@@ -39,16 +39,6 @@ class ImageFolder(DetDataset):
         images: list[str] | None = None,
     ) -> None:
         super().__init__(dataset_dir, image_dir, anno_path or "")
-        if anno_path:
-            path = require_file(self.get_anno(), "label file")
-            if path.endswith(".json"):
-                self.catid2clsid, self.clsid2catid, self.label_list = coco_categories(
-                    load_coco_json(path), path
-                )
-            else:
-                self.label_list = read_label_list(path)
-                self.catid2clsid = {i: i for i in range(len(self.label_list))}
-                self.clsid2catid = dict(self.catid2clsid)
         if images:
             self.set_images(images)
         elif image_dir:
@@ -59,14 +49,18 @@ class ImageFolder(DetDataset):
         files = []
         for path in images:
             if os.path.isdir(path):
-                names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTS))
-                files += [os.path.join(path, n) for n in names]
-            elif os.path.isfile(path):
+                files += list_image_files(path)
+            elif os.path.lexists(path):
                 files.append(path)
             else:
-                raise FileNotFoundError(f"image or folder not found: {path}")
+                raise DataNotFoundError(f"image or folder not found: {path}")
         if not files:
             raise DatasetError(f"no image files in {', '.join(images)}")
+        self.set_files(files)
+
+    def set_files(self, files: list[str]) -> None:
+        """Use exactly these paths, in this order (nothing is expanded: a folder named like an
+        image is an unreadable image, skipped with a warning when the loader gets to it)."""
         self.records = [
             {"im_file": f, "im_id": np.array([i], np.int64), "h": 0, "w": 0}
             for i, f in enumerate(files)

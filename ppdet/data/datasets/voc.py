@@ -5,25 +5,14 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 
-import cv2
 import numpy as np
 
 from ppdet.config.registry import register
+from ppdet.data.errors import ImageDecodeError
+from ppdet.data.image_io import image_size
+from ppdet.data.labels import VOC_CLASSES, read_label_list
 
 from .base import BadInputLog, DetDataset, clean_boxes, describe, make_record, require_file
-
-# The 20 Pascal VOC classes, used when no label_list is given.
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)  # fmt: skip
-
-
-def read_label_list(path: str) -> list[str]:
-    """Class names, one per non-empty line."""
-    with open(require_file(path, "label list"), encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
 
 
 def _size(root: ET.Element) -> tuple[int, int] | None:
@@ -67,6 +56,8 @@ class VOCDataSet(DetDataset):
     class, degenerate box) are skipped with one warning line each.
     """
 
+    kind = "voc"
+
     def __init__(
         self,
         dataset_dir: str = "",
@@ -80,10 +71,13 @@ class VOCDataSet(DetDataset):
         super().__init__(dataset_dir, image_dir, anno_path, allow_empty, empty_ratio, drop_crowd)
         if not anno_path:
             raise ValueError("VOCDataSet needs anno_path (a list file)")
-        list_file = require_file(self.get_anno(), "VOC list file")
-        self.label_list = (
-            read_label_list(self.path(label_list)) if label_list else list(VOC_CLASSES)
-        )
+        list_file = require_file(self.get_anno(), "VOC list file", kind=self.kind)
+        if label_list:
+            self.label_list = read_label_list(
+                require_file(self.path(label_list), "VOC label list", kind=self.kind)
+            )
+        else:
+            self.label_list = list(VOC_CLASSES)
         self.catid2clsid = {i: i for i in range(len(self.label_list))}
         self.clsid2catid = dict(self.catid2clsid)
         name2id = {name: i for i, name in enumerate(self.label_list)}
@@ -121,11 +115,12 @@ class VOCDataSet(DetDataset):
             return None
         size = _size(root)
         if size is None:
-            shape = getattr(cv2.imread(im_file), "shape", None)
-            if shape is None:
-                log.warn(f"{xml_file}: no <size> and the image is unreadable; skipped")
+            try:
+                h, w = image_size(im_file)
+            except ImageDecodeError as e:
+                log.warn(f"{e} (and no <size> in {xml_file}); skipped")
                 return None
-            size = shape[1], shape[0]
+            size = w, h
         boxes, classes, difficult, problems = [], [], [], []
         for obj in root.findall("object"):
             parsed = _object(obj, name2id)

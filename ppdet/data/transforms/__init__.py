@@ -1,15 +1,21 @@
 """Sample and batch transforms; importing this package registers them all."""
 
+from ppdet.data.image_io import read_image
+
 from .augment import Mixup, RandomCrop, RandomDistort, RandomExpand, RandomFlip
+from .autoaugment import AutoAugment, AutoAugmentOp
 from .batch_ops import BatchRandomResize, PadBatch, PadGT
 from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
-from .decode_resize import Decode, Resize, read_image
+from .decode_resize import Decode, Resize
 from .gt_fields import GT_FIELDS, select_gt
 from .legacy_ops import PILResize, RGBToBGR
 from .normalize import NormalizeImage, Permute
+from .random_resize import RandomResize
 
 __all__ = [
     "GT_FIELDS",
+    "AutoAugment",
+    "AutoAugmentOp",
     "BaseOperator",
     "BatchCompose",
     "BatchOperator",
@@ -27,6 +33,7 @@ __all__ = [
     "RandomExpand",
     "RGBToBGR",
     "RandomFlip",
+    "RandomResize",
     "Resize",
     "read_image",
     "select_gt",

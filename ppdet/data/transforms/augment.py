@@ -43,8 +43,9 @@ class RandomDistort(BaseOperator):
     Args:
         hue: [low, high, prob], shift in degrees (0-360 colour wheel).
         saturation, contrast, brightness: [low, high, prob], multiplicative factors.
-        random_apply: apply the four in random order (at most ``count`` of them); otherwise in
-            the order brightness, contrast, saturation, hue. Each still fires with its prob.
+        random_apply: apply the four in random order (at most ``count`` of them); otherwise
+            brightness first, then contrast, saturation, hue or (with probability 0.5)
+            saturation, hue, contrast, as PaddleDetection does. Each still fires with its prob.
         count: how many of the four may be applied when ``random_apply``.
         random_channel: also shuffle the RGB channels with probability 0.5.
 
@@ -95,7 +96,10 @@ class RandomDistort(BaseOperator):
         image = sample["image"]
         _require_hwc(image, "RandomDistort")
         img = image.astype(np.float32)
-        order = np.random.permutation(4)[: self.count] if self.random_apply else range(4)
+        if self.random_apply:
+            order = np.random.permutation(4)[: self.count]
+        else:  # contrast before or after saturation and hue, at random
+            order = (0, 1, 2, 3) if np.random.randint(0, 2) else (0, 2, 3, 1)
         for which in order:
             img = np.clip(self._apply(int(which), img), 0, 255).astype(np.float32)
         if self.random_channel and np.random.uniform() < 0.5:

@@ -1,4 +1,4 @@
-"""Decode an image file, and resize a sample with its boxes.
+"""Decode an image file (ppdet/data/image_io.py), and resize a sample with its boxes.
 
 Coordinates are continuous pixels: pixel (i, j) covers [j, j+1) x [i, i+1), a box is
 x1, y1, x2, y2 with no +1. Resizing an image by (sy, sx) therefore maps a box by exactly
@@ -11,12 +11,10 @@ import cv2
 import numpy as np
 
 from ppdet.config.registry import register
-from ppdet.data.errors import ImageDecodeError
+from ppdet.data.image_io import DEFAULT_MAX_PIXELS, read_image
 
 from .compose import BaseOperator
 from .gt_fields import map_polys
-
-_TAIL = 4096  # bytes at the end of a file searched for its end marker
 
 
 def is_chw(image: np.ndarray) -> bool:
@@ -28,47 +26,31 @@ def is_chw(image: np.ndarray) -> bool:
     return image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[2] not in (1, 3)
 
 
-def _truncation(data: bytes) -> str | None:
-    """A reason if ``data`` is an obviously cut JPEG or PNG file, else None."""
-    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9", -_TAIL) < 0:
-        return "truncated JPEG (no end-of-image marker)"
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data.rfind(b"IEND", -_TAIL) < 0:
-        return "truncated PNG (no IEND chunk)"
-    return None
-
-
-def read_image(path: str) -> np.ndarray:
-    """Read an image file as RGB uint8 [H, W, 3]; ImageDecodeError if missing, unreadable or cut."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ImageDecodeError(path, f"cannot read ({e.strerror or e})") from None
-    if not data:
-        raise ImageDecodeError(path, "empty file")
-    reason = _truncation(data)
-    if reason:
-        raise ImageDecodeError(path, reason)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageDecodeError(path, "not a decodable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 @register("transform")
 class Decode(BaseOperator):
     """Read ``im_file`` into an RGB image (also for the mixup partner ``sample["mixup"]``).
 
+    Args:
+        max_pixels: refuse images with more pixels than this (width x height, read from the
+            file header before anything is decoded, so a decompression bomb costs no memory).
+
     Requires: ``im_file`` (or an ``image`` array [H, W, 3] uint8 RGB already in the sample).
-    Adds: ``image`` [H, W, 3] uint8 RGB, ``im_shape`` float32 [2] (h, w),
-    ``scale_factor`` float32 [2] = (1, 1). Modifies: ``h``, ``w`` (set to the decoded size).
-    Raises ImageDecodeError naming the file; the dataset decides whether to use another sample.
+    Adds: ``image`` [H, W, 3] uint8 RGB as a photo viewer shows it (EXIF rotation applied,
+    see ppdet/data/image_io.py), ``im_shape`` float32 [2] (h, w), ``scale_factor`` float32 [2] =
+    (1, 1). Modifies: ``h``, ``w`` (set to the decoded size).
+    Raises ImageDecodeError naming the file; the dataset decides what happens to the sample
+    (another image takes its place in training, it is skipped in eval and inference).
     """
+
+    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+        self.max_pixels = max_pixels
 
     def __call__(self, sample: dict) -> dict:
         image = sample.get("image")
         if not isinstance(image, np.ndarray):
-            image = read_image(sample["im_file"])
+            image = read_image(sample["im_file"], self.max_pixels)
         h, w = image.shape[:2]
         sample["image"] = image
         sample["h"], sample["w"] = h, w

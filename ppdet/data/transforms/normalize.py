@@ -52,8 +52,19 @@ class NormalizeImage(BaseOperator):
 
 @register("transform")
 class Permute(BaseOperator):
-    """HWC -> CHW. Requires: ``image`` [H, W, C]. Modifies: ``image`` [C, H, W] (contiguous)."""
+    """HWC -> CHW. Requires: ``image`` [H, W, C]. Modifies: ``image`` [C, H, W] (contiguous).
+
+    Args:
+        to_bgr: also reverse the channel order (RGB -> BGR), as PaddleDetection v0.1's SSD
+            input did; 2.x configs never set it.
+    """
+
+    def __init__(self, to_bgr: bool = False) -> None:
+        self.to_bgr = bool(to_bgr)
 
     def __call__(self, sample: dict) -> dict:
-        sample["image"] = np.ascontiguousarray(sample["image"].transpose(2, 0, 1))  # HWC -> CHW
+        image = sample["image"]
+        if self.to_bgr:
+            image = image[:, :, ::-1]  # RGB -> BGR
+        sample["image"] = np.ascontiguousarray(image.transpose(2, 0, 1))  # HWC -> CHW
         return sample

@@ -33,6 +33,7 @@ __all__ = [
     "SwitchableNorm",
     "SyncBatchNorm2D",
     "build_norm",
+    "fit_num_groups",
 ]
 
 NORM_TYPES = ("bn", "sync_bn", "affine_channel", "gn", "evonorm_s0", "evonorm_b0", "sn")
@@ -281,6 +282,21 @@ def _check_groups(channels: int, num_groups: int, norm_type: str) -> None:
         )
 
 
+def fit_num_groups(channels: int, num_groups: int = 32) -> int:
+    """The largest divisor of ``channels`` not above ``num_groups``: a group count for "gn" /
+    "evonorm_s0" that fits any width (256 -> 32, 64 -> 32, 88 -> 22, 40 -> 20, 7 -> 7).
+
+    Necks and heads whose width is a config choice (BiFPN 64/88/..., FPN 256) pass their
+    requested group count through this; ``build_norm`` itself refuses a count that does not
+    divide.
+    """
+    if channels <= 0 or num_groups <= 0:
+        raise ValueError(
+            f"fit_num_groups: channels and num_groups must be > 0, got {channels}, {num_groups}"
+        )
+    return max(g for g in range(1, min(channels, num_groups) + 1) if channels % g == 0)
+
+
 def build_norm(
     channels: int,
     norm_type: str = "bn",
@@ -288,6 +304,8 @@ def build_norm(
     freeze_norm: bool = False,
     num_groups: int = 32,
     nonlinear: bool = True,
+    eps: float = EPS,
+    momentum: float = MOMENTUM,
 ) -> nn.Layer:
     """A norm layer over [B, channels, H, W] maps (see the module docstring for ``norm_type``).
 
@@ -298,6 +316,9 @@ def build_norm(
         (bn/sync_bn: ``BatchNorm2D(use_global_stats=True)``).
     num_groups: groups of "gn" and "evonorm_s0" (must divide ``channels``).
     nonlinear: EvoNorm only; False gives the linear variant (no activation follows the norm).
+    eps, momentum: the norm's epsilon and running-statistics momentum (Paddle's convention:
+        running = momentum * running + (1 - momentum) * batch), e.g. 1e-3 / 0.99 for
+        EfficientNet; momentum is unused by the norms without running statistics.
     """
     if norm_type not in NORM_TYPES:
         raise ValueError(f"unknown norm_type {norm_type!r} (known: {', '.join(NORM_TYPES)})")
@@ -307,23 +328,25 @@ def build_norm(
             "bias_attr": _param_attr(norm_decay, freeze_norm),
         }
         if freeze_norm:  # fixed statistics: nothing to synchronise
-            return _freeze(nn.BatchNorm2D(channels, epsilon=EPS, use_global_stats=True, **kw))
+            return _freeze(nn.BatchNorm2D(channels, epsilon=eps, use_global_stats=True, **kw))
         if norm_type == "sync_bn":
-            return SyncBatchNorm2D(channels, momentum=MOMENTUM, epsilon=EPS, **kw)
-        return nn.BatchNorm2D(channels, momentum=MOMENTUM, epsilon=EPS, **kw)
+            return SyncBatchNorm2D(channels, momentum=momentum, epsilon=eps, **kw)
+        return nn.BatchNorm2D(channels, momentum=momentum, epsilon=eps, **kw)
     if norm_type == "affine_channel":
-        return AffineChannel(channels, norm_decay, freeze_norm)
+        return AffineChannel(channels, norm_decay, freeze_norm, eps)
     if norm_type == "gn":
         _check_groups(channels, num_groups, norm_type)
         norm = nn.GroupNorm(
             num_groups,
             channels,
-            epsilon=EPS,
+            epsilon=eps,
             weight_attr=_param_attr(norm_decay, freeze_norm),
             bias_attr=_param_attr(norm_decay, freeze_norm),
         )
         return _freeze(norm) if freeze_norm else norm
     if norm_type in ("evonorm_s0", "evonorm_b0"):
         version = norm_type[-2:].upper()
-        return EvoNorm(channels, version, num_groups, nonlinear, norm_decay, freeze_norm)
-    return SwitchableNorm(channels, norm_decay, freeze_norm)
+        return EvoNorm(
+            channels, version, num_groups, nonlinear, norm_decay, freeze_norm, eps, momentum
+        )
+    return SwitchableNorm(channels, norm_decay, freeze_norm, eps, momentum)

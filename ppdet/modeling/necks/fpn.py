@@ -32,7 +32,7 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, XavierUniform
 
 from ppdet.config.registry import register
-from ppdet.modeling.layers.norms import build_norm
+from ppdet.modeling.layers.norms import build_norm, fit_num_groups
 
 __all__ = ["FPN"]
 
@@ -68,10 +68,12 @@ class FPNConvNorm(nn.Layer):
         norm_type: str,
         norm_decay: float,
         freeze_norm: bool,
+        norm_groups: int = 32,
     ):
         super().__init__()
         self.conv = _conv(in_channels, out_channels, kernel_size, stride, fan_out, bias=False)
-        self.norm = build_norm(out_channels, norm_type, norm_decay, freeze_norm)
+        groups = fit_num_groups(out_channels, norm_groups)
+        self.norm = build_norm(out_channels, norm_type, norm_decay, freeze_norm, groups)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.norm(self.conv(x))
@@ -112,6 +114,8 @@ class FPN(nn.Layer):
         norm_type: None (plain convs with bias) or a ``build_norm`` type ("gn", "bn", ...).
         norm_decay, freeze_norm: as in ``build_norm`` (its frozen norm also fixes the running
             statistics; 2.x's FPN only zeroes the norm's learning rate).
+        norm_groups: groups of "gn" / "evonorm_s0", lowered to a divisor of out_channel
+            (``fit_num_groups``: 256 -> 32, 88 -> 22).
         relu_before_extra_convs: ReLU on the input of every extra conv but the first.
 
     Attributes: out_channels, out_strides (ints), spatial_scales (floats) of the outputs.
@@ -129,6 +133,7 @@ class FPN(nn.Layer):
         norm_decay: float = 0.0,
         freeze_norm: bool = False,
         relu_before_extra_convs: bool = True,
+        norm_groups: int = 32,
     ):
         super().__init__()
         in_channels = [int(c) for c in in_channels]
@@ -158,7 +163,15 @@ class FPN(nn.Layer):
                 layer = _conv(c_in, out_channel, k, stride, fan_out, bias=True)
             else:
                 layer = FPNConvNorm(
-                    c_in, out_channel, k, stride, fan_out, norm_type, norm_decay, freeze_norm
+                    c_in,
+                    out_channel,
+                    k,
+                    stride,
+                    fan_out,
+                    norm_type,
+                    norm_decay,
+                    freeze_norm,
+                    norm_groups,
                 )
             return self.add_sublayer(name, layer)
 

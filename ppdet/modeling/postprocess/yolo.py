@@ -91,15 +91,15 @@ class MultiClassNMS(nn.Layer):
     """Per-class NMS (``ppdet.ops.nms.multiclass_nms``).
 
     forward(boxes [B, N, 4], scores [B, C, N]) -> (detections [K, 6] rows (class, score, x1,
-    y1, x2, y2), num [B] int32). The defaults are those of PaddleDetection's YOLOv3 configs.
+    y1, x2, y2), num [B] int32). The defaults are PaddleDetection 2.6's MultiClassNMS defaults.
     """
 
     def __init__(
         self,
-        score_threshold: float = 0.01,
-        nms_top_k: int = 1000,
+        score_threshold: float = 0.05,
+        nms_top_k: int = -1,
         keep_top_k: int = 100,
-        nms_threshold: float = 0.45,
+        nms_threshold: float = 0.5,
         background_label: int = -1,
     ):
         super().__init__()
@@ -130,7 +130,7 @@ class BBoxPostProcess(nn.Layer):
     forward(head_outputs, anchors, im_shape [B, 2], scale_factor [B, 2]) -> (bbox [K, 6]
     float32 rows (class, score, x1, y1, x2, y2) in original-image pixels, bbox_num [B] int32).
     ``anchors`` is whatever ``decode`` needs besides the outputs (YOLO: per-level anchors).
-    Without arguments: ``YOLOBox()`` and ``MultiClassNMS()`` with their (YOLOv3) defaults.
+    Without arguments: ``YOLOBox()`` and ``MultiClassNMS()`` with their defaults.
     """
 
     def __init__(self, decode: nn.Layer | None = None, nms: nn.Layer | None = None):

@@ -4,8 +4,14 @@ import numpy as np
 import paddle
 import pytest
 
-from ppdet.zoo.pretrained import describe_resnet, fit_state_dict, match_names
-from ppdet.zoo.weights import WeightsError, load_state_dict
+from ppdet.checkpoint import (
+    WeightsError,
+    describe_resnet,
+    fit_state_dict,
+    load_state_dict,
+    match_names,
+    read_state_dict,
+)
 
 
 def resnet_names(blocks, bottleneck=True, stem="b", prefix="backbone."):
@@ -124,7 +130,9 @@ def test_c4_model_with_res5_in_the_head_accepts_the_imagenet_resnet():
 
 def test_real_resnets_imagenet_file_with_classifier_and_a_wrong_depth(tmp_path, capsys):
     from ppdet.modeling.backbones import ResNet
-    from ppdet.zoo.weights import load_weights
+
+    def load_weights(model, path, strict):
+        return load_state_dict(model, read_state_dict(path), path, strict=strict)
 
     def detector(depth, variant="b"):
         model = paddle.nn.Layer()

@@ -22,7 +22,7 @@ from collections import Counter
 
 import numpy as np
 
-from ppdet.zoo.weights import LoadReport, WeightsError
+from ppdet.checkpoint.report import LoadReport, WeightsError
 
 __all__ = ["match_names", "fit_state_dict", "describe_resnet"]
 
