@@ -1,4 +1,4 @@
-"""v0.1 pipeline operators: Pillow resizing (SSD) and BGR channel order."""
+"""PILResize: v0.1's Pillow resizing (SSD)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ppdet.config.builder import create
-from ppdet.data.transforms import NormalizeImage, Permute, PILResize, RGBToBGR
+from ppdet.data.transforms import NormalizeImage, Permute, PILResize
 
 
 def sample(h=7, w=10):
@@ -42,22 +42,13 @@ def test_pil_resize_rejects_what_it_cannot_do():
         PILResize(300)(s)
 
 
-def test_rgb_to_bgr_before_or_after_permute():
-    s = sample()
-    rgb = s["image"].copy()
-    np.testing.assert_array_equal(RGBToBGR()(s)["image"], rgb[:, :, ::-1])
-    s = Permute()(sample())
-    np.testing.assert_array_equal(RGBToBGR()(s)["image"], rgb.transpose(2, 0, 1)[::-1])
-
-
 def test_v01_ssd_test_pipeline_from_config():
     """v0.1: PIL LANCZOS resize -> Permute(to_bgr) -> (x - 127.5) / 127.502231; ours in our
-    operators' order (NormalizeImage works on HWC)."""
+    operators' order (NormalizeImage works on HWC; equal mean/std on all channels)."""
     ops = [
         create("PILResize", {"target_size": [6, 6], "interp": 1}, role="transform"),
-        create("RGBToBGR", {}, role="transform"),
         NormalizeImage(mean=[127.5] * 3, std=[127.502231] * 3, is_scale=False),
-        Permute(),
+        Permute(to_bgr=True),
     ]
     s = sample()
     rgb = s["image"]

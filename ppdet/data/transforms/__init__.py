@@ -8,7 +8,7 @@ from .batch_ops import BatchRandomResize, PadBatch, PadGT
 from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
 from .decode_resize import Decode, Resize
 from .gt_fields import GT_FIELDS, select_gt
-from .legacy_ops import PILResize, RGBToBGR
+from .legacy_ops import PILResize
 from .normalize import NormalizeImage, Permute
 from .random_resize import RandomResize
 
@@ -31,7 +31,6 @@ __all__ = [
     "RandomCrop",
     "RandomDistort",
     "RandomExpand",
-    "RGBToBGR",
     "RandomFlip",
     "RandomResize",
     "Resize",

@@ -1,9 +1,6 @@
-"""Operators of PaddleDetection v0.1's test pipelines that 2.x no longer has.
-
-- ``PILResize``: v0.1's ``ResizeImage(use_cv2=false)`` (SSD): the uint8 image is resized with
-  Pillow's filters (``interp`` 1 = LANCZOS, Pillow's numbering), stretched to ``target_size``.
-- ``RGBToBGR``: v0.1's ``Permute(to_bgr=true)`` channel order (SSD): reverses the channels,
-  before or after ``Permute``.
+"""``PILResize``: PaddleDetection v0.1's ``ResizeImage(use_cv2=false)`` (its SSD pipelines),
+which 2.x no longer has: the uint8 image is resized with Pillow's filters (``interp`` 1 =
+LANCZOS, Pillow's numbering). v0.1's BGR channel order is ``Permute(to_bgr=true)``.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from .compose import BaseOperator
 from .decode_resize import as_size, is_chw, output_size
 from .gt_fields import map_polys
 
-__all__ = ["PILResize", "RGBToBGR"]
+__all__ = ["PILResize"]
 
 # Pillow's resampling filters by their numbers (Image.Resampling values)
 _PIL_FILTERS = {0: "NEAREST", 1: "LANCZOS", 2: "BILINEAR", 3: "BICUBIC", 4: "BOX", 5: "HAMMING"}
@@ -69,20 +66,4 @@ class PILResize(BaseOperator):
         if "gt_bbox" in sample:
             sample["gt_bbox"] = (sample["gt_bbox"] * np.array([sx, sy, sx, sy])).astype(np.float32)
         map_polys(sample, lambda xs, ys: (xs * sx, ys * sy))
-        return sample
-
-
-@register("transform")
-class RGBToBGR(BaseOperator):
-    """Reverse the channel order (RGB <-> BGR) of ``image``, HWC or CHW (after ``Permute``).
-
-    Requires and modifies: ``image`` [H, W, 3] or [3, H, W].
-    """
-
-    def __call__(self, sample: dict) -> dict:
-        image = sample["image"]
-        axis = 0 if is_chw(image) else 2
-        if image.ndim != 3 or image.shape[axis] != 3:
-            raise ValueError(f"RGBToBGR needs a 3-channel image, got shape {list(image.shape)}")
-        sample["image"] = np.ascontiguousarray(np.flip(image, axis))
         return sample
