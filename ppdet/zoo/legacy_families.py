@@ -61,6 +61,9 @@ BEHAVIOURS: dict[str, str] = {
     ),
     "res5_shortcut_avgpool": "True: the C4 res5 head of a -vd backbone pools its shortcut",
     "fpn_use_c5": "True: RetinaNet's P6 is computed from C5 (2048 channels), not from P5",
+    "extra_block_act": (
+        '"relu": the SSD extra blocks of MobileNetV1 (conv7_*) use ReLU, not ReLU6'
+    ),
 }
 
 Has = Callable[[str], bool]
@@ -163,6 +166,7 @@ SSD = LegacyFamily(
     arch=lambda has, shapes: Arch("ssd", "mobilenet_v1", affine=False),
     rules=lambda arch: ssd_rules(),
     class_probe=(f"conv2d_{SSD_FIRST_AUTO + 1}.b_0", lambda n: n // SSD_PRIORS[0] - 1),
+    behaviour=lambda arch: {"extra_block_act": "relu"},
     notes=lambda arch: "head params were auto-named conv2d_N: mapped by sorted N",
     auto_names=_ssd_auto_names,
 )

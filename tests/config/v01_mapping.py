@@ -143,6 +143,11 @@ def _contains(op: str) -> Callable:
     return has
 
 
+def _uses_cv2(values, flat, groups):
+    """v0.1 ResizeImage.use_cv2: false where ours resizes with Pillow (PILResize)."""
+    return "PILResize" not in values[0]
+
+
 def _const(value: Any) -> Callable:
     def fixed(values, flat, groups):
         return value
@@ -190,6 +195,7 @@ def _op_names(values, flat, groups):
         "Decode": "DecodeImage",
         "RandomFlip": "RandomFlipImage",
         "Resize": "ResizeImage",
+        "PILResize": "ResizeImage",
         "Mixup": "MixupImage",
         "RandomExpand": "ExpandImage",
         "RandomCrop": "CropImage",
@@ -299,6 +305,7 @@ CONVERSIONS: dict[str, Callable] = {
     "zeros_as_none": _zeros_as_none,
     "none_is_true": _none_is_true,
     "joined": _joined,
+    "uses_cv2": _uses_cv2,
     "always_true": _const(True),
     "always_false": _const(False),
     "zero": _const(0.0),
