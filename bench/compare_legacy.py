@@ -603,6 +603,35 @@ class RetinaDiagnosis:
         }
 
 
+def ssd_relu_extra_blocks(model, z, stems: list[str]) -> dict[str, str]:
+    """SSD: v0.1's MobileNetV1 extra blocks (conv7_*) apply ReLU where ours apply ReLU6; rerun
+    on v0.1's inputs with ReLU there (set on our layers for this run only)."""
+    layers = [
+        layer
+        for _, block in model.named_sublayers()
+        if type(block).__name__ == "ExtraBlock"
+        for layer in (block.pointwise_conv, block.normal_conv)
+    ]
+    if not layers:
+        return {}
+    saved = [layer.act for layer in layers]
+    total = MatchResult(0, 0, 0)
+    try:
+        for layer in layers:
+            layer.act = "relu"
+        for p in stems:
+            det, _ = run_model(model, network_input("ssd", z, p))
+            total = total + match(reference_detections("ssd", z, p), det)
+    finally:
+        for layer, act in zip(layers, saved):
+            layer.act = act
+    return {
+        "extra blocks with ReLU (v0.1) instead of ReLU6": (
+            f"{total.matched}/{total.reference} matched"
+        )
+    }
+
+
 def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: bool = False) -> Row:
     tic = time.perf_counter()
     family = CASES[model_key].family
@@ -644,6 +673,8 @@ def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: boo
         row.diagnosis, row.ablation = diag.summary(), diag.ablation
     if retina:
         row.diagnosis = retina.summary()
+    if family == "ssd":
+        row.diagnosis = ssd_relu_extra_blocks(model, z, stems)
     if row.diagnosis:
         for k, v in row.diagnosis.items():
             print(f"  {model_key} {k}: {v}", flush=True)

@@ -46,7 +46,8 @@ def fluid_anchors(
     """fluid ``anchor_generator``: [H, W, A, 4] x1y1x2y2 input pixels, A = len(ratios) *
     len(sizes), anchor index ratio_i * len(sizes) + size_i.
 
-    Base width round(sqrt(stride^2 / ratio)), height round(base width * ratio), scaled by
+    Base width round(sqrt(stride^2 / ratio)), height round(base width * ratio) (C ``round``:
+    22.5 -> 23, where numpy's rounds to even), scaled by
     size / stride; centre (x * stride + offset * (stride - 1)); corners centre -+ (w - 1) / 2.
     """
     ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")  # [H, W]
@@ -55,8 +56,8 @@ def fluid_anchors(
     half = []
     for r in ratios:
         for s in sizes:
-            base_w = np.round(np.sqrt(stride * stride / r))
-            base_h = np.round(base_w * r)
+            base_w = np.floor(np.sqrt(stride * stride / r) + 0.5)  # C round: halves away from 0
+            base_h = np.floor(base_w * r + 0.5)
             w, h = s / stride * base_w, s / stride * base_h
             half.append([-(w - 1) / 2, -(h - 1) / 2, (w - 1) / 2, (h - 1) / 2])
     centre = np.stack([xc, yc, xc, yc], -1)[:, :, None, :]  # [H, W, 1, 4]

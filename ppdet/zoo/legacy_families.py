@@ -61,6 +61,12 @@ BEHAVIOURS: dict[str, str] = {
     ),
     "res5_shortcut_avgpool": "True: the C4 res5 head of a -vd backbone pools its shortcut",
     "fpn_use_c5": "True: RetinaNet's P6 is computed from C5 (2048 channels), not from P5",
+    "retina_detection_output": (
+        '"fluid": retinanet_detection_output: per level the best 1000 (anchor, class) pairs '
+        "above the score threshold (the coarsest level: above 0), decoded with +1 widths and no "
+        "dw/dh clamp, divided by the scale and clipped to the padded input / scale - 1; "
+        "per-class NMS with +1 IoU, 100 kept"
+    ),
     "extra_block_act": (
         '"relu": the SSD extra blocks of MobileNetV1 (conv7_*) use ReLU, not ReLU6'
     ),
@@ -190,6 +196,7 @@ RETINANET = LegacyFamily(
         "fpn_use_c5": True,
         "box_coder_plus_one": True,
         "anchor_rounding": "fluid",
+        "retina_detection_output": "fluid",
     },
     notes=lambda arch: "fpn_6 takes C5 (2048 ch): build the 2.x FPN with use_c5=True",
 )
