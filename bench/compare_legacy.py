@@ -452,9 +452,9 @@ class RcnnDiagnosis:
         self.boxes: list[float] = []
         variants = [k for k in FLUID if fpn or k != "distribute_fpn_pixel_offset"]
         self.ablation = {k: MatchResult(0, 0, 0) for k in variants} if ablate else {}
-        self.has_box_head = any(
-            type(layer).__name__ == "BBoxHead" for _, layer in model.named_sublayers()
-        )
+        kinds = {type(layer).__name__ for _, layer in model.named_sublayers()}
+        self.has_box_head = "BBoxHead" in kinds
+        self.cascade = "CascadeHead" in kinds
         self.mask_probs: list[float] = []  # max |our mask head (v0.1 RoIs) - v0.1's|
         self.paste_iou: list[float] = []  # our paste vs v0.1's, on v0.1's masks and boxes
 
@@ -473,6 +473,8 @@ class RcnnDiagnosis:
             self.seen["score"], self.seen["delta"], info, self.fpn, 1000 if self.fpn else 6000, 1000
         )
         self.rois.append(compare_rois(z[f"{p}/rois"], rois))
+        if self.cascade and "box_in" in self.seen:
+            return self.photo_cascade(z, p, rois)
         if not self.has_box_head or "box_in" not in self.seen:
             return
         ref = reference_detections("rcnn", z, p)
@@ -491,6 +493,22 @@ class RcnnDiagnosis:
                 self.ablation[key] = self.ablation[key] + match(ref, det)
             if getattr(self.model, "mask_head", None) is not None and f"{p}/mask" in z.files:
                 self.masks(z, p, feats, ref, float(info[2]))
+
+    def photo_cascade(self, z, p: str, rois: np.ndarray) -> None:
+        import paddle
+        from legacy_replay import replay_cascade
+
+        info = z[f"{p}/im_info"][0]
+        ref = reference_detections("rcnn", z, p)
+        feats = self.seen["box_in"][0]
+        args = (float(info[2]), original_size("rcnn", z, p), self.nms)
+        head = self.model.bbox_head
+        with paddle.no_grad():
+            boxes, scores, det = replay_cascade(head, feats, z[f"{p}/rois"], *args)
+            self.stage2 = self.stage2 + match(ref, det)
+            self.scores.append(np.abs(scores - z[f"{p}/nms_in.scores"][:, 1:]).max())
+            self.boxes.append(np.abs(boxes - z[f"{p}/nms_in.bboxes"][:, 1:]).max())
+            self.chained = self.chained + match(ref, replay_cascade(head, feats, rois, *args)[2])
 
     def masks(self, z, p: str, feats, ref: np.ndarray, scale: float) -> None:
         """Mask branch: our mask head on v0.1's detections (v0.1 RoIs) against v0.1's mask
@@ -521,8 +539,6 @@ class RcnnDiagnosis:
                 f"{max(self.scores):.2g}, nms_in.bboxes max|d| {max(self.boxes):.2g} px"
             )
             out["both stages replayed"] = f"{self.chained.matched}/{self.chained.reference} matched"
-        else:
-            out["fluid stage-2 replay"] = "not available for this head (cascade)"
         if self.mask_probs:
             iou = np.asarray(self.paste_iou)
             out["masks: our mask head on v0.1 detections, v0.1 RoIAlign"] = (

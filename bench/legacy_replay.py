@@ -66,7 +66,7 @@ def fluid_anchors(
 
 def rpn_hooks(model) -> tuple[dict, list]:
     """Post hooks on the layers named ``*rpn_rois_score`` / ``*rpn_rois_delta`` (one call per
-    level) and a pre hook on ``BBoxHead`` (its feature maps): ({"score", "delta", "box_in"},
+    level) and a pre hook on ``BBoxHead`` / ``CascadeHead`` (its feature maps): ({"score", "delta", "box_in"},
     handles)."""
     seen: dict = {"score": [], "delta": []}
     handles = []
@@ -79,7 +79,7 @@ def rpn_hooks(model) -> tuple[dict, list]:
             handles.append(
                 layer.register_forward_post_hook(lambda _l, _i, o: seen["delta"].append(o))
             )
-        elif type(layer).__name__ == "BBoxHead":
+        elif type(layer).__name__ in ("BBoxHead", "CascadeHead"):
             handles.append(
                 layer.register_forward_pre_hook(lambda _l, i: seen.setdefault("box_in", i))
             )
@@ -236,6 +236,80 @@ def replay_box_head(
         int(nms["keep_top_k"]),
         float(nms["nms_threshold"]),
         bool(how["nms_normalized"]),  # False: IoU with +1 widths (v0.1's MultiClassNMS)
+        1.0,
+        -1,
+    )
+    return boxes.numpy(), probs.numpy(), det.numpy().reshape(-1, 6)
+
+
+# ---------------------------------------------------------------- Cascade R-CNN
+
+CASCADE_VARS = tuple((1 / w, 1 / w, 2 / w, 2 / w) for w in (10.0, 20.0, 30.0))  # v0.1 stages
+
+
+def replay_cascade(
+    bbox_head,
+    feats: Sequence[paddle.Tensor],
+    rois: np.ndarray,
+    scale: float,
+    original: tuple[float, float],
+    nms: dict,
+    clip_stages: np.ndarray | None = None,
+    own_stage_scores: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """v0.1's Cascade R-CNN test path on proposals ``rois`` [R, 4] (input pixels) with our
+    stage layers (``head(x, k)``, ``bbox_score[k]``, ``bbox_delta[k]``): stage k > 0 takes the
+    previous stage's boxes decoded with +1 widths and the stage's variances, *not clipped*;
+    the scores are the mean softmax of the three heads all run on the third stage's RoI
+    features; the boxes are the third stage's RoIs / scale decoded by its deltas (+1,
+    variances 1/30, 1/30, 2/30, 2/30), clipped to (w0 - 1, h0 - 1); NMS with +1 IoU.
+    Returns (boxes [R, C, 4], scores [R, C], detections [K, 6]) as ``replay_box_head``.
+    The 2.x ways, to measure them: ``clip_stages`` (h, w) clips each refined stage's boxes;
+    ``own_stage_scores`` averages each head's softmax on its own stage's RoIs."""
+    current = paddle.to_tensor(rois.astype(np.float32))
+    deltas = None
+    own = []
+    for k in range(3):
+        if k > 0:
+            current = vops.box_coder(
+                current,
+                list(CASCADE_VARS[k - 1]),
+                deltas.unsqueeze(1),
+                "decode_center_size",
+                False,
+                axis=1,
+            ).reshape([-1, 4])  # [R, 4] input pixels, not clipped
+            if clip_stages is not None:
+                h, w = (float(v) for v in clip_stages)
+                limit = paddle.to_tensor([w, h, w, h], "float32")
+                current = paddle.minimum(paddle.maximum(current, paddle.zeros([4])), limit)
+        pooled = _pooled(feats, current.numpy(), True, 7, FLUID)
+        x = bbox_head.head(pooled, k)
+        deltas = bbox_head.bbox_delta[k](x)  # [R, 4]
+        own.append(F.softmax(bbox_head.bbox_score[k](x), axis=-1))
+    if own_stage_scores:
+        probs = sum(own) / 3.0
+    else:  # every head on the last stage's RoI features
+        heads = [bbox_head.bbox_score[j](bbox_head.head(pooled, j)) for j in range(3)]
+        probs = sum(F.softmax(h, axis=-1) for h in heads) / 3.0
+    probs = probs[:, :-1]  # [R, C], background was last
+    num_classes = probs.shape[1]
+    target = deltas.unsqueeze(1).expand([-1, num_classes, 4])  # [R, C, 4]
+    boxes = vops.box_coder(
+        current / scale, list(CASCADE_VARS[2]), target, "decode_center_size", False, axis=1
+    )
+    h0, w0 = original
+    limit = paddle.to_tensor([w0 - 1, h0 - 1, w0 - 1, h0 - 1], "float32")
+    boxes = paddle.minimum(paddle.maximum(boxes, paddle.zeros([4])), limit)
+    det, _, _ = _C_ops.multiclass_nms3(
+        boxes,
+        probs,
+        paddle.to_tensor([len(rois)], "int32"),
+        float(nms["score_threshold"]),
+        int(nms.get("nms_top_k", -1)),
+        int(nms["keep_top_k"]),
+        float(nms["nms_threshold"]),
+        False,
         1.0,
         -1,
     )

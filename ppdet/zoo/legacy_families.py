@@ -57,9 +57,20 @@ BEHAVIOURS: dict[str, str] = {
     "roi_align_aligned": "False: RoIAlign without the half-pixel shift",
     "box_coder_plus_one": (
         "True: box deltas decoded with +1 widths and no dw/dh clamp, against the RoIs in "
-        "original-image pixels, clipped to (w0 - 1, h0 - 1); NMS IoU with +1 widths"
+        "original-image pixels, clipped to (w0 - 1, h0 - 1); NMS IoU with +1 widths (Cascade: "
+        "the stages refine their RoIs with +1 widths too)"
     ),
     "res5_shortcut_avgpool": "True: the C4 res5 head of a -vd backbone pools its shortcut",
+    "cascade_scores_on_last_rois": (
+        "True: Cascade test scores = mean softmax of the three stage heads, all run on the last "
+        "stage's RoI features (2.x: each head on its own stage's RoIs)"
+    ),
+    "cascade_refine_unclipped": "True: Cascade stages refine their RoIs without clipping them",
+    "mask_paste": (
+        '"v0.1": each M x M mask gets a 1-pixel zero border, its box is expanded by (M + 2) / M '
+        "and truncated to int, the mask resized (cv2 bilinear) to (x2 - x1 + 1) x (y2 - y1 + 1) "
+        "and thresholded at 0.5 (v0.1's mask2out)"
+    ),
     "fpn_use_c5": "True: RetinaNet's P6 is computed from C5 (2048 channels), not from P5",
     "retina_detection_output": (
         '"fluid": retinanet_detection_output: per level the best 1000 (anchor, class) pairs '
@@ -238,6 +249,11 @@ def _rcnn_behaviour(arch: Arch) -> dict:
         out["distribute_fpn_pixel_offset"] = True
     elif arch.variant == "d":
         out["res5_shortcut_avgpool"] = True
+    if arch.mask:
+        out["mask_paste"] = "v0.1"
+    if arch.cascade:
+        out["cascade_scores_on_last_rois"] = True
+        out["cascade_refine_unclipped"] = True
     return out
 
 
