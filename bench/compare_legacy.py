@@ -532,7 +532,7 @@ class RcnnDiagnosis:
             self.paste_iou.append(float((a & b).sum() / union) if union else 1.0)
 
     def summary(self) -> dict[str, str]:
-        out = {"fluid RPN replay: rois": " | ".join(self.rois)}
+        out = {"fluid RPN replay: rois": " / ".join(self.rois)}
         if self.scores:
             out["fluid stage-2 replay on v0.1 rois"] = (
                 f"{self.stage2.matched}/{self.stage2.reference} matched, nms_in.scores max|d| "

@@ -8,7 +8,7 @@ from .batch_ops import BatchRandomResize, PadBatch, PadGT
 from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
 from .decode_resize import Decode, Resize
 from .gt_fields import GT_FIELDS, select_gt
-from .legacy_ops import PILResize
+from .legacy_ops import PILResize, ScaleResize
 from .normalize import NormalizeImage, Permute
 from .random_resize import RandomResize
 
@@ -32,6 +32,7 @@ __all__ = [
     "RandomDistort",
     "RandomExpand",
     "RandomFlip",
+    "ScaleResize",
     "RandomResize",
     "Resize",
     "read_image",
