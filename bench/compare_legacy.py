@@ -440,10 +440,10 @@ class RcnnDiagnosis:
     stage 1 from our RPN outputs, stage 2 on v0.1's proposals, both chained, and (``ablate``)
     stage 2 with one behaviour at a time back to its 2.x value."""
 
-    def __init__(self, model, fpn: bool, nms: dict, ablate: bool):
+    def __init__(self, model, fpn: bool, nms: dict, ablate: bool, behaviour: dict):
         from legacy_replay import FLUID, rpn_hooks
 
-        self.model, self.fpn, self.nms = model, fpn, nms
+        self.model, self.fpn, self.nms, self.behaviour = model, fpn, nms, behaviour
         self.seen, self.handles = rpn_hooks(model)
         self.rois: list[str] = []
         self.stage2 = MatchResult(0, 0, 0)
@@ -466,7 +466,7 @@ class RcnnDiagnosis:
     def photo(self, z, p: str, net: dict) -> None:
         """After the model ran on photo ``p`` (the hooks hold its tensors)."""
         import paddle
-        from legacy_replay import FLUID, replay_box_head, replay_rpn
+        from legacy_replay import FLUID, replay_box_head, replay_rpn, res5_variant_d
 
         info = z[f"{p}/im_info"][0]
         rois = replay_rpn(
@@ -481,7 +481,8 @@ class RcnnDiagnosis:
         feats = self.seen["box_in"][0]
         args = (float(info[2]), original_size("rcnn", z, p), self.fpn, self.nms)
         head = self.model.bbox_head
-        with paddle.no_grad():
+        variant_d = self.behaviour.get("res5_shortcut_avgpool", False)
+        with paddle.no_grad(), res5_variant_d(head) if variant_d else contextlib.nullcontext():
             boxes, scores, det = replay_box_head(head, feats, z[f"{p}/rois"], *args)
             self.stage2 = self.stage2 + match(ref, det)
             self.scores.append(np.abs(scores - z[f"{p}/nms_in.scores"][:, 1:]).max())
@@ -660,7 +661,10 @@ def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: boo
     per_photo, inter = {}, {}
     diag = retina = None
     if family == "rcnn":
-        diag = RcnnDiagnosis(model, "fpn" in model_key, meta["nms"], ablate)
+        from ppdet.zoo.legacy import LEGACY_MODELS
+
+        behaviour = LEGACY_MODELS[model_key].behaviour
+        diag = RcnnDiagnosis(model, "fpn" in model_key, meta["nms"], ablate, behaviour)
     if family == "retinanet":
         retina = RetinaDiagnosis(meta)
     for p in stems:

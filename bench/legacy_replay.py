@@ -22,7 +22,8 @@ the fluid-era behaviour the model still lacks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import paddle
@@ -450,3 +451,27 @@ def paste_mask_v01(mask: np.ndarray, box: np.ndarray, height: int, width: int) -
     r0, r1 = min(max(y1, 0), height), min(max(y2 + 1, 0), height)
     out[r0:r1, c0:c1] = resized[r0 - y1 : r1 - y1, c0 - x1 : c1 - x1]
     return out
+
+
+# ---------------------------------------------------------------- C4 -vd head
+
+
+@contextlib.contextmanager
+def res5_variant_d(bbox_head) -> Iterator[bool]:
+    """For this block only, the C4 res5 head's first shortcut as v0.1's ResNetC5 variant d:
+    2x2 average pool (stride 2, ceil mode) then the 1x1 conv at stride 1 (ours: the 1x1 conv at
+    stride 2). Yields whether the head had such a shortcut."""
+    short = None
+    for name, layer in bbox_head.named_sublayers():
+        if name.endswith("res5a.short") and hasattr(layer, "conv"):
+            short = layer
+    if short is None:
+        yield False
+        return
+    forward, stride = short.forward, list(short.conv._stride)
+    short.conv._stride = [1, 1]
+    short.forward = lambda x: forward(F.avg_pool2d(x, 2, 2, ceil_mode=True))
+    try:
+        yield True
+    finally:
+        short.forward, short.conv._stride = forward, stride
