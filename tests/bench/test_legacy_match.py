@@ -1,12 +1,13 @@
-"""bench/compare_legacy.py: detection matching, v0.1 input mapping and output conventions on
-small hand-made arrays (the real comparison needs the v0.1 oracle and runs in bench/ only)."""
+"""bench/legacy_match.py (bench/compare_legacy.py's matching): detections, v0.1 input mapping
+and output conventions on small hand-made arrays (the real comparison needs the v0.1 oracle and
+runs in bench/ only)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.compare_legacy import (
+from bench.legacy_match import (
     MatchResult,
     box_iou,
     compare_rois,
