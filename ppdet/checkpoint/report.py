@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from ppdet.errors import PpdetError
+
 __all__ = ["LoadReport", "WeightsError"]
 
 
-class WeightsError(RuntimeError):
+class WeightsError(PpdetError, RuntimeError):
     """A checkpoint that cannot be used: one line naming the file and the problem."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ppdet.errors import PpdetError
+
 ALLOWED_GLOBALS = frozenset(
     {
         ("numpy.core.multiarray", "_reconstruct"),  # numpy 1.x pickles
@@ -28,7 +30,7 @@ ALLOWED_GLOBALS = frozenset(
 )
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(PpdetError, pickle.UnpicklingError):
     """A checkpoint that asks for something other than arrays and plain values."""
 
 

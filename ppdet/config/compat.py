@@ -8,7 +8,7 @@ INFO) saying why it has no effect. A key whose value asks for what ppdet does an
 
 PaddleDetection keys that ppdet honours are ordinary keys, not listed here: ``log_iter``,
 ``snapshot_epoch``, ``save_dir``, ``weights``, ``pretrain_weights``, ``epoch``, ``use_ema``,
-``ema_decay``, ``metric``, ``num_classes``, ``use_gpu`` (false: run on the CPU),
+``ema_decay``, ``metric``, ``map_type`` (VOC), ``num_classes``, ``use_gpu`` (false: run on the CPU),
 ``worker_num`` (each reader's default ``num_workers``), ``norm_type`` and other
 ``__shared__`` defaults (ppdet/config/validate.py).
 """
@@ -45,11 +45,6 @@ TOP_LEVEL: dict[str, Ignored] = {
         "multi-device training wraps the model in paddle.DataParallel without it", False
     ),
     "use_fused_allreduce_gradients": Ignored("gradients are all-reduced by DataParallel", False),
-    "map_type": Ignored(
-        "VOC evaluation reports both 11point and integral (mAP_area) mAP; "
-        "the primary metric is 11point",
-        "11point",
-    ),
     "save_prediction_only": Ignored("evaluation always computes the metrics", False),
     "use_wandb": Ignored("Weights & Biases logging is not supported (--use_vdl is)", False),
 }

@@ -27,6 +27,7 @@ GLOBAL_KEYS: dict[str, Any] = {
     "architecture": str,
     "num_classes": int,
     "metric": str,
+    "map_type": str,  # VOC: "11point" or "area" (integral), the primary mAP
     "weights": str | None,
     "pretrain_weights": str | None,
     "epoch": int | None,

@@ -121,14 +121,11 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean bad input, printed as one line: ``ppdet.PpdetError`` and the
-    error classes that do not derive from it yet."""
-    from ppdet.checkpoint import WeightsError
-    from ppdet.engine.trainer import TrainingDiverged
+    """The exceptions that mean bad input, printed as one line: ``ppdet.PpdetError`` (every
+    error class of ppdet derives from it) and a missing file named on the command line."""
     from ppdet.errors import PpdetError
-    from ppdet.zoo.legacy_format import LegacyError
 
-    return (PpdetError, WeightsError, TrainingDiverged, FileNotFoundError, LegacyError)
+    return (PpdetError, FileNotFoundError)
 
 
 def run(main: Callable[[], int | None]) -> None:

@@ -22,10 +22,11 @@ from ppdet.engine import checkpoint
 from ppdet.engine.ema import ModelEMA
 from ppdet.engine.history import TrainingHistory
 from ppdet.engine.logger import TrainLogger
+from ppdet.errors import PpdetError
 from ppdet.zoo.weights import load_weights
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(PpdetError, RuntimeError):
     """The loss became NaN or Inf; the message names the iteration and the losses."""
 
 
@@ -281,7 +282,11 @@ class Trainer:
             self._eval_data = (dataset, loader)
         dataset, loader = self._eval_data
         evaluator = build_evaluator(
-            self.cfg.get("metric", "COCO"), dataset, output_dir=self.output_dir, classwise=classwise
+            self.cfg.get("metric", "COCO"),
+            dataset,
+            map_type=self.cfg.get("map_type"),
+            output_dir=self.output_dir,
+            classwise=classwise,
         )
         evaluator.reset()
         self.model.eval()

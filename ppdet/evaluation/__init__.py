@@ -14,15 +14,20 @@ from .voc_eval import VOCEvaluator
 EVALUATORS = {"COCO": COCOEvaluator, "VOC": VOCEvaluator}
 
 
-def build_evaluator(metric: str, dataset: Any, **kw: Any) -> COCOEvaluator | VOCEvaluator:
+def build_evaluator(
+    metric: str, dataset: Any, map_type: str | None = None, **kw: Any
+) -> COCOEvaluator | VOCEvaluator:
     """The evaluator for ``metric`` ("COCO" or "VOC", any case) over ``dataset``.
 
-    ``kw`` go to its constructor (COCO: output_dir, classwise; VOC: map_type, iou_thresh,
-    ignore_difficult, output_dir).
+    ``map_type`` (the config's key: "11point" or "area") applies to VOC only. ``kw`` go to the
+    constructor (both: output_dir, classwise; COCO: backend; VOC: iou_thresh,
+    ignore_difficult).
     """
     key = str(metric).upper()
     if key not in EVALUATORS:
         raise ValueError(f"unknown metric {metric!r}; accepted: {', '.join(EVALUATORS)}")
+    if key == "VOC" and map_type is not None:
+        kw["map_type"] = map_type
     return EVALUATORS[key](dataset, **kw)
 
 

@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ppdet.errors import PpdetError
+
 __all__ = ["ConventionError", "missing_conventions", "model_conventions"]
 
 
-class ConventionError(ValueError):
+class ConventionError(PpdetError, ValueError):
     """Sublayers that disagree about a convention, or a malformed declaration (one line)."""
 
 

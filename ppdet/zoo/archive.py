@@ -27,13 +27,15 @@ import zlib
 
 import filelock
 
+from ppdet.errors import PpdetError
+
 MARKER = ".ppdet_extracted.json"  # written inside a complete target_dir
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 ARCHIVE_SUFFIXES = TAR_SUFFIXES + (".zip",)
 _COMPRESSED_MAGIC = {b"\x1f\x8b": "gz", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(PpdetError, RuntimeError):
     """An archive that cannot be extracted safely: one line naming it and the member."""
 
 

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from ppdet.atomic_io import atomic_write_text
 from ppdet.checkpoint import checkpoint_header_problem
+from ppdet.errors import PpdetError
 from ppdet.zoo.archive import ARCHIVE_SUFFIXES, archive_kind
 
 CHUNK = 1 << 16  # bytes per read from the socket
@@ -50,7 +51,7 @@ STALL_TIMEOUT = 60.0  # seconds without a byte of the file before the whole down
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PpdetError, RuntimeError):
     """A download that cannot be done: one line naming the URL and what to do."""
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 
+from ppdet.errors import PpdetError
 from ppdet.zoo import archive, download
 from ppdet.zoo.index import ZooEntry, ZooIndex, load_index
 
@@ -30,7 +31,7 @@ WEIGHT_FILES = ("model.safetensors", "model.pdparams")  # in a published folder,
 MAX_DEPTH = 3  # folders searched below an extracted archive
 
 
-class FetchError(FileNotFoundError):
+class FetchError(PpdetError, FileNotFoundError):
     """Weights that cannot be resolved: one line naming the reference and what to do."""
 
 

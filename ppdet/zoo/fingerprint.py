@@ -26,6 +26,7 @@ import tempfile
 
 import numpy as np
 
+from ppdet.errors import PpdetError
 from ppdet.zoo.samples import SAMPLES_VERSION, pixel_sha256, sample_images, write_samples
 
 __all__ = [
@@ -45,7 +46,7 @@ SCORE_TOL = 2e-3  # absolute score difference still counted as the same detectio
 BOX_TOL = 0.5  # pixels: largest difference of a box side still counted as the same box
 
 
-class FingerprintError(ValueError):
+class FingerprintError(PpdetError, ValueError):
     """A fingerprint that cannot be made or checked (not drift): one line saying why."""
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ppdet.errors import PpdetError
+
 __all__ = [
     "DEFAULT_INDEX",
     "FORMATS",
@@ -55,7 +57,7 @@ _SCHEDULE = re.compile(r"\d+(\.\d+)?x|\d+e")
 _HEX = {"sha256": 64, "md5": 32}
 
 
-class ZooIndexError(ValueError):
+class ZooIndexError(PpdetError, ValueError):
     """A malformed index or an unknown entry: one line naming the file, entry and key."""
 
 

@@ -16,6 +16,8 @@ import struct
 
 import numpy as np
 
+from ppdet.errors import PpdetError
+
 __all__ = [
     "DTYPES",
     "LegacyError",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-class LegacyError(RuntimeError):
+class LegacyError(PpdetError, RuntimeError):
     """A legacy checkpoint that cannot be converted: one line naming the file/member/variable
     and what to do."""
 

@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from ppdet.atomic_io import atomic_path, atomic_write_text
+from ppdet.errors import PpdetError
 from ppdet.zoo.index import (
     ARCHITECTURE_FAMILY,
     DEFAULT_INDEX,
@@ -53,7 +54,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 SCHEDULES = {12: "1x", 24: "2x", 36: "3x"}  # PaddleDetection: 1x = 12 epochs at batch 16
 
 
-class PublishError(ValueError):
+class PublishError(PpdetError, ValueError):
     """A model that cannot be published as asked: one line naming what and how to fix it."""
 
 
@@ -140,27 +141,30 @@ def _index_metrics(metrics: dict) -> dict:
 
 
 def _label_list(cfg: dict, label_file: str | None) -> list[str]:
+    """The class names published with the model: ``--label_list``, else the EvalDataset's (the
+    data it was evaluated on), else what inference would use (``ppdet.data.labels``), never
+    placeholders."""
     if label_file:
         with open(label_file, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
     from ppdet.config import ConfigError
     from ppdet.data.errors import DataError
+    from ppdet.data.labels import resolve_labels
     from ppdet.data.loader import build_dataset
 
-    problems = []
-    for mode in ("eval", "test"):
-        try:
-            names = list(build_dataset(cfg, mode).label_list)
-        except (ConfigError, DataError, OSError, ValueError, KeyError) as e:  # try the next one
-            problems.append(f"{mode}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-            continue
+    try:
+        names = list(build_dataset(cfg, "eval").label_list)
         if names:
             return names
-        problems.append(f"{mode}: the dataset has no class names")
+        problem = "the EvalDataset has no class names"
+    except (ConfigError, DataError, OSError, ValueError, KeyError) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+    labels = resolve_labels(cfg)
+    if labels.source != "placeholders":
+        return list(labels.names)
     raise PublishError(
-        "cannot read the class names from EvalDataset or TestDataset ("
-        + "; ".join(problems)
-        + "); pass a label list file (--label_list)"
+        f"cannot find the class names ({problem}; no other source for this config); "
+        "pass a label list file (--label_list)"
     )
 
 

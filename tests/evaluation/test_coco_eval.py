@@ -154,3 +154,8 @@ def test_registered_as_evaluators():
     from ppdet.config.registry import all_names
 
     assert {"COCOEvaluator", "VOCEvaluator"} <= set(all_names("evaluator"))
+
+
+def test_map_type_is_for_voc_only(dataset):
+    ev = build_evaluator("COCO", dataset, map_type="11point")  # a VOC key in a COCO config
+    assert isinstance(ev, COCOEvaluator)
