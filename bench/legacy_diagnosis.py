@@ -34,7 +34,7 @@ __all__ = [
 def capture(model) -> Iterator[dict]:
     """Forward hooks that record intermediate tensors by the class of the layer.
 
-    ``rpn``: RPNHead output (rois list, rois_num); ``rcnn_decode``: RCNNBox output (boxes
+    ``rpn``: RPNHead raw output ({"rois", "rois_num", ...}); ``rcnn_decode``: RCNNBox output (boxes
     [R, C, 4] input pixels, scores [R, C]); ``nms``: MultiClassNMS input (boxes [B, N, 4]
     original pixels, scores [B, C, N]); ``retina``: RetinaHead output (cls, reg per level).
     """
@@ -59,6 +59,7 @@ def capture(model) -> Iterator[dict]:
             handles.append(layer.register_forward_post_hook(post("rpn")))
         elif kind == "RCNNBox":
             handles.append(layer.register_forward_post_hook(post("rcnn_decode")))
+            seen["rcnn_original"] = not layer.rescale_after_nms
         elif kind == "MultiClassNMS":
             handles.append(layer.register_forward_pre_hook(pre("nms")))
         elif kind == "RetinaHead":
@@ -75,17 +76,14 @@ def compare_intermediates(family: str, z, p: str, seen: dict, net: dict) -> dict
     out: dict[str, str] = {}
     keys = set(z.files)
     if family == "rcnn" and f"{p}/rois" in keys and "rpn" in seen:
-        rois = (
-            to_numpy(seen["rpn"][0][0])
-            if isinstance(seen["rpn"][0], list)
-            else to_numpy(seen["rpn"][0])
-        )
+        rois = to_numpy(seen["rpn"]["rois"])
         out["rois"] = compare_rois(z[f"{p}/rois"], rois)
         if "rcnn_decode" in seen and f"{p}/nms_in.scores" in keys:
-            boxes, scores = (to_numpy(t) for t in seen["rcnn_decode"])
+            boxes, scores = (to_numpy(t) for t in seen["rcnn_decode"][:2])
             ref_scores = z[f"{p}/nms_in.scores"]  # [R, C+1], background column 0
             ref_boxes = z[f"{p}/nms_in.bboxes"]  # [R, C+1, 4] original pixels
-            s = float(net["scale_factor"][0, 0])
+            # RCNNBox gives input pixels (2.x) or, decoding v0.1's way, original pixels
+            s = 1.0 if seen.get("rcnn_original") else float(net["scale_factor"][0, 0])
             if len(ref_scores) == len(scores):
                 out["nms_in.scores"] = diff_text(ref_scores[:, 1:], scores)
                 out["nms_in.bboxes"] = diff_text(ref_boxes[:, 1:], boxes / s) + " px"
@@ -109,7 +107,7 @@ def run_model(model, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
 
     feed = {k: paddle.to_tensor(v) for k, v in batch.items()}
     with paddle.no_grad(), capture(model) as seen:
-        out = model(feed)
+        out = model.predict(feed)
     return to_numpy(out["bbox"]).reshape(-1, 6), seen
 
 
@@ -192,6 +190,7 @@ class RcnnDiagnosis:
     def masks(self, z, p: str, feats, ref: np.ndarray, scale: float) -> None:
         """Mask branch: our mask head on v0.1's detections (v0.1 RoIs) against v0.1's mask
         probabilities, and our paste against v0.1's on v0.1's own masks."""
+        import paddle
         from legacy_replay import paste_mask_v01, replay_masks
 
         from ppdet.modeling.postprocess.mask import paste_masks
@@ -203,7 +202,14 @@ class RcnnDiagnosis:
         ours = replay_masks(self.model, feats, ref, scale, self.fpn)
         self.mask_probs.append(float(np.abs(ours - v01).max()))
         h0, w0 = (int(v) for v in original_size("rcnn", z, p))
-        pasted = paste_masks(v01, ref[:, 2:], h0, w0)
+        paste = getattr(self.model.mask_post_process, "paste", "2.x")
+        pasted = paste_masks(
+            paddle.to_tensor(v01.astype(np.float32)),
+            paddle.to_tensor(ref[:, 2:].astype(np.float32)),
+            paddle.to_tensor([len(ref)], "int32"),
+            paddle.to_tensor([[h0, w0]], "int32"),
+            paste=paste,
+        ).numpy()
         for k in range(len(ref)):
             a = paste_mask_v01(v01[k], ref[k, 2:], h0, w0).astype(bool)
             b = pasted[k].astype(bool)

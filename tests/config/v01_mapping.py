@@ -127,6 +127,11 @@ def _not(values, flat, groups):
     return not values[0]
 
 
+def _res5_variant(values, flat, groups):
+    """Res5Head.shortcut_avgpool -> v0.1 ResNetC5.variant: the pooled shortcut is variant d's."""
+    return "d" if values[0] is True else "b"
+
+
 def _index(i: int) -> Callable:
     def pick(values, flat, groups):
         return values[0][i] if values[0] is not ABSENT else ABSENT
@@ -284,6 +289,7 @@ CONVERSIONS: dict[str, Callable] = {
     "first_of_each": _first_of_each,
     "sigma_from_beta": _sigma_from_beta,
     "not": _not,
+    "res5_variant": _res5_variant,
     "low": _index(0),
     "high": _index(1),
     "prob": _index(2),

@@ -145,7 +145,10 @@ class TwoStageDetector(Detector):
                     "load_segm: true on TrainDataset"
                 )
             gt = gt_lists(batch)
-        rpn = self.rpn_head(feats, im_shape)
+        image = batch["image"]
+        padded = paddle.shape(image)[2:].astype(im_shape.dtype)  # (H, W) of the padded input
+        input_size = padded.unsqueeze(0).expand_as(im_shape)  # [B, 2]
+        rpn = self.rpn_head(feats, im_shape, input_size)
         roi = self.bbox_head(feats, rpn["rois"], rpn["rois_num"], im_shape, gt)
         raw = {"rpn": rpn, "roi": roi}
         if gt is not None:

@@ -25,6 +25,7 @@ from ppdet.config.registry import register
 from ppdet.modeling.anchors import AnchorGenerator
 from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
 from ppdet.modeling.heads.proposal_generator import ProposalGenerator
+from ppdet.modeling.heads.rpn_anchors import FluidAnchorGenerator
 from ppdet.modeling.postprocess.retina import flatten_level
 
 __all__ = ["RPNFeat", "RPNHead"]
@@ -52,11 +53,18 @@ class RPNFeat(nn.Layer):
         return [F.relu(self.rpn_conv(x)) for x in feats]
 
 
-def _plain(cls: type, spec: Any, key: str) -> Any:
+def _plain(cls: type, spec: Any, key: str, kinds: dict[str, type] | None = None) -> Any:
+    """Build ``cls`` from a mapping of its arguments; ``kinds`` lets ``name:`` pick another
+    class (e.g. ``FluidAnchorGenerator``)."""
     if isinstance(spec, cls):
         return spec
     if not isinstance(spec, dict):
         raise ValueError(f"{key}: expected a mapping of {cls.__name__} arguments")
+    name = spec.get("name")
+    if kinds is not None and name is not None:
+        if name not in kinds:
+            raise ValueError(f"{key}: name {name!r} is not one of {', '.join(kinds)}")
+        cls = kinds[name]
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     try:
         return cls(**kwargs)
@@ -92,7 +100,13 @@ class RPNHead(nn.Layer):
         super().__init__()
         channels = int(in_channel if in_channel is not None else in_channels[0])
         self.anchor_generator = _plain(
-            AnchorGenerator, anchor_generator or {}, "RPNHead.anchor_generator"
+            AnchorGenerator,
+            anchor_generator or {},
+            "RPNHead.anchor_generator",
+            kinds={
+                "AnchorGenerator": AnchorGenerator,
+                "FluidAnchorGenerator": FluidAnchorGenerator,
+            },
         )
         self.rpn_target_assign = _plain(
             RPNTargetAssign, rpn_target_assign or {}, "RPNHead.rpn_target_assign"
@@ -103,12 +117,23 @@ class RPNHead(nn.Layer):
             "RPNHead.train_proposal",
         )
         self.test_proposal = _plain(ProposalGenerator, test_proposal or {}, "RPNHead.test_proposal")
+        if self.train_proposal.pixel_offset != self.test_proposal.pixel_offset:
+            raise ValueError("RPNHead: train_proposal and test_proposal must agree on pixel_offset")
+        # fluid-era conventions this head runs (ppdet.modeling.conventions), if any
+        self.conventions = dict(getattr(self.anchor_generator, "conventions", {}))
+        if self.test_proposal.pixel_offset:
+            self.conventions["pixel_offset"] = True
         num_anchors = self.anchor_generator.num_anchors
         self.rpn_feat = RPNFeat(channels, channels)
         self.rpn_rois_score = _conv(channels, num_anchors, 1)
         self.rpn_rois_delta = _conv(channels, 4 * num_anchors, 1)
 
-    def forward(self, feats: Sequence[paddle.Tensor], im_shape: paddle.Tensor) -> dict[str, Any]:
+    def forward(
+        self,
+        feats: Sequence[paddle.Tensor],
+        im_shape: paddle.Tensor,
+        input_size: paddle.Tensor | None = None,
+    ) -> dict[str, Any]:
         if len(feats) != self.anchor_generator.num_levels:
             raise ValueError(
                 f"RPNHead: got {len(feats)} feature maps, anchor_generator has "
@@ -121,7 +146,12 @@ class RPNHead(nn.Layer):
             deltas.append(self.rpn_rois_delta(x))  # [B, 4A, H, W]
         anchors = self.anchor_generator(scores)  # [H*W*A, 4] per level
         generator = self.train_proposal if self.training else self.test_proposal
-        rois, rois_num = generator(scores, deltas, anchors, im_shape)
+        window = im_shape
+        if generator.pixel_offset:
+            if input_size is None:
+                raise ValueError("RPNHead: pixel_offset proposals need input_size (padded h, w)")
+            window = input_size.astype(im_shape.dtype)
+        rois, rois_num = generator(scores, deltas, anchors, window)
         return {
             "scores": scores,
             "deltas": deltas,
