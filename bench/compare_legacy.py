@@ -251,7 +251,7 @@ def compare_model(model_key: str, oracle: Path, images: Path | None, ablate: boo
         per_photo[p] = res
         inter[p] = compare_intermediates(family, z, p, seen, net)
         if diag:
-            diag.photo(z, p, net)
+            diag.photo(z, p, net, seen.get("output"))
         if retina:
             retina.photo(z, p, seen)
         print(
@@ -329,7 +329,7 @@ def table(records: list[dict]) -> list[str]:
     """The BENCHMARK.md section body: results, then where the differences are."""
     lines = [
         "| model | config | v0.1 detections | matched | share | our rows | our TestReader vs "
-        "v0.1's input (max abs diff) | target | with the missing fluid-era behaviour replayed |",
+        "v0.1's input (max abs diff) | target | fluid-era replay on our tensors |",
         "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in records:

@@ -108,6 +108,7 @@ def run_model(model, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
     feed = {k: paddle.to_tensor(v) for k, v in batch.items()}
     with paddle.no_grad(), capture(model) as seen:
         out = model.predict(feed)
+    seen["output"] = {k: to_numpy(v) for k, v in out.items()}
     return to_numpy(out["bbox"]).reshape(-1, 6), seen
 
 
@@ -133,14 +134,16 @@ class RcnnDiagnosis:
         self.cascade = "CascadeHead" in kinds
         self.mask_probs: list[float] = []  # max |our mask head (v0.1 RoIs) - v0.1's|
         self.paste_iou: list[float] = []  # our paste vs v0.1's, on v0.1's masks and boxes
+        self.pipeline_iou: list[float] = []  # our model's masks vs v0.1's, matched detections
 
     def reset(self) -> None:
         self.seen["score"].clear()
         self.seen["delta"].clear()
         self.seen.pop("box_in", None)
 
-    def photo(self, z, p: str, net: dict) -> None:
-        """After the model ran on photo ``p`` (the hooks hold its tensors)."""
+    def photo(self, z, p: str, net: dict, output: dict | None = None) -> None:
+        """After the model ran on photo ``p`` (the hooks hold its tensors; ``output``: what
+        the model's ``predict`` gave, numpy)."""
         import paddle
         from legacy_replay import FLUID, replay_box_head, replay_rpn, res5_variant_d
 
@@ -170,6 +173,8 @@ class RcnnDiagnosis:
                 self.ablation[key] = self.ablation[key] + match(ref, det)
             if getattr(self.model, "mask_head", None) is not None and f"{p}/mask" in z.files:
                 self.masks(z, p, feats, ref, float(info[2]))
+                if output is not None and "mask" in output:
+                    self.end_to_end_masks(z, p, ref, output)
 
     def photo_cascade(self, z, p: str, rois: np.ndarray) -> None:
         import paddle
@@ -216,6 +221,34 @@ class RcnnDiagnosis:
             union = (a | b).sum()
             self.paste_iou.append(float((a & b).sum() / union) if union else 1.0)
 
+    def end_to_end_masks(self, z, p: str, ref: np.ndarray, output: dict) -> None:
+        """Our model's pasted masks against v0.1's (its mask2out on its own probabilities and
+        boxes), for each v0.1 detection that one of ours matches (same label, IoU >= 0.99,
+        |score diff| <= 1e-3): the IoU of the two masks."""
+        from legacy_match import IOU_MIN, SCORE_TOL, box_iou
+        from legacy_replay import paste_mask_v01
+
+        ours = output["bbox"].reshape(-1, 6)
+        if not len(ref) or not len(ours):
+            return
+        v01 = z[f"{p}/mask"]
+        v01 = v01[np.arange(len(ref)), ref[:, 0].astype(int) + 1]  # [N, M, M] own class
+        h0, w0 = (int(v) for v in original_size("rcnn", z, p))
+        iou = box_iou(ref[:, 2:], ours[:, 2:])
+        ok = (ref[:, None, 0] == ours[None, :, 0]) & (iou >= IOU_MIN)
+        ok &= np.abs(ref[:, None, 1] - ours[None, :, 1]) <= SCORE_TOL
+        taken = np.zeros(len(ours), bool)
+        for i in np.argsort(-ref[:, 1], kind="stable"):
+            cand = np.where(ok[i] & ~taken, iou[i], -1.0)
+            j = int(cand.argmax())
+            if cand[j] < 0:
+                continue
+            taken[j] = True
+            a = paste_mask_v01(v01[i], ref[i, 2:], h0, w0).astype(bool)
+            b = output["mask"][j, :h0, :w0].astype(bool)
+            union = (a | b).sum()
+            self.pipeline_iou.append(float((a & b).sum() / union) if union else 1.0)
+
     def summary(self) -> dict[str, str]:
         out = {"fluid RPN replay: rois": " / ".join(self.rois)}
         if self.scores:
@@ -231,6 +264,12 @@ class RcnnDiagnosis:
             )
             out["masks: our paste vs v0.1 mask2out, same masks and boxes"] = (
                 f"mean IoU {iou.mean():.3f}, min {iou.min():.3f}, "
+                f"{100 * (iou == 1).mean():.0f}% identical"
+            )
+        if self.pipeline_iou:
+            iou = np.asarray(self.pipeline_iou)
+            out["masks: our model's vs v0.1's (mask2out), matched detections"] = (
+                f"{len(iou)} masks, mean IoU {iou.mean():.4f}, min {iou.min():.4f}, "
                 f"{100 * (iou == 1).mean():.0f}% identical"
             )
         return out

@@ -216,7 +216,8 @@ RETINANET = LegacyFamily(
 # ---------------------------------------------------------------- Faster / Mask / Cascade R-CNN
 
 _RCNN_NOTE = (
-    "legacy v0.1 R-CNN: +1 box widths, RoIAlign aligned=False, fluid anchor rounding; "
+    "legacy v0.1 R-CNN: +1 box widths, RoIAlign aligned=False, fluid anchor rounding, proposals "
+    "clipped to the padded input (the v0.1 configs configs/<name>.yml select them); "
     "input mean/std ImageNet x255, short side 800 / max 1333"
 )
 
@@ -260,9 +261,7 @@ def _rcnn_behaviour(arch: Arch) -> dict:
 def _rcnn_notes(arch: Arch) -> str:
     note = _RCNN_NOTE
     if arch.variant == "d" and not arch.fpn:
-        note += (
-            "; the legacy res5 head is variant d (avg-pool shortcut), the 2.x Res5Head variant b"
-        )
+        note += "; the legacy res5 head is variant d (avg-pool shortcut): Res5Head.shortcut_avgpool"
     if arch.cascade:
         note += "; class-agnostic deltas (slot 1 of 2), test scores = mean of the 3 stage softmaxes"
     if arch.backbone == "senet":

@@ -296,3 +296,38 @@ def test_a_2x_config_runs_no_fluid_era_behaviour():
 
     path = os.path.join(ROOT, "configs", "cascade_rcnn", "cascade_rcnn_r50_fpn_1x_coco.yml")
     assert model_conventions(ppdet.build_model(ppdet.load_config(path))) == {}
+
+
+def test_c4_proposals_are_made_in_fluid_anchor_order():
+    """Saturated objectness ties: the proposals are those of fluid's ratio-major order."""
+    from ppdet.modeling.heads.rpn_head import RPNHead
+
+    sizes, ratios = [32.0, 64.0], [0.5, 1.0, 2.0]
+    spec = dict(pre_nms_top_n=5, post_nms_top_n=5, nms_thresh=0.7, min_size=0.0, pixel_offset=True)
+    head = RPNHead(
+        anchor_generator={"name": "FluidAnchorGenerator", "anchor_sizes": sizes, "strides": [16]},
+        train_proposal=spec,
+        test_proposal=spec,
+        in_channels=[4],
+    )
+    head.eval()
+    assert head.anchor_generator.proposal_order == [0, 3, 1, 4, 2, 5]
+    scores = paddle.full([1, 6, 2, 3], 9.0)  # every anchor ties
+    deltas = paddle.zeros([1, 24, 2, 3])
+    anchors = head.anchor_generator([(2, 3)])
+    window = t([[64.0, 64.0]])
+    order = head.anchor_generator.proposal_order
+    from ppdet.modeling.heads.rpn_head import reorder_anchors
+
+    s, d, a = reorder_anchors([scores], [deltas], anchors, order)
+    # our anchor order[f] is fluid's anchor f: the permuted anchors are fluid's ratio-major ones
+    grid = a[0].numpy().reshape(2, 3, 6, 4)
+    cells = [fluid_cell_anchors([sz], [r], 16.0, 0.5).numpy()[0] for r in ratios for sz in sizes]
+    np.testing.assert_allclose(grid[0, 0], np.stack(cells))
+    expected, _, _ = vops.generate_proposals(
+        s[0], d[0], window, a[0].reshape([2, 3, 6, 4]), paddle.ones([2, 3, 6, 4]),
+        pre_nms_top_n=5, post_nms_top_n=5, nms_thresh=0.7, min_size=0.0, pixel_offset=True,
+        return_rois_num=True,
+    )  # fmt: skip
+    got = head.test_proposal(s, d, a, window)[0]
+    np.testing.assert_allclose(got.numpy(), expected.numpy())

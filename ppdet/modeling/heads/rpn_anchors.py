@@ -11,6 +11,11 @@ and aspect ratio r (h / w):
 - location (x, y) is centred at ``(x t + offset (t - 1), y t + offset (t - 1))`` (v0.1:
   offset 0.5);
 - corners ``centre -+ (w - 1) / 2`` (the +1 pixel convention: the box is w pixels wide).
+
+fluid enumerated a location's anchors ratio-major (``ratio_i * len(sizes) + size_i``); with
+several sizes and ratios (C4) ``proposal_order`` lists our anchor indices in that order, and
+``RPNHead`` generates the proposals in it, so that equal scores (saturated objectness) break
+ties as fluid's ``generate_proposals`` broke them.
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ class FluidAnchorGenerator(AnchorGenerator):
             fluid_cell_anchors(s, r, t, self.offset)
             for s, r, t in zip(self.anchor_sizes, self.aspect_ratios, self.strides, strict=True)
         ]
+        sizes, ratios = len(self.anchor_sizes[0]), len(self.aspect_ratios[0])
+        # fluid index f = ratio_i * sizes + size_i holds our anchor size_i * ratios + ratio_i
+        order = [(f % sizes) * ratios + f // sizes for f in range(sizes * ratios)]
+        self.proposal_order = order if order != sorted(order) else None
 
     def __call__(self, features) -> list[paddle.Tensor]:
         features = list(features)

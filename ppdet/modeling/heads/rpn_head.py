@@ -72,6 +72,26 @@ def _plain(cls: type, spec: Any, key: str, kinds: dict[str, type] | None = None)
         raise ValueError(f"{key}: {e}") from None
 
 
+def reorder_anchors(
+    scores: Sequence[paddle.Tensor],
+    deltas: Sequence[paddle.Tensor],
+    anchors: Sequence[paddle.Tensor],
+    order: Sequence[int],
+) -> tuple[list[paddle.Tensor], list[paddle.Tensor], list[paddle.Tensor]]:
+    """Every level's anchors (and their scores [B, A, H, W], deltas [B, 4A, H, W], anchors
+    [H*W*A, 4]) put in ``order`` (a permutation of the A anchors of a location)."""
+    index = paddle.to_tensor(list(order), dtype="int64")
+    n = len(order)
+    out_s, out_d, out_a = [], [], []
+    for s, d, a in zip(scores, deltas, anchors):
+        out_s.append(paddle.gather(s, index, axis=1))
+        shape = paddle.shape(d)  # [B, 4A, H, W]
+        grouped = d.reshape([shape[0], n, 4, shape[2], shape[3]])
+        out_d.append(paddle.gather(grouped, index, axis=1).reshape(shape))
+        out_a.append(paddle.gather(a.reshape([-1, n, 4]), index, axis=1).reshape([-1, 4]))
+    return out_s, out_d, out_a
+
+
 @register("head")
 class RPNHead(nn.Layer):
     """RPN (module docstring: naming, loss).
@@ -151,7 +171,11 @@ class RPNHead(nn.Layer):
             if input_size is None:
                 raise ValueError("RPNHead: pixel_offset proposals need input_size (padded h, w)")
             window = input_size.astype(im_shape.dtype)
-        rois, rois_num = generator(scores, deltas, anchors, window)
+        order = getattr(self.anchor_generator, "proposal_order", None)
+        if order is not None:  # fluid's anchor order (ties broken as fluid broke them)
+            rois, rois_num = generator(*reorder_anchors(scores, deltas, anchors, order), window)
+        else:
+            rois, rois_num = generator(scores, deltas, anchors, window)
         return {
             "scores": scores,
             "deltas": deltas,
