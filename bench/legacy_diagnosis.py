@@ -117,9 +117,15 @@ class RcnnDiagnosis:
     stage 1 from our RPN outputs, stage 2 on v0.1's proposals, both chained, and (``ablate``)
     stage 2 with one behaviour at a time back to its 2.x value."""
 
-    def __init__(self, model, fpn: bool, nms: dict, ablate: bool, behaviour: dict):
+    def __init__(
+        self, model, fpn: bool, nms: dict, ablate: bool, behaviour: dict, replay: bool = True
+    ):
         from legacy_replay import FLUID, rpn_hooks
 
+        from ppdet.modeling.conventions import model_conventions
+
+        self.replay = replay
+        self.declared = model_conventions(model)
         self.model, self.fpn, self.nms, self.behaviour = model, fpn, nms, behaviour
         self.seen, self.handles = rpn_hooks(model)
         self.rois: list[str] = []
@@ -148,6 +154,14 @@ class RcnnDiagnosis:
         from legacy_replay import FLUID, replay_box_head, replay_rpn, res5_variant_d
 
         info = z[f"{p}/im_info"][0]
+        if not self.replay:  # the mask comparisons only
+            if self.has_box_head and "box_in" in self.seen and f"{p}/mask" in z.files:
+                ref = reference_detections("rcnn", z, p)
+                with paddle.no_grad():
+                    self.masks(z, p, self.seen["box_in"][0], ref, float(info[2]))
+                if output is not None and "mask" in output:
+                    self.end_to_end_masks(z, p, ref, output)
+            return
         rois = replay_rpn(
             self.seen["score"], self.seen["delta"], info, self.fpn, 1000 if self.fpn else 6000, 1000
         )
@@ -160,7 +174,10 @@ class RcnnDiagnosis:
         feats = self.seen["box_in"][0]
         args = (float(info[2]), original_size("rcnn", z, p), self.fpn, self.nms)
         head = self.model.bbox_head
-        variant_d = self.behaviour.get("res5_shortcut_avgpool", False)
+        # the replay pools the shortcut itself unless the model already does
+        variant_d = self.behaviour.get("res5_shortcut_avgpool", False) and not self.declared.get(
+            "res5_shortcut_avgpool", False
+        )
         with paddle.no_grad(), res5_variant_d(head) if variant_d else contextlib.nullcontext():
             boxes, scores, det = replay_box_head(head, feats, z[f"{p}/rois"], *args)
             self.stage2 = self.stage2 + match(ref, det)
@@ -250,7 +267,7 @@ class RcnnDiagnosis:
             self.pipeline_iou.append(float((a & b).sum() / union) if union else 1.0)
 
     def summary(self) -> dict[str, str]:
-        out = {"fluid RPN replay: rois": " / ".join(self.rois)}
+        out = {"fluid RPN replay: rois": " / ".join(self.rois)} if self.rois else {}
         if self.scores:
             out["fluid stage-2 replay on v0.1 rois"] = (
                 f"{self.stage2.matched}/{self.stage2.reference} matched, nms_in.scores max|d| "

@@ -11,8 +11,10 @@ list as it is. 2.x FPN: 2000/1000 (topk after collect) in training, 1000/1000 in
 
 ``pixel_offset=True`` is PaddleDetection v0.1's (fluid) convention: the kernel decodes with
 +1 widths (x2 = cx + w / 2 - 1), clips to (w - 1, h - 1), drops boxes below ``min_size`` by
-their +1 size and suppresses with +1 IoU; and the clip window is the *padded* network input
-(v0.1's ``im_info`` with ``use_padded_im_info``), which the caller passes as ``im_shape``.
+their +1 size and suppresses with +1 IoU; the clip window is the *padded* network input
+(v0.1's ``im_info`` with ``use_padded_im_info``), which the caller passes as ``im_shape``; and
+the kernel ranks sigmoid probabilities, as v0.1 fed it, not logits: saturated probabilities
+tie (float32 1.0), and ties break by anchor order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import paddle
+import paddle.nn.functional as F
 from paddle.vision import ops as vops
 
 from ppdet.modeling.postprocess.bbox import image_of_rows
@@ -70,6 +73,8 @@ class ProposalGenerator:
         per_level_top = self.pre_nms_top_n if self.topk_after_collect else self.post_nms_top_n
         rois, probs, nums = [], [], []
         for score, delta, anchor in zip(scores, deltas, anchors):
+            if self.pixel_offset:  # v0.1 ranked probabilities (ties when saturated)
+                score = F.sigmoid(score)
             hw = paddle.shape(score)[2:]  # (H, W), also when unknown until run time
             grid = anchor.reshape([hw[0], hw[1], score.shape[1], 4])  # [H, W, A, 4]
             level_rois, level_probs, level_num = vops.generate_proposals(
