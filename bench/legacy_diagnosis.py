@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 from legacy_match import (
     MatchResult,
+    box_iou,
     compare_rois,
     diff_text,
     match,
@@ -85,8 +86,15 @@ def compare_intermediates(family: str, z, p: str, seen: dict, net: dict) -> dict
             # RCNNBox gives input pixels (2.x) or, decoding v0.1's way, original pixels
             s = 1.0 if seen.get("rcnn_original") else float(net["scale_factor"][0, 0])
             if len(ref_scores) == len(scores):
-                out["nms_in.scores"] = diff_text(ref_scores[:, 1:], scores)
-                out["nms_in.bboxes"] = diff_text(ref_boxes[:, 1:], boxes / s) + " px"
+                # pair the rows by their proposal (tied scores may order them differently)
+                iou = box_iou(z[f"{p}/rois"], rois)
+                best = iou.argmax(1)
+                paired = (iou.max(1) >= 0.99).all() and len(set(best.tolist())) == len(best)
+                if paired:
+                    boxes, scores = boxes[best], scores[best]
+                how = " (rows paired by proposal)" if paired else ""
+                out["nms_in.scores"] = diff_text(ref_scores[:, 1:], scores) + how
+                out["nms_in.bboxes"] = diff_text(ref_boxes[:, 1:], boxes / s) + " px" + how
             else:
                 out["nms_in"] = f"{len(scores)} vs {len(ref_scores)} RoIs: not comparable"
     if family in ("yolov3", "ssd") and f"{p}/nms_in.scores" in keys and "nms" in seen:

@@ -51,7 +51,8 @@ BEHAVIOURS: dict[str, str] = {
     ),
     "pixel_offset": (
         "True: RPN proposals decoded, clipped to the padded input and suppressed with +1 "
-        "widths (generate_proposals pixel_offset=True)"
+        "widths (generate_proposals pixel_offset=True), ranked by sigmoid probability in "
+        "fluid's anchor order (saturated scores tie)"
     ),
     "distribute_fpn_pixel_offset": "True: the FPN level of a RoI comes from its +1 area",
     "roi_align_aligned": "False: RoIAlign without the half-pixel shift",

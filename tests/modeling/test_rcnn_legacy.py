@@ -96,7 +96,7 @@ def test_rpn_head_clips_legacy_proposals_to_the_padded_input():
     rois = head(feats, im_shape, t([[64.0, 96.0]]))["rois"].numpy()
     assert rois[:, 2].max() <= 95.0 and rois[:, 3].max() <= 63.0
     assert rois[:, 2].max() > 70.0  # beyond the unpadded image: v0.1 clipped to the padded one
-    with pytest.raises(ValueError, match="input_size"):
+    with pytest.raises(ValueError, match="im_info"):
         head(feats, im_shape)
     with pytest.raises(ValueError, match="agree on pixel_offset"):
         RPNHead(train_proposal=spec, test_proposal={}, in_channels=[4])
@@ -331,3 +331,16 @@ def test_c4_proposals_are_made_in_fluid_anchor_order():
     )  # fmt: skip
     got = head.test_proposal(s, d, a, window)[0]
     np.testing.assert_allclose(got.numpy(), expected.numpy())
+
+
+def test_fluid_im_info_is_the_padded_size_or_the_unrounded_resized_one():
+    from ppdet.modeling.architectures.two_stage import fluid_im_info
+
+    image = paddle.zeros([1, 3, 800, 1203])
+    im_shape, scale = t([[800.0, 1203.0]]), t([[800 / 300, 800 / 300]])
+    # not padded (v0.1's C4 feed): 451 x 2.6667 = 1202.67, not the rounded 1203
+    np.testing.assert_allclose(
+        fluid_im_info(image, im_shape, scale).numpy(), [[800.0, 451 * 800 / 300]], rtol=1e-6
+    )
+    padded = paddle.zeros([1, 3, 800, 1216])  # padded to a multiple of 32 (FPN feeds)
+    np.testing.assert_allclose(fluid_im_info(padded, im_shape, scale).numpy(), [[800.0, 1216.0]])

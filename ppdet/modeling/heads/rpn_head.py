@@ -99,10 +99,13 @@ class RPNHead(nn.Layer):
     forward(feats, im_shape) with feats[i]: [B, C, H_i, W_i] (shallowest first; FPN P2-P6 or
     the C4 map) and im_shape [B, 2] -> raw {"scores": [B, A, H_i, W_i] objectness logits,
     "deltas": [B, 4A, H_i, W_i], "anchors": [H_i*W_i*A, 4] (per level), "rois": [R, 4]
-    proposals in input pixels (image by image), "rois_num": [B] int32};
+    proposals in input pixels (image by image), "rois_num": [B] int32}; ``im_info`` [B, 2]
+    (h, w: v0.1's ``im_info``, ``two_stage.fluid_im_info``) is the clip window of a proposal
+    generator with ``pixel_offset``;
     ``get_loss(raw, gt_boxes)`` -> {"loss_rpn_cls", "loss_rpn_reg"}.
 
-    Args (2.x config keys): anchor_generator (``AnchorGenerator`` arguments),
+    Args (2.x config keys): anchor_generator (``AnchorGenerator`` arguments; ``name:
+    FluidAnchorGenerator`` for v0.1's anchors),
     rpn_target_assign (``RPNTargetAssign``), train_proposal / test_proposal
     (``ProposalGenerator``), in_channel (channels of the input maps; filled from the
     backbone/neck), in_channels (the same as a list, filled by the architecture).
@@ -152,7 +155,7 @@ class RPNHead(nn.Layer):
         self,
         feats: Sequence[paddle.Tensor],
         im_shape: paddle.Tensor,
-        input_size: paddle.Tensor | None = None,
+        im_info: paddle.Tensor | None = None,
     ) -> dict[str, Any]:
         if len(feats) != self.anchor_generator.num_levels:
             raise ValueError(
@@ -168,9 +171,9 @@ class RPNHead(nn.Layer):
         generator = self.train_proposal if self.training else self.test_proposal
         window = im_shape
         if generator.pixel_offset:
-            if input_size is None:
-                raise ValueError("RPNHead: pixel_offset proposals need input_size (padded h, w)")
-            window = input_size.astype(im_shape.dtype)
+            if im_info is None:
+                raise ValueError("RPNHead: pixel_offset proposals need im_info (v0.1's h, w)")
+            window = im_info.astype(im_shape.dtype)
         order = getattr(self.anchor_generator, "proposal_order", None)
         if order is not None:  # fluid's anchor order (ties broken as fluid broke them)
             rois, rois_num = generator(*reorder_anchors(scores, deltas, anchors, order), window)
