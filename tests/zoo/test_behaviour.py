@@ -209,3 +209,21 @@ def test_a_local_file_named_like_a_planned_entry_is_not_looked_up(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     report = load_weights(model, KEY, strict=True)  # the prefix of the local file
     assert len(report.loaded) == 4
+
+
+def test_every_live_legacy_entry_has_a_config_that_runs_its_behaviour():
+    """A live v0.1 row's config declares every fluid-era behaviour its weights need."""
+    from ppdet.modeling.conventions import missing_conventions, model_conventions
+    from ppdet.zoo.index import load_index
+
+    built = {}
+    for e in load_index():
+        if e.format != "legacy_v01" or e.planned or not e.config:
+            continue
+        if e.config not in built:
+            with paddle.LazyGuard():
+                model = ppdet.build_model(ppdet.load_config(os.path.join(ROOT, e.config)))
+            built[e.config] = model_conventions(model)
+        needs = LEGACY_MODELS[e.legacy].behaviour
+        assert missing_conventions(needs, built[e.config]) == [], e.name
+    assert len(built) >= 10
