@@ -1,8 +1,10 @@
 """RoI feature extraction: thin wrappers over Paddle's ``roi_align`` and
 ``distribute_fpn_proposals`` kernels, with the shapes spelled out.
 
-Boxes are x1y1x2y2 input-image pixels without the "+1" convention (``pixel_offset`` false);
-a batch of RoIs is one [R, 4] tensor plus ``rois_num`` [B] int32 (RoIs of image b are the
+Boxes are x1y1x2y2 input-image pixels; 2.x has no "+1" convention, while PaddleDetection v0.1
+(fluid) counted a box's width as ``x2 - x1 + 1`` when it picked a pyramid level
+(``distribute_fpn_proposals(pixel_offset=True)``) and pooled without the half-pixel shift
+(``roi_align(aligned=False)``); both are arguments here. A batch of RoIs is one [R, 4] tensor plus ``rois_num`` [B] int32 (RoIs of image b are the
 ``rois_num[b]`` rows after those of images 0..b-1).
 """
 
@@ -61,11 +63,13 @@ def distribute_fpn_proposals(
     max_level: int,
     refer_level: int = 4,
     refer_scale: int = 224,
+    pixel_offset: bool = False,
 ) -> tuple[list[paddle.Tensor], paddle.Tensor, list[paddle.Tensor]]:
     """Assign each RoI to a pyramid level (FPN paper, eq. 1).
 
     A box of size sqrt(w h) goes to level floor(refer_level + log2(sqrt(w h) / refer_scale)),
     clipped to [min_level, max_level] (levels are log2 of strides: P2 = 2 ... P5 = 5).
+    pixel_offset: the fluid-era size, w = x2 - x1 + 1 (h alike).
     rois: [R, 4] x1y1x2y2 pixels; rois_num: [B] int32.
     Returns (rois of each level [R_l, 4] (image order kept), restore_index [R, 1] int32 such
     that ``concat(level results)[restore_index[:, 0]]`` is back in the input order, rois_num
@@ -77,7 +81,7 @@ def distribute_fpn_proposals(
         max_level,
         refer_level,
         refer_scale,
-        pixel_offset=False,
+        pixel_offset=bool(pixel_offset),
         rois_num=rois_num.astype("int32"),
     )
     return list(multi_rois), restore, list(nums)

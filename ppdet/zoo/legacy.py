@@ -5,7 +5,7 @@ LoDTensor file per variable, in a ``.tar``) into PaddleDetection 2.x state dicts
     print(report.summary())
     load_state_dict(model, state, "faster_rcnn_r50_1x.tar")   # ppdet.zoo.weights, strict
 
-Optimizer / LR state (``*_velocity_0``, ``*_moment_0``, ``*_mean_square_0``, ``learning_rate*``,
+Optimizer / LR state (``*_velocity_0``, ``*_momentum_0``, ``*_mean_square_0``, ``learning_rate*``,
 ``@LR_DECAY_COUNTER@``) is dropped and reported; unknown variables are reported (warning);
 expected variables that are missing are an error. Layouts need no transposes; the class
 conventions differ (legacy: background at index 0, class-specific boxes incl. background) and
@@ -28,15 +28,10 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from ppdet.zoo.legacy_families import FAMILIES
 from ppdet.zoo.legacy_format import LegacyError, looks_like_record, parse_record, serialize_record
-from ppdet.zoo.legacy_models import (
-    LEGACY_MODELS,
-    LegacyModel,
-    detect_backbone,
-    is_classifier,
-    is_detector,
-)
-from ppdet.zoo.legacy_rules import AFFINE_VAR, SSD_FIRST_AUTO, SSD_PRIORS, Rule
+from ppdet.zoo.legacy_models import LEGACY_MODELS, LegacyModel, detect, is_classifier
+from ppdet.zoo.legacy_rules import AFFINE_VAR, Rule
 
 __all__ = [
     "LEGACY_MODELS",
@@ -55,11 +50,12 @@ __all__ = [
 ]
 
 
+# fluid 1.x optimizer accumulators: Momentum ``_velocity_0``; RMSProp ``_momentum_0``,
+# ``_mean_square_0``, ``_mean_grad_0``; Adam ``_moment1_0``, ``_moment2_0``, ``_beta1_pow_acc_0``
 _OPTIMIZER = re.compile(
-    r"(_velocity_0|_moment\d?_0|_mean_square_0|_beta[12]_pow_acc_0)$"
+    r"(_velocity_0|_moment\d?_0|_momentum_0|_mean_square_0|_mean_grad_0|_beta[12]_pow_acc_0)$"
     r"|^learning_rate|^@LR_DECAY_COUNTER@$"
 )
-_AUTO_CONV = re.compile(r"^conv2d_(\d+)\.([wb])_0$")
 
 
 @dataclasses.dataclass
@@ -181,94 +177,29 @@ def _check_classes(rule: Rule, shape: tuple[int, ...], num_classes: int, source:
 
 
 def _normalize_auto_names(names: Iterable[str]) -> dict[str, str]:
-    """SSD head ``conv2d_N.w_0/b_0``: the k-th distinct N (sorted) becomes conv2d_{22 + k}.
-
-    Only when there are exactly 12 (loc + conf of the 6 maps); other auto names stay as they are.
-    """
-    found = sorted({int(m.group(1)) for n in names if (m := _AUTO_CONV.match(n))})
-    if len(found) != 2 * len(SSD_PRIORS):
-        return {}
-    return {
-        f"conv2d_{n}.{p}_0": f"conv2d_{SSD_FIRST_AUTO + k}.{p}_0"
-        for k, n in enumerate(found)
-        for p in "wb"
-    }
+    """Renames of auto-generated variable names, by every family that has such names (SSD)."""
+    names = set(names)
+    out: dict[str, str] = {}
+    for family in FAMILIES.values():
+        if family.auto_names is not None:
+            out.update(family.auto_names(names))
+    return out
 
 
 def detect_model(names: Iterable[str], shapes: Mapping[str, tuple] | None = None) -> str:
-    """The ``LEGACY_MODELS`` key whose architecture fits these variable names.
+    """The ``LEGACY_MODELS`` key whose family and architecture fit these variable names.
 
     1x/2x schedule siblings convert identically; the first listed (1x) key is returned.
     ``shapes`` ({name: shape}) separates ResNeXt-vd from ResNet-vd and VOC from COCO YOLOv3-R34.
     Names without any neck/head variable are an ImageNet-pretrained backbone
-    (``*_pretrained`` keys, see ``legacy_models.detect_backbone``).
+    (``*_pretrained`` keys). The families (``legacy_families``) are asked in order.
     """
-    names = {n for n in names if not _OPTIMIZER.search(n)}
-    if not is_detector(names):
-        return detect_backbone(names, shapes)
-    has = names.__contains__
-    if has("yolo_output.0.conv.weights"):
-        if has("yolo_input.conv.weights"):
-            return "yolov3_darknet"
-        if has("conv2_1_dw_weights"):
-            return "yolov3_mobilenet_v1"
-        if has("res2a_branch2a_weights"):
-            bias = (shapes or {}).get("yolo_output.0.conv.bias")
-            return "yolov3_r34_voc" if bias is not None and tuple(bias) == (75,) else "yolov3_r34"
-        raise LegacyError("YOLOv3 checkpoint with an unknown backbone; pass model= explicitly")
-    if has("conv7_1_extra1_weights") and any(_AUTO_CONV.match(n) for n in names):
-        return "ssd_mobilenet_v1_voc"
-    se = has("conv4_1_x1_weights")
-    if not (se or has("res2a_branch2a_weights")):
-        raise LegacyError(
-            "no known v0.1 backbone variables (res2a_branch2a_weights, ...); "
-            "pass model= explicitly or check that this is a v0.1 checkpoint"
-        )
-    vd = has("conv1_1_weights")
-    deep = has("res4b22_branch2a_weights") or has("conv6_23_x1_weights")
-    if has("retnet_cls_pred_fpn3_w"):
-        return "retinanet_r101_fpn_1x" if deep else "retinanet_r50_fpn_1x"
-    fpn = has("fpn_inner_res5_sum_w")
-    kind = (
-        "cascade_rcnn"
-        if has("cls_score_2_w")
-        else "mask_rcnn"
-        if has("mask_fcn_logits_w")
-        else "faster_rcnn"
-    )
-    if se:
-        backbone = "se154_vd"
-    elif deep and vd:
-        shape = (shapes or {}).get("res2a_branch2b_weights")
-        if shape is None:
-            raise LegacyError(
-                "ResNet101-vd or ResNeXt101-vd-64x4d: names alike; pass shapes= or model="
-            )
-        backbone = "x101_vd_64x4d" if shape[1] != shape[0] else "r101_vd"
-    else:
-        backbone = ("r101" if deep else "r50") + ("_vd" if vd else "")
-    stem = f"{kind}_{backbone}" + ("_fpn" if fpn else "")
-    for key in LEGACY_MODELS:
-        if re.fullmatch(re.escape(stem) + r"_s?\dx", key):
-            return key
-    raise LegacyError(
-        f"no v0.1 zoo model {stem}_*; pass model= explicitly (one of {', '.join(LEGACY_MODELS)})"
-    )
+    return detect({n for n in names if not _OPTIMIZER.search(n)}, shapes)
 
 
 def _infer_classes(model: LegacyModel, shapes: Mapping[str, tuple]) -> int | None:
-    """Number of foreground classes from the class layer's shape, if present."""
-    family = model.arch.family
-    if family == "backbone":  # the classifier is not converted: nothing to check
-        return None
-    probe = {
-        "rcnn": ("cls_score_b", lambda n: n - 1),
-        "retinanet": ("retnet_cls_pred_fpn3_b", lambda n: n // 9),
-        "yolov3": ("yolo_output.0.conv.bias", lambda n: n // 3 - 5),
-        "ssd": (f"conv2d_{SSD_FIRST_AUTO + 1}.b_0", lambda n: n // 3 - 1),
-    }[family]
-    shape = shapes.get(probe[0])
-    return probe[1](shape[0]) if shape else None
+    """Number of foreground classes from the class layer's shape (the family's class probe)."""
+    return model.family.classes(shapes)
 
 
 def _hint(source: str) -> str:

@@ -1,5 +1,7 @@
 """Name tables: v0.1 (fluid 1.x) variable name -> PaddleDetection 2.x state_dict key, per
-architecture, written as explicit naming rules (see ../shared/compat/legacy_format.md §3).
+architecture, written as explicit naming rules (each family record in ``legacy_families``
+names its builder). They produce exactly the variable lists v0.1 itself saves
+(tests/fixtures/legacy_v01).
 
 Every table is a list of ``Rule``s. ``op`` names the tensor transform (``ppdet.zoo.legacy``):
 
@@ -19,7 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["Arch", "Rule", "backbone_rules", "rules_for"]
+__all__ = [
+    "Arch",
+    "Rule",
+    "backbone_rules",
+    "rcnn_rules",
+    "retinanet_rules",
+    "ssd_rules",
+    "yolov3_rules",
+]
 
 AFFINE_VAR = 1.0 - 1e-5  # float32(1 - 1e-5) + float32(1e-5) == 1 exactly: sqrt(var + eps) = 1
 
@@ -313,15 +323,3 @@ def backbone_rules(arch: Arch) -> list[Rule]:
     if arch.backbone == "mobilenet_v1":
         return mobilenet_v1_rules(extra_blocks=False)
     return resnet_rules(arch)
-
-
-def rules_for(arch: Arch) -> list[Rule]:
-    """The full legacy -> 2.x table of one architecture."""
-    builders = {
-        "backbone": backbone_rules,
-        "rcnn": rcnn_rules,
-        "retinanet": retinanet_rules,
-        "yolov3": yolov3_rules,
-        "ssd": lambda _: ssd_rules(),
-    }
-    return builders[arch.family](arch)

@@ -127,6 +127,11 @@ def _not(values, flat, groups):
     return not values[0]
 
 
+def _res5_variant(values, flat, groups):
+    """Res5Head.shortcut_avgpool -> v0.1 ResNetC5.variant: the pooled shortcut is variant d's."""
+    return "d" if values[0] is True else "b"
+
+
 def _index(i: int) -> Callable:
     def pick(values, flat, groups):
         return values[0][i] if values[0] is not ABSENT else ABSENT
@@ -141,6 +146,11 @@ def _contains(op: str) -> Callable:
 
     has.__doc__ = f"Whether the operator list has {op}."
     return has
+
+
+def _uses_cv2(values, flat, groups):
+    """v0.1 ResizeImage.use_cv2: false where ours resizes with Pillow (PILResize)."""
+    return "PILResize" not in values[0]
 
 
 def _const(value: Any) -> Callable:
@@ -190,6 +200,7 @@ def _op_names(values, flat, groups):
         "Decode": "DecodeImage",
         "RandomFlip": "RandomFlipImage",
         "Resize": "ResizeImage",
+        "PILResize": "ResizeImage",
         "Mixup": "MixupImage",
         "RandomExpand": "ExpandImage",
         "RandomCrop": "CropImage",
@@ -278,6 +289,7 @@ CONVERSIONS: dict[str, Callable] = {
     "first_of_each": _first_of_each,
     "sigma_from_beta": _sigma_from_beta,
     "not": _not,
+    "res5_variant": _res5_variant,
     "low": _index(0),
     "high": _index(1),
     "prob": _index(2),
@@ -299,6 +311,7 @@ CONVERSIONS: dict[str, Callable] = {
     "zeros_as_none": _zeros_as_none,
     "none_is_true": _none_is_true,
     "joined": _joined,
+    "uses_cv2": _uses_cv2,
     "always_true": _const(True),
     "always_false": _const(False),
     "zero": _const(0.0),

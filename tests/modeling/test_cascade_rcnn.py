@@ -187,7 +187,7 @@ def test_eval_mean_of_stages_output_format_and_no_detections():
                 rois, rois_num = refine_rois(
                     d, rois, rois_num, head.bbox_weight[k - 1], batch["im_shape"], False
                 )
-            _, s, d = head._stage(feats, rois, rois_num, k)
+            _, s, d = head._stage(head.roi_extractor(feats, rois, rois_num), k)
             stage_probs.append(paddle.nn.functional.softmax(s, axis=-1).numpy())
     roi = raw["roi"]
     np.testing.assert_allclose(

@@ -39,11 +39,17 @@ def static_equals_eager(layer, args, spec):
 class RCNNWithMasks(paddle.nn.Layer):
     """R-CNN box post-process then the mask paste of its detections."""
 
-    def __init__(self):
+    def __init__(self, legacy: bool = False):
         super().__init__()
-        nms = MultiClassNMS(score_threshold=0.05, nms_top_k=-1, keep_top_k=100, nms_threshold=0.5)
-        self.post = BBoxPostProcess(RCNNBox(), nms)
-        self.masks = MaskPostProcess()
+        nms = MultiClassNMS(
+            score_threshold=0.05,
+            nms_top_k=-1,
+            keep_top_k=100,
+            nms_threshold=0.5,
+            normalized=not legacy,
+        )
+        self.post = BBoxPostProcess(RCNNBox(plus_one=legacy), nms)
+        self.masks = MaskPostProcess(paste="v0.1" if legacy else "2.x")
 
     def forward(self, deltas, scores, rois, rois_num, im_shape, scale_factor, probs):
         meta = {"im_shape": im_shape, "scale_factor": scale_factor}
@@ -52,7 +58,8 @@ class RCNNWithMasks(paddle.nn.Layer):
         return bbox, num, self.masks(probs[: paddle.shape(bbox)[0]], bbox, num, meta)
 
 
-def test_rcnn_boxes_and_masks_trace():
+@pytest.mark.parametrize("legacy", [False, True])
+def test_rcnn_boxes_and_masks_trace(legacy):
     rng = np.random.default_rng(0)
     r, c = 50, 3
     xy = rng.uniform(0, 60, (r, 2))
@@ -76,7 +83,7 @@ def test_rcnn_boxes_and_masks_trace():
         InputSpec([-1, 2]),
         InputSpec([-1, 28, 28]),
     ]
-    bbox, num, masks = static_equals_eager(RCNNWithMasks(), [T(a) for a in args], spec)
+    bbox, num, masks = static_equals_eager(RCNNWithMasks(legacy), [T(a) for a in args], spec)
     assert bbox.shape[0] > 10 and masks.shape == [bbox.shape[0], 160, 200]
 
 
@@ -168,6 +175,27 @@ DETECTORS = [
     ("retinanet/retinanet_r18_fpn_demo.yml", ["RetinaHead.nms.score_threshold=0.0"]),
     ("faster_rcnn/faster_rcnn_r18_fpn_demo.yml", []),
     ("cascade_rcnn/cascade_mask_rcnn_r18_fpn_demo.yml", ["MaskFeat.num_convs=1"]),
+    # every fluid-era (v0.1) R-CNN convention on
+    (
+        "cascade_rcnn/cascade_mask_rcnn_r18_fpn_demo.yml",
+        [
+            "MaskFeat.num_convs=1",
+            "RPNHead.anchor_generator.name=FluidAnchorGenerator",
+            "RPNHead.anchor_generator.offset=0.5",
+            "RPNHead.train_proposal.pixel_offset=true",
+            "RPNHead.test_proposal.pixel_offset=true",
+            "CascadeHead.roi_extractor.aligned=false",
+            "CascadeHead.roi_extractor.pixel_offset=true",
+            "MaskHead.roi_extractor.aligned=false",
+            "MaskHead.roi_extractor.pixel_offset=true",
+            "CascadeHead.plus_one=true",
+            "CascadeHead.refine_unclipped=true",
+            "CascadeHead.scores_on_last_rois=true",
+            "BBoxPostProcess.decode.plus_one=true",
+            "BBoxPostProcess.nms.normalized=false",
+            "MaskPostProcess.paste=v0.1",
+        ],
+    ),
 ]
 
 

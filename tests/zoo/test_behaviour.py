@@ -80,12 +80,16 @@ def test_the_record_needs_behaviour():  # the tests below mean something only th
 def test_strict_load_of_v01_weights_names_the_missing_behaviour_and_the_config(
     legacy_tar, tmp_path
 ):
+    planned = index_with(tmp_path, status="planned", config=None)
     with pytest.raises(WeightsError) as err:
-        load_weights(TinyRCNN(), legacy_tar, strict=True)  # the package index: entry planned
+        load_weights(TinyRCNN(), legacy_tar, strict=True, index=planned)
     text = str(err.value)
     assert "\n" not in text and f"legacy v0.1 weights {KEY} need fluid-era behaviour" in text
     assert all(f"{k}={v!r} (not declared)" in text for k, v in NEEDS.items())
     assert f"no config of this version provides it yet (zoo entry {KEY} is planned)" in text
+    with pytest.raises(WeightsError) as err:  # the package index: the entry is live
+        load_weights(TinyRCNN(), legacy_tar, strict=True)
+    assert f"use the config configs/faster_rcnn_r50_1x.yml (zoo entry {KEY})" in str(err.value)
 
     live = index_with(tmp_path, status=None, config="configs/faster_rcnn_r50_1x.yml")
     key, value = sorted(NEEDS.items())[0]
@@ -122,7 +126,7 @@ def test_a_planned_entry_is_refused_before_anything_is_downloaded(
 ):
     data = open(legacy_tar, "rb").read()
     url = http_server.route(f"/zoo/{KEY}.tar", Serve(data))
-    index = index_with(tmp_path, urls=[url])
+    index = index_with(tmp_path, urls=[url], status="planned", config=None)
     with pytest.raises(WeightsError) as err:
         load_weights(TinyRCNN(), KEY, strict=True, index=index)
     text = str(err.value)
@@ -178,16 +182,25 @@ def test_a_planned_entry_of_an_unimplemented_architecture(tmp_path):
         load_weights(TinyRCNN(), "cascade_mask_x", strict=True, index=str(index))
 
 
-def test_real_config_and_the_real_index_refuse_a_planned_seed_row():
-    cfg = ppdet.load_config(
-        os.path.join(ROOT, "configs", "faster_rcnn", "faster_rcnn_r50_1x_coco.yml")
-    )
-    from ppdet.engine.predictor import Predictor
+def test_real_configs_and_the_real_index(legacy_tar):
+    """The 2.x config of the seed row's architecture is refused its v0.1 weights, naming the
+    v0.1 config; that config runs every behaviour they need; X101 (never measured against
+    v0.1) stays planned."""
+    from ppdet.zoo.behaviour import check_legacy, check_planned
+    from ppdet.zoo.index import load_index
+
+    def build(*parts):
+        with paddle.LazyGuard():
+            return ppdet.build_model(ppdet.load_config(os.path.join(ROOT, "configs", *parts)))
 
     with pytest.raises(WeightsError) as err:
-        Predictor(cfg, KEY)
+        check_legacy(build("faster_rcnn", "faster_rcnn_r50_1x_coco.yml"), KEY, "x", strict=True)
     text = str(err.value)
-    assert text.startswith(f"zoo entry {KEY} is planned") and "fluid-era behaviour" in text
+    assert "fluid-era behaviour" in text and "use the config configs/faster_rcnn_r50_1x.yml" in text
+    check_legacy(build("faster_rcnn_r50_1x.yml"), KEY, "x", strict=True)  # nothing missing
+    x101 = load_index().get("faster_rcnn_x101_vd_64x4d_fpn_1x")
+    with pytest.raises(WeightsError, match="is planned"):
+        check_planned(build("faster_rcnn_r50_fpn_1x.yml"), x101, strict=True)
 
 
 def test_a_local_file_named_like_a_planned_entry_is_not_looked_up(tmp_path, monkeypatch):
@@ -196,3 +209,21 @@ def test_a_local_file_named_like_a_planned_entry_is_not_looked_up(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     report = load_weights(model, KEY, strict=True)  # the prefix of the local file
     assert len(report.loaded) == 4
+
+
+def test_every_live_legacy_entry_has_a_config_that_runs_its_behaviour():
+    """A live v0.1 row's config declares every fluid-era behaviour its weights need."""
+    from ppdet.modeling.conventions import missing_conventions, model_conventions
+    from ppdet.zoo.index import load_index
+
+    built = {}
+    for e in load_index():
+        if e.format != "legacy_v01" or e.planned or not e.config:
+            continue
+        if e.config not in built:
+            with paddle.LazyGuard():
+                model = ppdet.build_model(ppdet.load_config(os.path.join(ROOT, e.config)))
+            built[e.config] = model_conventions(model)
+        needs = LEGACY_MODELS[e.legacy].behaviour
+        assert missing_conventions(needs, built[e.config]) == [], e.name
+    assert len(built) >= 10

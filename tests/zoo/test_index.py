@@ -9,7 +9,7 @@ import yaml
 
 import ppdet
 from ppdet.zoo.index import ZooIndexError, load_index, parse_index, render_markdown
-from ppdet.zoo.legacy import LEGACY_MODELS
+from ppdet.zoo.legacy import LEGACY_MODELS, map_shapes
 from tests.conftest import ROOT
 
 V01 = "https://paddlemodels.bj.bcebos.com/object_detection/"
@@ -141,6 +141,16 @@ def compat_list(config: str) -> str:
     return re.sub(r"_(\d+e|[12]x)_(coco|voc)$", "", stem)  # faster_rcnn_r50_fpn_1x_coco -> ..._fpn
 
 
+def legacy_list(key: str) -> dict[str, list[int]]:
+    """The 2.x names/shapes of v0.1 checkpoint ``key``: its v0.1 list (made by v0.1 itself,
+    tests/fixtures/legacy_v01) converted."""
+    path = os.path.join(os.path.dirname(FIXTURES), "legacy_v01", f"{key}.txt")
+    with open(path, encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    shapes = {n: tuple(yaml.safe_load(s)) for n, s, *_ in rows}
+    return {k: list(v) for k, v in map_shapes(shapes, key).items()}
+
+
 def test_every_config_loads_builds_and_has_exactly_the_paddledetection_parameters(index):
     by_config = {}
     for e in index:
@@ -156,12 +166,16 @@ def test_every_config_loads_builds_and_has_exactly_the_paddledetection_parameter
         for e in entries:
             assert e.architecture == cfg["architecture"], e.name
             assert e.backbone == cfg[cfg["architecture"]]["backbone"], e.name
-        fixture = os.path.join(FIXTURES, f"{compat_list(config)}.txt")
-        assert os.path.isfile(fixture), f"{config}: no name list {fixture}"
-        with open(fixture, encoding="utf-8") as f:
-            expected = {
-                n: yaml.safe_load(s) for n, s, _ in (line.rstrip("\n").split("\t") for line in f)
-            }
+        if all(e.legacy for e in entries):  # a v0.1 config: the converted genuine v0.1 list
+            expected = legacy_list(entries[0].legacy)
+        else:
+            fixture = os.path.join(FIXTURES, f"{compat_list(config)}.txt")
+            assert os.path.isfile(fixture), f"{config}: no name list {fixture}"
+            with open(fixture, encoding="utf-8") as f:
+                expected = {
+                    n: yaml.safe_load(s)
+                    for n, s, _ in (line.rstrip("\n").split("\t") for line in f)
+                }
         assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected, config
         del model
 

@@ -14,6 +14,7 @@ from ppdet.zoo.legacy import (
     LEGACY_MODELS,
     LegacyError,
     convert,
+    convert_shapes,
     detect_model,
     is_legacy,
     legacy_shapes,
@@ -21,6 +22,7 @@ from ppdet.zoo.legacy import (
     to_legacy,
     write_legacy_tar,
 )
+from ppdet.zoo.legacy_families import BEHAVIOURS, FAMILIES, family_of
 from ppdet.zoo.legacy_format import parse_record, read_record, serialize_record, split_combined
 from ppdet.zoo.legacy_rules import RETINA_PERM, RPN_C4_PERM
 
@@ -29,9 +31,11 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def read_list(path: Path) -> dict[str, tuple[int, ...]]:
-    """{name: shape} from a ``name<TAB>[shape][<TAB>dtype]`` list."""
+    """{name: shape} from a ``name<TAB>[shape][<TAB>dtype]`` list (``#`` lines are comments)."""
     out = {}
     for line in path.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
         name, shape = line.split("\t")[:2]
         out[name] = tuple(int(v) for v in shape.strip("[]").split(",") if v.strip())
     return out
@@ -104,22 +108,32 @@ def test_split_combined_in_sorted_order():
 
 # ---------------------------------------------------------------- names and shapes
 
+# The v0.1 lists: the variables of genuine v0.1 tarballs, or of the v0.1 test program (what
+# save_persistables writes), one per v0.1 config of the seed zoo (header line of each file)
 LEGACY_LISTS = sorted(p.stem for p in (FIXTURES / "legacy_v01").glob("*.txt"))
 # known, intended differences from the 2.x lists (see LegacyModel.behaviour/notes)
 EXPECTED_DIFFS = {
     "retinanet_r50_fpn_1x": {"neck.fpn_6.weight": (256, 2048, 3, 3)},  # fpn_6 on C5: use_c5=True
+    "retinanet_r101_fpn_1x": {"neck.fpn_6.weight": (256, 2048, 3, 3)},
 }
 
 
-def test_all_eleven_lists_are_present():
-    assert len(LEGACY_LISTS) == 11
+def test_every_v01_config_of_the_seed_zoo_has_its_list():
+    seed = {m.key for m in LEGACY_MODELS.values() if m.arch.family != "backbone"}
+    assert set(LEGACY_LISTS) == seed
+    assert len(LEGACY_LISTS) == 27
 
 
 @pytest.mark.parametrize("key", LEGACY_LISTS)
 def test_legacy_list_maps_to_the_2x_list(key):
     legacy = read_list(FIXTURES / "legacy_v01" / f"{key}.txt")
-    assert detect_model(legacy, legacy) == key
     model = LEGACY_MODELS[key]
+    detected = LEGACY_MODELS[detect_model(legacy, legacy)]  # 2x lists are detected as the 1x key
+    assert (detected.arch, detected.target, detected.num_classes) == (
+        model.arch,
+        model.target,
+        model.num_classes,
+    )
     expected = read_list(FIXTURES / "compat" / f"{model.target}.txt")
     expected.update(EXPECTED_DIFFS.get(key, {}))
     if model.num_classes != 80 and model.target == "yolov3_r34":  # the VOC list: 3 * (5 + 20)
@@ -127,6 +141,20 @@ def test_legacy_list_maps_to_the_2x_list(key):
     assert map_shapes(legacy, key) == expected
     expected_names = {r.legacy for r in model.rules() if r.legacy}
     assert expected_names == set(legacy)
+    assert legacy_shapes(key, map_shapes(legacy, key)) == legacy
+
+
+@pytest.mark.parametrize(
+    "key", ["faster_rcnn_r50_fpn_1x", "ssd_mobilenet_v1_voc", "yolov3_darknet"]
+)
+def test_training_checkpoint_lists_drop_exactly_the_optimizer_state(key):
+    """v0.1 tools/train.py checkpoints (Momentum velocities, RMSProp moments, LR variables)."""
+    train = read_list(FIXTURES / "legacy_v01" / "train_state" / f"{key}.txt")
+    infer = read_list(FIXTURES / "legacy_v01" / f"{key}.txt")
+    shapes, report = convert_shapes(train, key)
+    assert sorted(report.dropped) == sorted(set(train) - set(infer))
+    assert not report.unmapped and not report.missing
+    assert shapes == map_shapes(infer, key)
 
 
 SEED_KEYS = sorted(LEGACY_MODELS)
@@ -178,6 +206,25 @@ def test_derived_names_follow_the_v01_rules():
         1,
         1,
     )
+
+
+def test_family_records_are_self_consistent():
+    """Each row's family record detects the row's own names, probes its class layer and gives
+    its behaviour; behaviour names are the documented ones."""
+    for key, model in LEGACY_MODELS.items():
+        family = model.family
+        names = {r.legacy for r in model.rules() if r.legacy}
+        assert family_of(names) is family, key
+        assert family.arch(names.__contains__, legacy_shapes(key, target_list(model))) == model.arch
+        if family.class_probe is not None:
+            assert family.class_probe[0] in names, key
+        assert model.behaviour == family.behaviour(model.arch)
+        assert set(model.behaviour) <= set(BEHAVIOURS), key
+    assert {m.family.name for m in LEGACY_MODELS.values()} == set(FAMILIES)
+
+
+def target_list(model) -> dict[str, tuple[int, ...]]:
+    return read_list(FIXTURES / "compat" / f"{model.target}.txt")
 
 
 def test_detect_model_errors():

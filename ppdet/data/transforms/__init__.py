@@ -8,6 +8,7 @@ from .batch_ops import BatchRandomResize, PadBatch, PadGT
 from .compose import BaseOperator, BatchCompose, BatchOperator, Compose
 from .decode_resize import Decode, Resize
 from .gt_fields import GT_FIELDS, select_gt
+from .legacy_ops import PILResize, ScaleResize
 from .normalize import NormalizeImage, Permute
 from .random_resize import RandomResize
 from .scaled_crop import RandomScaledCrop
@@ -23,6 +24,7 @@ __all__ = [
     "Compose",
     "Decode",
     "Mixup",
+    "PILResize",
     "NormalizeImage",
     "PadBatch",
     "PadGT",
@@ -31,6 +33,7 @@ __all__ = [
     "RandomDistort",
     "RandomExpand",
     "RandomFlip",
+    "ScaleResize",
     "RandomResize",
     "RandomScaledCrop",
     "Resize",

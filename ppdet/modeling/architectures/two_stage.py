@@ -23,10 +23,10 @@ from paddle import nn
 from ppdet.config.registry import register
 from ppdet.modeling.architectures.base import Detector, with_total
 from ppdet.modeling.heads.cascade_head import CascadeHead
-from ppdet.modeling.postprocess.bbox import image_of_rows
+from ppdet.modeling.postprocess.bbox import image_of_rows, original_size
 from ppdet.modeling.postprocess.mask import MaskPostProcess
 
-__all__ = ["CascadeRCNN", "FasterRCNN", "MaskRCNN", "TwoStageDetector", "gt_lists"]
+__all__ = ["CascadeRCNN", "FasterRCNN", "MaskRCNN", "TwoStageDetector", "fluid_im_info", "gt_lists"]
 
 
 def gt_lists(batch: dict[str, paddle.Tensor]) -> tuple[list[paddle.Tensor], list[paddle.Tensor]]:
@@ -44,6 +44,23 @@ def gt_lists(batch: dict[str, paddle.Tensor]) -> tuple[list[paddle.Tensor], list
         boxes.append(paddle.gather(gt_bbox[b], keep).astype("float32"))
         classes.append(paddle.gather(gt_class[b, :, 0], keep).astype("int32"))
     return boxes, classes
+
+
+def fluid_im_info(
+    image: paddle.Tensor, im_shape: paddle.Tensor, scale_factor: paddle.Tensor | None
+) -> paddle.Tensor:
+    """PaddleDetection v0.1's ``im_info[:2]`` (the window its RPN clipped proposals to) of a
+    batch: image [B, 3, H, W] (padded), im_shape [B, 2] (rounded resized h, w), scale_factor
+    [B, 2] -> [B, 2] float. A padded batch (some image smaller than the input) gives the padded
+    (H, W), as v0.1's ``PadBatch(use_padded_im_info)``; an unpadded one gives each image's
+    unrounded resized size, original size * scale (v0.1's ``ResizeImage``; e.g. 451 x 2.667 =
+    1202.67 where im_shape holds 1203). Without scale_factor: im_shape."""
+    padded = paddle.shape(image)[2:].astype(im_shape.dtype).unsqueeze(0).expand_as(im_shape)
+    unpadded = im_shape
+    if scale_factor is not None:
+        scale = scale_factor.astype(im_shape.dtype)
+        unpadded = original_size(im_shape, scale_factor).astype(im_shape.dtype) * scale
+    return paddle.where((padded > im_shape).any(), padded, unpadded)
 
 
 class TwoStageDetector(Detector):
@@ -145,7 +162,8 @@ class TwoStageDetector(Detector):
                     "load_segm: true on TrainDataset"
                 )
             gt = gt_lists(batch)
-        rpn = self.rpn_head(feats, im_shape)
+        im_info = fluid_im_info(batch["image"], im_shape, batch.get("scale_factor"))
+        rpn = self.rpn_head(feats, im_shape, im_info)
         roi = self.bbox_head(feats, rpn["rois"], rpn["rois_num"], im_shape, gt)
         raw = {"rpn": rpn, "roi": roi}
         if gt is not None:

@@ -25,7 +25,7 @@ from paddle.nn.initializer import Constant, Normal, XavierUniform
 
 from ppdet.config.registry import register
 from ppdet.modeling.assigners.sampler import BBoxAssigner
-from ppdet.modeling.backbones.resnet import ResStage
+from ppdet.modeling.backbones.resnet import ResConvNorm, ResStage
 from ppdet.modeling.coders.delta_bbox import encode_deltas
 from ppdet.ops.roi import distribute_fpn_proposals, roi_align
 
@@ -38,6 +38,11 @@ class RoIAlign:
 
     ``extract(feats, rois [R, 4], rois_num [B])`` -> [R, C, resolution, resolution].
     ``canconical_level`` keeps 2.x's spelling (config compatibility).
+
+    Fluid-era (PaddleDetection v0.1) settings: ``aligned: false`` pools without the half-pixel
+    shift, ``pixel_offset: true`` picks a RoI's level from its +1 size (w = x2 - x1 + 1).
+    ``conventions`` names those a model runs (``ppdet.modeling.conventions``); the head that
+    owns the extractor declares them.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class RoIAlign:
         start_level: int = 0,
         end_level: int = 3,
         aligned: bool = False,
+        pixel_offset: bool = False,
     ) -> None:
         self.resolution = int(resolution)
         self.spatial_scale = [float(s) for s in spatial_scale]
@@ -59,6 +65,17 @@ class RoIAlign:
         self.start_level = int(start_level)
         self.end_level = int(end_level)
         self.aligned = bool(aligned)
+        self.pixel_offset = bool(pixel_offset)
+
+    @property
+    def conventions(self) -> dict[str, bool]:
+        """The fluid-era conventions this extractor runs: {} for 2.x's."""
+        out = {}
+        if not self.aligned:
+            out["roi_align_aligned"] = False
+        if self.pixel_offset and len(self.spatial_scale) > 1:
+            out["distribute_fpn_pixel_offset"] = True
+        return out
 
     def __call__(
         self, feats: Sequence[paddle.Tensor], rois: paddle.Tensor, rois_num: paddle.Tensor
@@ -69,7 +86,13 @@ class RoIAlign:
         first = round(-math.log2(self.spatial_scale[self.start_level]))  # P2 -> 2
         last = first + self.end_level - self.start_level
         per_level, restore, nums = distribute_fpn_proposals(
-            rois, rois_num, first, last, self.canonical_level, self.canonical_size
+            rois,
+            rois_num,
+            first,
+            last,
+            self.canonical_level,
+            self.canonical_size,
+            pixel_offset=self.pixel_offset,
         )
         out = [
             roi_align(feats[lvl], r, n, self.resolution, self.spatial_scale[lvl], **kw)
@@ -101,16 +124,36 @@ class TwoFCHead(nn.Layer):
         return F.relu(self.fc7(F.relu(self.fc6(x))))
 
 
+class _PooledShortcut(ResConvNorm):
+    """A 1x1 conv + norm at stride 1 after a 2x2/2 average pool (ceil mode): the stride-2
+    shortcut of a -vd res5 with variant b's parameter names (``conv``, ``norm``).
+    x: [R, C, H, W] -> [R, out, ceil(H / 2), ceil(W / 2)]."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return super().forward(F.avg_pool2d(x, 2, 2, ceil_mode=True))
+
+
 @register("head")
 class Res5Head(nn.Layer):
     """C4 head: res5 of a ResNet-50 (variant b, 3 bottlenecks, stride 2) on the RoI features:
     [R, in_channel, 14, 14] -> [R, 2048, 7, 7]. ``depth`` is accepted for config
-    compatibility; the head is depth-50 shaped for every backbone, as in 2.x."""
+    compatibility; the head is depth-50 shaped for every backbone, as in 2.x.
 
-    def __init__(self, depth: int = 50, in_channel: int = 1024):
+    ``shortcut_avgpool``: the first block's shortcut pools (2x2/2) before its 1x1 conv, which
+    then has stride 1, as PaddleDetection v0.1's C4 head of a -vd backbone (fluid-era
+    convention ``res5_shortcut_avgpool``); parameter names stay variant b's."""
+
+    def __init__(self, depth: int = 50, in_channel: int = 1024, shortcut_avgpool: bool = False):
         super().__init__()
         self.res5 = ResStage("res5", in_channel, 3, bottleneck=True, stride=2, variant="b")
         self.out_channel = self.res5.out_channels
+        self.conventions: dict[str, bool] = {}
+        if shortcut_avgpool:
+            # ResStage's norm settings (frozen BN), stride 1 after the pool
+            self.res5.blocks[0].short = _PooledShortcut(
+                in_channel, self.out_channel, 1, norm_type="bn", norm_decay=0.0, freeze_norm=True
+            )
+            self.conventions["res5_shortcut_avgpool"] = True
 
     def forward(self, rois_feat: paddle.Tensor) -> paddle.Tensor:
         return self.res5(rois_feat)
@@ -156,6 +199,7 @@ class BBoxHead(nn.Layer):
         spec.pop("name", None)
         spec.setdefault("spatial_scale", list(spatial_scales))
         self.roi_extractor = RoIAlign(**spec)
+        self.conventions = dict(self.roi_extractor.conventions)  # fluid-era ones, if any
         if bbox_assigner is None:
             bbox_assigner = BBoxAssigner(num_classes=num_classes)
         self.bbox_assigner = bbox_assigner

@@ -19,6 +19,12 @@ left with none keeps its first). Each stage's losses are the Faster R-CNN box lo
 Eval: the class probabilities are the mean of the stages' softmax outputs; the boxes come from
 the last stage's deltas on its RoIs (decoded by the post-process with [30, 30, 15, 15]).
 These are the numbers of PaddleDetection 2.x's CascadeHead.
+
+PaddleDetection v0.1's test path (fluid-era conventions, for converted v0.1 weights):
+``plus_one`` refines the RoIs with +1 widths and no dw/dh clip (``box_coder_plus_one``),
+``refine_unclipped`` leaves the refined RoIs unclipped (``cascade_refine_unclipped``), and
+``scores_on_last_rois`` averages the softmax of all stage heads run on the *last* stage's RoI
+features (``cascade_scores_on_last_rois``; 2.x: each head on its own stage's RoIs).
 """
 
 from __future__ import annotations
@@ -72,13 +78,23 @@ def refine_rois(
     weights: Sequence[float],
     im_shape: paddle.Tensor,
     drop_empty: bool,
+    plus_one: bool = False,
+    clip: bool = True,
 ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """The next stage's RoIs: deltas [R, 4] (class-agnostic) applied to rois [R, 4] (stacked
     image by image, rois_num [B]) with ``weights``, detached, clipped to im_shape [B, 2]
-    (h, w). ``drop_empty`` (training) removes boxes with no width or height; an image left
-    with none keeps its first box. Returns (rois [R', 4], rois_num [B] int32)."""
-    sizes = paddle.repeat_interleave(im_shape, rois_num.astype("int64"), axis=0)  # [R, 2]
-    boxes = decode_deltas(deltas.detach(), rois.detach(), weights, max_shape=sizes)  # [R, 4]
+    (h, w) unless not ``clip``. ``plus_one``: fluid's +1 widths, no dw/dh clip. ``drop_empty``
+    (training) removes boxes with no width or height; an image left with none keeps its first
+    box. Returns (rois [R', 4], rois_num [B] int32)."""
+    sizes = None
+    if clip:
+        sizes = paddle.repeat_interleave(im_shape, rois_num.astype("int64"), axis=0)  # [R, 2]
+    if plus_one:
+        boxes = decode_deltas(
+            deltas.detach(), rois.detach(), weights, sizes, clip_ratio=None, legacy_plus_one=True
+        )
+    else:
+        boxes = decode_deltas(deltas.detach(), rois.detach(), weights, max_shape=sizes)  # [R, 4]
     rois_num = rois_num.astype("int32")
     if not drop_empty:
         return boxes, rois_num
@@ -110,6 +126,7 @@ class CascadeHead(nn.Layer):
     Args (2.x keys): head (CascadeTwoFCHead), roi_extractor (``RoIAlign`` arguments),
     bbox_assigner (``BBoxAssigner``, its ``cascade_iou`` gives the stage thresholds),
     num_classes, bbox_weight (one per stage), num_cascade_stages, stage_loss_weights;
+    v0.1's test path: plus_one, refine_unclipped, scores_on_last_rois (module docstring);
     reg_class_agnostic (true only), add_gt_as_proposals ([true, false, false] only) and
     in_channel are accepted for config compatibility.
     """
@@ -127,11 +144,17 @@ class CascadeHead(nn.Layer):
         stage_loss_weights: Sequence[float] | None = None,
         reg_class_agnostic: bool = True,
         add_gt_as_proposals: Sequence[bool] = (True, False, False),
+        plus_one: bool = False,
+        refine_unclipped: bool = False,
+        scores_on_last_rois: bool = False,
         in_channel: int | None = None,
         spatial_scales: Sequence[float] = (0.0625,),
         in_channels: Sequence[int] | None = None,
     ):
         super().__init__()
+        self.plus_one = bool(plus_one)
+        self.refine_unclipped = bool(refine_unclipped)
+        self.scores_on_last_rois = bool(scores_on_last_rois)
         n = int(num_cascade_stages)
         if not reg_class_agnostic:
             raise ValueError("CascadeHead: only reg_class_agnostic true is implemented")
@@ -144,6 +167,13 @@ class CascadeHead(nn.Layer):
         spec.pop("name", None)
         spec.setdefault("spatial_scale", list(spatial_scales))
         self.roi_extractor = RoIAlign(**spec)
+        self.conventions = dict(self.roi_extractor.conventions)  # fluid-era ones, if any
+        if self.plus_one:
+            self.conventions["box_coder_plus_one"] = True
+        if self.refine_unclipped:
+            self.conventions["cascade_refine_unclipped"] = True
+        if self.scores_on_last_rois:
+            self.conventions["cascade_scores_on_last_rois"] = True
         self.bbox_assigner = bbox_assigner or BBoxAssigner(num_classes=num_classes)
         if len(self.bbox_assigner.cascade_iou) < n:
             raise ValueError(f"CascadeHead: BBoxAssigner.cascade_iou needs {n} thresholds")
@@ -196,11 +226,11 @@ class CascadeHead(nn.Layer):
         return cls(**args)
 
     def _stage(
-        self, feats: Sequence[paddle.Tensor], rois: paddle.Tensor, rois_num: paddle.Tensor, k: int
+        self, pooled: paddle.Tensor, k: int
     ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-        """rois [R, 4] -> (head features [R, F], scores [R, C+1] logits, deltas [R, 4]) of
-        stage k."""
-        x = self.head(self.roi_extractor(feats, rois, rois_num), k)  # [R, F]
+        """RoI features [R, C, s, s] -> (head features [R, F], scores [R, C+1] logits, deltas
+        [R, 4]) of stage k."""
+        x = self.head(pooled, k)  # [R, F]
         return x, self.bbox_score[k](x), self.bbox_delta[k](x)
 
     def forward(
@@ -218,7 +248,14 @@ class CascadeHead(nn.Layer):
         for k in range(self.num_stages):
             if k > 0:
                 rois, rois_num = refine_rois(
-                    deltas, rois, rois_num, self.bbox_weight[k - 1], im_shape, gt is not None
+                    deltas,
+                    rois,
+                    rois_num,
+                    self.bbox_weight[k - 1],
+                    im_shape,
+                    gt is not None,
+                    plus_one=self.plus_one,
+                    clip=not self.refine_unclipped,
                 )
             labels = gt_boxes = None
             if gt is not None:
@@ -229,7 +266,8 @@ class CascadeHead(nn.Layer):
                 else:
                     iou = self.bbox_assigner.cascade_iou[k]
                     labels, gt_boxes = self._label_all(rois, rois_num, gt, iou)
-            feat, scores, deltas = self._stage(feats, rois, rois_num, k)
+            pooled = self.roi_extractor(feats, rois, rois_num)  # [R, C, s, s]
+            feat, scores, deltas = self._stage(pooled, k)
             if gt is None:
                 probs.append(F.softmax(scores, axis=-1))
                 continue
@@ -239,6 +277,10 @@ class CascadeHead(nn.Layer):
                 sample = {**target, "feat": feat}
         if gt is not None:
             return {"stages": stages, "sample": sample}
+        if self.scores_on_last_rois:  # v0.1: every stage head on the last stage's RoIs
+            last = probs[-1]
+            probs = [F.softmax(self._stage(pooled, j)[1], axis=-1) for j in range(len(probs) - 1)]
+            probs.append(last)
         return {
             "deltas": deltas,
             "scores": paddle.add_n(probs) / len(probs),

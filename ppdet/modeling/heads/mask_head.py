@@ -110,6 +110,7 @@ class MaskHead(nn.Layer):
         spec.pop("name", None)
         spec.setdefault("spatial_scale", list(spatial_scales))
         self.roi_extractor = RoIAlign(**spec)
+        self.conventions = dict(self.roi_extractor.conventions)  # fluid-era ones, if any
         self.mask_assigner = mask_assigner or MaskAssigner(num_classes=num_classes)
         self.num_classes = int(num_classes)
         self.share_bbox_feat = bool(share_bbox_feat)

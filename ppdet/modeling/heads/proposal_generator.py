@@ -8,6 +8,13 @@ Per image and level (Paddle's ``generate_proposals`` kernel, no "+1" pixel conve
 are pooled and the ``post_nms_top_n`` best kept (sorted by score); a single level keeps its
 list as it is. 2.x FPN: 2000/1000 (topk after collect) in training, 1000/1000 in eval; C4:
 12000/2000 and 6000/1000.
+
+``pixel_offset=True`` is PaddleDetection v0.1's (fluid) convention: the kernel decodes with
++1 widths (x2 = cx + w / 2 - 1), clips to (w - 1, h - 1), drops boxes below ``min_size`` by
+their +1 size and suppresses with +1 IoU; the clip window is the *padded* network input
+(v0.1's ``im_info`` with ``use_padded_im_info``), which the caller passes as ``im_shape``; and
+the kernel ranks sigmoid probabilities, as v0.1 fed it, not logits: saturated probabilities
+tie (float32 1.0), and ties break by anchor order.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import paddle
+import paddle.nn.functional as F
 from paddle.vision import ops as vops
 
 from ppdet.modeling.postprocess.bbox import image_of_rows
@@ -27,7 +35,8 @@ class ProposalGenerator:
     the RoIs of image b after those of images 0..b-1, rois_num [B] int32), no gradient.
 
     scores[i]: [B, A, H_i, W_i] objectness logits; deltas[i]: [B, 4A, H_i, W_i] (channel
-    4a + k); anchors[i]: [H_i * W_i * A, 4]; im_shape: [B, 2] (h, w).
+    4a + k); anchors[i]: [H_i * W_i * A, 4]; im_shape: [B, 2] (h, w) the clip window (with
+    ``pixel_offset``: the padded input's size).
     """
 
     def __init__(
@@ -38,6 +47,7 @@ class ProposalGenerator:
         min_size: float = 0.1,
         eta: float = 1.0,
         topk_after_collect: bool = False,
+        pixel_offset: bool = False,
     ) -> None:
         self.pre_nms_top_n = int(pre_nms_top_n)
         self.post_nms_top_n = int(post_nms_top_n)
@@ -45,6 +55,7 @@ class ProposalGenerator:
         self.min_size = float(min_size)
         self.eta = float(eta)
         self.topk_after_collect = bool(topk_after_collect)
+        self.pixel_offset = bool(pixel_offset)
 
     @paddle.no_grad()
     def __call__(
@@ -62,6 +73,8 @@ class ProposalGenerator:
         per_level_top = self.pre_nms_top_n if self.topk_after_collect else self.post_nms_top_n
         rois, probs, nums = [], [], []
         for score, delta, anchor in zip(scores, deltas, anchors):
+            if self.pixel_offset:  # v0.1 ranked probabilities (ties when saturated)
+                score = F.sigmoid(score)
             hw = paddle.shape(score)[2:]  # (H, W), also when unknown until run time
             grid = anchor.reshape([hw[0], hw[1], score.shape[1], 4])  # [H, W, A, 4]
             level_rois, level_probs, level_num = vops.generate_proposals(
@@ -75,7 +88,7 @@ class ProposalGenerator:
                 nms_thresh=self.nms_thresh,
                 min_size=self.min_size,
                 eta=self.eta,
-                pixel_offset=False,
+                pixel_offset=self.pixel_offset,
                 return_rois_num=True,
             )  # [R_l, 4] image by image, [R_l, 1], [B]
             rois.append(level_rois)

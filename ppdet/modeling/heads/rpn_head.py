@@ -25,6 +25,7 @@ from ppdet.config.registry import register
 from ppdet.modeling.anchors import AnchorGenerator
 from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
 from ppdet.modeling.heads.proposal_generator import ProposalGenerator
+from ppdet.modeling.heads.rpn_anchors import FluidAnchorGenerator
 from ppdet.modeling.postprocess.retina import flatten_level
 
 __all__ = ["RPNFeat", "RPNHead"]
@@ -52,16 +53,43 @@ class RPNFeat(nn.Layer):
         return [F.relu(self.rpn_conv(x)) for x in feats]
 
 
-def _plain(cls: type, spec: Any, key: str) -> Any:
+def _plain(cls: type, spec: Any, key: str, kinds: dict[str, type] | None = None) -> Any:
+    """Build ``cls`` from a mapping of its arguments; ``kinds`` lets ``name:`` pick another
+    class (e.g. ``FluidAnchorGenerator``)."""
     if isinstance(spec, cls):
         return spec
     if not isinstance(spec, dict):
         raise ValueError(f"{key}: expected a mapping of {cls.__name__} arguments")
+    name = spec.get("name")
+    if kinds is not None and name is not None:
+        if name not in kinds:
+            raise ValueError(f"{key}: name {name!r} is not one of {', '.join(kinds)}")
+        cls = kinds[name]
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise ValueError(f"{key}: {e}") from None
+
+
+def reorder_anchors(
+    scores: Sequence[paddle.Tensor],
+    deltas: Sequence[paddle.Tensor],
+    anchors: Sequence[paddle.Tensor],
+    order: Sequence[int],
+) -> tuple[list[paddle.Tensor], list[paddle.Tensor], list[paddle.Tensor]]:
+    """Every level's anchors (and their scores [B, A, H, W], deltas [B, 4A, H, W], anchors
+    [H*W*A, 4]) put in ``order`` (a permutation of the A anchors of a location)."""
+    index = paddle.to_tensor(list(order), dtype="int64")
+    n = len(order)
+    out_s, out_d, out_a = [], [], []
+    for s, d, a in zip(scores, deltas, anchors):
+        out_s.append(paddle.gather(s, index, axis=1))
+        shape = paddle.shape(d)  # [B, 4A, H, W]
+        grouped = d.reshape([shape[0], n, 4, shape[2], shape[3]])
+        out_d.append(paddle.gather(grouped, index, axis=1).reshape(shape))
+        out_a.append(paddle.gather(a.reshape([-1, n, 4]), index, axis=1).reshape([-1, 4]))
+    return out_s, out_d, out_a
 
 
 @register("head")
@@ -71,10 +99,13 @@ class RPNHead(nn.Layer):
     forward(feats, im_shape) with feats[i]: [B, C, H_i, W_i] (shallowest first; FPN P2-P6 or
     the C4 map) and im_shape [B, 2] -> raw {"scores": [B, A, H_i, W_i] objectness logits,
     "deltas": [B, 4A, H_i, W_i], "anchors": [H_i*W_i*A, 4] (per level), "rois": [R, 4]
-    proposals in input pixels (image by image), "rois_num": [B] int32};
+    proposals in input pixels (image by image), "rois_num": [B] int32}; ``im_info`` [B, 2]
+    (h, w: v0.1's ``im_info``, ``two_stage.fluid_im_info``) is the clip window of a proposal
+    generator with ``pixel_offset``;
     ``get_loss(raw, gt_boxes)`` -> {"loss_rpn_cls", "loss_rpn_reg"}.
 
-    Args (2.x config keys): anchor_generator (``AnchorGenerator`` arguments),
+    Args (2.x config keys): anchor_generator (``AnchorGenerator`` arguments; ``name:
+    FluidAnchorGenerator`` for v0.1's anchors),
     rpn_target_assign (``RPNTargetAssign``), train_proposal / test_proposal
     (``ProposalGenerator``), in_channel (channels of the input maps; filled from the
     backbone/neck), in_channels (the same as a list, filled by the architecture).
@@ -92,7 +123,13 @@ class RPNHead(nn.Layer):
         super().__init__()
         channels = int(in_channel if in_channel is not None else in_channels[0])
         self.anchor_generator = _plain(
-            AnchorGenerator, anchor_generator or {}, "RPNHead.anchor_generator"
+            AnchorGenerator,
+            anchor_generator or {},
+            "RPNHead.anchor_generator",
+            kinds={
+                "AnchorGenerator": AnchorGenerator,
+                "FluidAnchorGenerator": FluidAnchorGenerator,
+            },
         )
         self.rpn_target_assign = _plain(
             RPNTargetAssign, rpn_target_assign or {}, "RPNHead.rpn_target_assign"
@@ -103,12 +140,23 @@ class RPNHead(nn.Layer):
             "RPNHead.train_proposal",
         )
         self.test_proposal = _plain(ProposalGenerator, test_proposal or {}, "RPNHead.test_proposal")
+        if self.train_proposal.pixel_offset != self.test_proposal.pixel_offset:
+            raise ValueError("RPNHead: train_proposal and test_proposal must agree on pixel_offset")
+        # fluid-era conventions this head runs (ppdet.modeling.conventions), if any
+        self.conventions = dict(getattr(self.anchor_generator, "conventions", {}))
+        if self.test_proposal.pixel_offset:
+            self.conventions["pixel_offset"] = True
         num_anchors = self.anchor_generator.num_anchors
         self.rpn_feat = RPNFeat(channels, channels)
         self.rpn_rois_score = _conv(channels, num_anchors, 1)
         self.rpn_rois_delta = _conv(channels, 4 * num_anchors, 1)
 
-    def forward(self, feats: Sequence[paddle.Tensor], im_shape: paddle.Tensor) -> dict[str, Any]:
+    def forward(
+        self,
+        feats: Sequence[paddle.Tensor],
+        im_shape: paddle.Tensor,
+        im_info: paddle.Tensor | None = None,
+    ) -> dict[str, Any]:
         if len(feats) != self.anchor_generator.num_levels:
             raise ValueError(
                 f"RPNHead: got {len(feats)} feature maps, anchor_generator has "
@@ -121,7 +169,16 @@ class RPNHead(nn.Layer):
             deltas.append(self.rpn_rois_delta(x))  # [B, 4A, H, W]
         anchors = self.anchor_generator(scores)  # [H*W*A, 4] per level
         generator = self.train_proposal if self.training else self.test_proposal
-        rois, rois_num = generator(scores, deltas, anchors, im_shape)
+        window = im_shape
+        if generator.pixel_offset:
+            if im_info is None:
+                raise ValueError("RPNHead: pixel_offset proposals need im_info (v0.1's h, w)")
+            window = im_info.astype(im_shape.dtype)
+        order = getattr(self.anchor_generator, "proposal_order", None)
+        if order is not None:  # fluid's anchor order (ties broken as fluid broke them)
+            rois, rois_num = generator(*reorder_anchors(scores, deltas, anchors, order), window)
+        else:
+            rois, rois_num = generator(scores, deltas, anchors, window)
         return {
             "scores": scores,
             "deltas": deltas,

@@ -100,7 +100,7 @@ class MultiClassNMS(nn.Layer):
     forward(boxes, scores, rois_num=None) -> (detections [K, 6] rows (class, score, x1, y1, x2,
     y2), num [B] int32): dense boxes [B, N, 4] / scores [B, C, N], or per-RoI boxes [R, C, 4] /
     scores [R, C] with ``rois_num`` [B]. The defaults are PaddleDetection 2.6's MultiClassNMS
-    defaults.
+    defaults; ``normalized: false`` computes the IoU with +1 widths (fluid-era pixel boxes).
     """
 
     def __init__(
@@ -110,8 +110,10 @@ class MultiClassNMS(nn.Layer):
         keep_top_k: int = 100,
         nms_threshold: float = 0.5,
         background_label: int = -1,
+        normalized: bool = True,
     ):
         super().__init__()
+        self.normalized = bool(normalized)
         self.score_threshold = score_threshold
         self.nms_top_k = nms_top_k
         self.keep_top_k = keep_top_k
@@ -133,6 +135,7 @@ class MultiClassNMS(nn.Layer):
             nms_threshold=self.nms_threshold,
             background_label=self.background_label,
             rois_num=rois_num,
+            normalized=self.normalized,
         )
 
 

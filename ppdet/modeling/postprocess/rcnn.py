@@ -9,6 +9,13 @@ are the softmax without the last (background) column; each RoI's deltas for clas
 by ``scale_factor`` and clipped to the original image (``round(im_shape / scale_factor)``).
 Boxes left with no width or height are dropped (2.x keeps them with class -1), and an image
 without detections contributes no rows (2.x adds a fake one).
+
+``plus_one=True`` is PaddleDetection v0.1's (fluid ``box_coder(box_normalized=False)`` +
+``box_clip``): the RoIs are first divided by ``scale_factor`` (original-image pixels), the
+deltas decoded with +1 widths and no dw/dh clip, the boxes clipped to (w0 - 1, h0 - 1) of the
+original image; the NMS then runs on original pixels (with ``MultiClassNMS.normalized:
+false`` for v0.1's +1 IoU) and nothing is rescaled or dropped after it (fluid-era convention
+``box_coder_plus_one``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from paddle import nn
 
 from ppdet.config.registry import register
 from ppdet.modeling.coders.delta_bbox import decode_deltas
+from ppdet.modeling.postprocess.bbox import original_size
 from ppdet.ops.boxes import clip_boxes
 
 __all__ = ["RCNNBox"]
@@ -34,10 +42,11 @@ class RCNNBox(nn.Layer):
     scores [R, C], rois_num [B]); ``rescale_after_nms`` tells ``BBoxPostProcess`` to move the
     kept boxes to the original image after NMS, as 2.x does.
 
-    ``num_classes``, ``box_normalized`` (false only) and ``code_type`` are 2.x config keys."""
+    ``num_classes``, ``box_normalized`` (false only) and ``code_type`` are 2.x config keys;
+    ``plus_one`` selects v0.1's decoding (module docstring): boxes in original pixels, and
+    ``rescale_after_nms`` is false."""
 
     __shared__ = ["num_classes"]
-    rescale_after_nms = True
 
     def __init__(
         self,
@@ -45,22 +54,35 @@ class RCNNBox(nn.Layer):
         code_type: str = "decode_center_size",
         box_normalized: bool = False,
         num_classes: int = 80,
+        plus_one: bool = False,
     ):
         super().__init__()
         if box_normalized or code_type != "decode_center_size":
             raise ValueError("RCNNBox: only code_type decode_center_size, box_normalized false")
         self.prior_box_var = [float(v) for v in prior_box_var]
+        self.plus_one = bool(plus_one)
+        self.rescale_after_nms = not self.plus_one
+        self.conventions = {"box_coder_plus_one": True} if self.plus_one else {}
 
     def forward(
         self, raw: dict[str, Any], image_meta: dict[str, paddle.Tensor]
     ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         deltas, probs, rois_num = raw["deltas"], raw["scores"], raw["rois_num"]
         num_classes = probs.shape[1] - 1
-        boxes = decode_deltas(deltas, raw["rois"], self.prior_box_var)  # [R, 4C] or [R, 4]
+        repeats = rois_num.astype("int64")
+        if self.plus_one:  # v0.1: decode in original pixels, clip to (w0 - 1, h0 - 1)
+            scale = paddle.repeat_interleave(image_meta["scale_factor"], repeats, axis=0)
+            rois = raw["rois"] / paddle.concat([scale[:, 1:2], scale[:, 0:1]] * 2, axis=1)
+            boxes = decode_deltas(
+                deltas, rois, self.prior_box_var, clip_ratio=None, legacy_plus_one=True
+            )
+            size = original_size(image_meta["im_shape"], image_meta["scale_factor"])  # [B, 2]
+            limit = paddle.repeat_interleave(size, repeats, axis=0).astype(boxes.dtype) - 1.0
+        else:
+            boxes = decode_deltas(deltas, raw["rois"], self.prior_box_var)  # [R, 4C] or [R, 4]
+            limit = paddle.repeat_interleave(image_meta["im_shape"], repeats, axis=0)  # [R, 2]
         boxes = boxes.reshape([-1, deltas.shape[1] // 4, 4])  # [R, C, 4] or [R, 1, 4]
         if boxes.shape[1] != num_classes:  # class-agnostic deltas (Cascade): one box for all
             boxes = boxes.expand([-1, num_classes, 4])  # [R, C, 4]
-        im_shape = image_meta["im_shape"]
-        img = paddle.repeat_interleave(im_shape, rois_num.astype("int64"), axis=0)  # [R, 2]
-        boxes = clip_boxes(boxes, img[:, 0:1], img[:, 1:2])  # [R, 1] broadcast over classes
+        boxes = clip_boxes(boxes, limit[:, 0:1], limit[:, 1:2])  # [R, 1] broadcast over classes
         return boxes, probs[:, :-1], rois_num
