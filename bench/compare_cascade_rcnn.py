@@ -78,7 +78,7 @@ def compare(
     ok = oracle.boxes_match(bbox, ref_bbox, 1e-3) and ok
 
     model.train()
-    losses = model({**batch, **oracle.padded_gt(inputs)})
+    losses = model.losses({**batch, **oracle.padded_gt(inputs)})
     ref_names = sorted(set(ref) - {"bbox", "bbox_num"})
     if sorted(losses) != ref_names or ref_names != sorted(LOSSES):
         print(f"{case}: DIFFERENT loss names: ours {sorted(losses)}, reference {ref_names}\n")

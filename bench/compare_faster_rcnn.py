@@ -83,7 +83,7 @@ def compare(case: str, base: str, shift: float, ref_python: str, seed: int, work
     ok = oracle.boxes_match(bbox, ref_bbox, 1e-3) and ok
 
     model.train()
-    losses = model({**batch, **padded_gt(inputs)})
+    losses = model.losses({**batch, **padded_gt(inputs)})
     names = ("loss", "loss_rpn_cls", "loss_rpn_reg", "loss_bbox_cls", "loss_bbox_reg")
     ok = oracle.losses_match(names, losses, ref) and ok
     return oracle.verdict(case, ok)

@@ -73,7 +73,7 @@ def compare(
     ok = oracle.boxes_match(bbox, ref["bbox"], 1e-5, relative=True) and ok
 
     model.train()
-    losses = model({**batch, **oracle.padded_gt(inputs)})
+    losses = model.losses({**batch, **oracle.padded_gt(inputs)})
     ok = oracle.losses_match(("loss", "loss_cls", "loss_reg"), losses, ref, sep="; ") and ok
     return oracle.verdict(case, ok)
 

@@ -162,8 +162,7 @@ def compare(name: str, ref_python: str, size: int, seed: int, work: Path) -> boo
     report = load_weights(model, str(work / "model.pdparams"), strict=True)
     missing, unused = report.missing, report.unused
     model.eval()
-    with paddle.no_grad():
-        out = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
+    out = model.predict({k: paddle.to_tensor(v) for k, v in inputs.items()})
     ours = {"bbox": out["bbox"].numpy(), "bbox_num": out["bbox_num"].numpy()}
     ref = dict(np.load(work / "reference.npz"))
 

@@ -245,9 +245,9 @@ def verdict(case: str, ok: bool) -> bool:
 def load_and_detect(
     cfg, work: Path, inputs: dict[str, np.ndarray]
 ) -> tuple[paddle.nn.Layer, bool, dict[str, paddle.Tensor], dict]:
-    """Build our model from ``cfg``, load ``work/model.pdparams`` strictly and run it in eval
-    mode on the image fields of ``inputs``. Returns (model, no missing/unused keys, the image
-    batch, the outputs)."""
+    """Build our model from ``cfg``, load ``work/model.pdparams`` strictly and run
+    ``model.predict`` (forward + postprocess, eval mode) on the image fields of ``inputs``.
+    Returns (model, no missing/unused keys, the image batch, the eval outputs)."""
     import ppdet
     from ppdet.zoo.weights import load_weights
 
@@ -256,9 +256,7 @@ def load_and_detect(
     ok = not report.missing and not report.unused
     batch = {k: paddle.to_tensor(inputs[k]) for k in ("image", "im_shape", "scale_factor")}
     model.eval()
-    with paddle.no_grad():
-        out = model(batch)
-    return model, ok, batch, out
+    return model, ok, batch, model.predict(batch)
 
 
 def main(

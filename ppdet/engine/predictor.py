@@ -82,12 +82,13 @@ class Predictor:
         score, x1, y1, x2, y2 in pixels of the image as shown: EXIF rotation applied) and the
         label list. Unreadable images are left out (``self.skipped``).
 
-        When the model returns ``mask`` (a list of B uint8 [n_b, H, W], or a Tensor [N, H, W]
-        when all images share one size) each entry also has ``"mask"``: uint8 [n, H, W].
+        When the model returns ``mask`` ([N, H_max, W_max], see ``Detector.postprocess``) each
+        entry also has ``"mask"``: uint8 [n, H, W] in the image's original size.
         """
         from ppdet.data.datasets import ImageFolder
         from ppdet.data.loader import build_dataset, build_loader
         from ppdet.evaluation.coco_eval import split_masks
+        from ppdet.modeling.postprocess import original_size
 
         has_section = self.cfg.get("TestDataset") is not None
         dataset = build_dataset(self.cfg, "test") if has_section else ImageFolder()
@@ -98,10 +99,13 @@ class Predictor:
         results = []
         with paddle.no_grad():
             for batch in tqdm(loader, desc="infer", unit="batch", leave=False):
-                out = self.model(batch)
+                out = self.model.predict(batch)
                 bbox = out["bbox"].numpy().reshape(-1, 6)
                 counts = out["bbox_num"].numpy().reshape(-1)
-                masks = split_masks(out["mask"], counts) if out.get("mask") is not None else None
+                masks = None
+                if out.get("mask") is not None:
+                    sizes = original_size(batch["im_shape"], batch["scale_factor"])
+                    masks = split_masks(out["mask"], counts, sizes)
                 start = 0
                 for b, (im_id, n) in enumerate(zip(batch["im_id"].numpy().reshape(-1), counts)):
                     rows = bbox[start : start + int(n)]

@@ -1,5 +1,6 @@
-"""The training / evaluation loop. It knows no architecture and no metric: the model returns
-named losses in train mode and ``bbox``/``bbox_num`` in eval mode; the evaluator scores them.
+"""The training / evaluation loop. It knows no architecture and no metric: in training
+``model.loss(model(batch), batch)`` gives named losses, in eval ``model.predict(batch)`` gives
+``bbox``/``bbox_num`` (and ``mask``); the evaluator scores them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ppdet.engine.ema import ModelEMA
 from ppdet.engine.history import TrainingHistory
 from ppdet.engine.logger import TrainLogger
 from ppdet.errors import PpdetError
+from ppdet.modeling.postprocess import original_size
 from ppdet.zoo.weights import load_weights
 
 
@@ -38,6 +40,11 @@ def seed_everything(seed: int) -> None:
 
 def _to_numpy(outputs: dict) -> dict:
     return {k: v.numpy() if isinstance(v, paddle.Tensor) else v for k, v in outputs.items()}
+
+
+def _original_sizes(batch: dict) -> np.ndarray:
+    """[B, 2] (h, w) original image sizes of a batch, which crop its masks."""
+    return original_size(batch["im_shape"], batch["scale_factor"]).numpy()
 
 
 class Trainer:
@@ -192,7 +199,7 @@ class Trainer:
     ) -> dict:
         """One optimizer step; ``lr`` is the per-iteration scheduler. Returns the loss values."""
         with paddle.amp.auto_cast(enable=self.amp):
-            outputs = model(batch)
+            outputs = self.model.loss(model(batch), batch)  # model: maybe DataParallel
         loss = outputs["loss"]
         values = {k: float(v.item()) for k, v in outputs.items() if k.startswith("loss")}
         if not all(math.isfinite(v) for v in values.values()):
@@ -275,6 +282,7 @@ class Trainer:
         """
         from ppdet.data.loader import build_dataset, build_loader
         from ppdet.evaluation import build_evaluator
+        from ppdet.evaluation.coco_eval import split_masks
 
         if self._eval_data is None:
             dataset = build_dataset(self.cfg, "eval")
@@ -294,11 +302,12 @@ class Trainer:
             for batch in tqdm(
                 loader, desc="eval", unit="batch", disable=not self.is_main, leave=False
             ):
-                out = _to_numpy(self.model(batch))
-                with_masks = out.get("mask") is not None and getattr(
-                    evaluator, "supports_masks", False
-                )
-                masks = {"mask": out["mask"]} if with_masks else {}
+                out = _to_numpy(self.model.predict(batch))
+                masks = {}
+                if out.get("mask") is not None and getattr(evaluator, "supports_masks", False):
+                    masks["mask"] = split_masks(
+                        out["mask"], out["bbox_num"], _original_sizes(batch)
+                    )
                 evaluator.update(
                     batch["im_id"].numpy().reshape(-1), out["bbox"], out["bbox_num"], **masks
                 )

@@ -36,11 +36,12 @@ STAT_NAMES = (
 )
 
 
-def split_masks(mask: Any, counts: np.ndarray) -> list[np.ndarray]:
+def split_masks(mask: Any, counts: np.ndarray, sizes: Any = None) -> list[np.ndarray]:
     """Per-image binary masks from a model's ``mask`` output, aligned with ``bbox`` rows.
 
-    ``mask`` is a list of B uint8 arrays [n_b, H_b, W_b] (each image's original size), or one
-    array/paddle Tensor [N, H, W] when all images share a size (split by ``counts`` [B]).
+    ``mask`` is one array/paddle Tensor [N, H, W] (the eval contract: the batch's largest
+    original size, split by ``counts`` [B]) or a list of B uint8 arrays [n_b, H_b, W_b].
+    ``sizes`` [B, 2] (h, w), if given, crops image b's masks to its original size.
     """
     counts = np.asarray(counts, dtype=np.int64).reshape(-1)  # [B]
     if isinstance(mask, (list, tuple)):
@@ -54,6 +55,9 @@ def split_masks(mask: Any, counts: np.ndarray) -> list[np.ndarray]:
         raise ValueError(
             f"mask rows per image {[len(p) for p in parts]} differ from bbox_num {counts.tolist()}"
         )
+    if sizes is not None:
+        sizes = np.asarray(sizes.numpy() if hasattr(sizes, "numpy") else sizes).reshape(-1, 2)
+        parts = [p[:, : int(h), : int(w)] for p, (h, w) in zip(parts, sizes)]
     return [p.astype(np.uint8, copy=False) for p in parts]
 
 

@@ -10,6 +10,10 @@ image and each class independently:
 
 then keeps the ``keep_top_k`` highest scoring detections of the image over all classes (all
 when -1). Rows come grouped by class (ascending), by decreasing score within a class.
+
+Two layouts: dense (every image has the same N candidate boxes, shared by all classes) and
+per-RoI (R-CNN: the RoIs of all images stacked, ``rois_num`` per image, one box per
+class and RoI).
 tests/modeling/test_nms.py checks this behaviour against a plain numpy implementation.
 """
 
@@ -29,23 +33,26 @@ def multiclass_nms(
     keep_top_k: int = 100,
     nms_threshold: float = 0.5,
     background_label: int = -1,
+    rois_num: paddle.Tensor | None = None,
 ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Per-class NMS for a batch of images.
 
-    boxes: [B, N, 4] x1y1x2y2 (pixels or normalised, the output keeps the unit).
-    scores: [B, C, N] per-class scores of each box.
+    Dense: boxes [B, N, 4] x1y1x2y2 (pixels or normalised, the output keeps the unit) and
+    scores [B, C, N] per-class scores of each box.
+    Per-RoI (``rois_num`` [B] int given): boxes [R, C, 4] (class c's box of each RoI), scores
+    [R, C], R = sum(rois_num), the RoIs of image b after those of images 0..b-1.
     background_label: a class index to ignore entirely, -1 for none.
     Returns ``(detections [K, 6] float32, rows [class, score, x1, y1, x2, y2],
     num [B] int32)``, where ``num[b]`` rows of ``detections`` belong to image b, in order.
     An image without boxes, or none above the threshold, contributes no rows.
     """
-    batch = boxes.shape[0]
-    if boxes.shape[1] == 0 or scores.shape[1] == 0:  # nothing to suppress
-        return paddle.zeros([0, 6], dtype=boxes.dtype), paddle.zeros([batch], dtype="int32")
+    if rois_num is not None:
+        rois_num = rois_num.astype("int32")
+    # empty inputs (no boxes) are fine: the kernel returns [0, 6] and zero counts
     detections, _index, num = _C_ops.multiclass_nms3(
         boxes,
         scores,
-        None,  # rois_num: None means a dense [B, N, 4] batch
+        rois_num,  # None: a dense [B, N, 4] batch
         float(score_threshold),
         int(nms_top_k),
         int(keep_top_k),

@@ -31,17 +31,25 @@ def roi_align(
     aligned: shift the boxes by -0.5 pixel (pixel centres at half-integers), as 2.x configs do.
     Returns [R, C, output_size, output_size]; R = 0 gives an empty [0, C, s, s] tensor.
     """
-    if rois.shape[0] == 0:
-        return paddle.zeros([0, feat.shape[1], output_size, output_size], feat.dtype)
-    return vops.roi_align(
-        feat,
-        rois,
-        rois_num.astype("int32"),
-        output_size,
+    kw = dict(
         spatial_scale=float(spatial_scale),
         sampling_ratio=int(sampling_ratio),
         aligned=bool(aligned),
     )
+    rois_num = rois_num.astype("int32")
+    if not paddle.in_dynamic_mode():
+        # A static graph: Paddle 3.1's kernel gives a 0-d result for an empty RoI list coming
+        # from distribute_fpn_proposals (an FPN level without RoIs), so one dummy RoI (of the
+        # last image) is appended and its row dropped.
+        batch = paddle.shape(rois_num)[0]
+        last = (paddle.arange(batch) == batch - 1).astype("int32")  # [B]
+        padded = paddle.concat([rois, paddle.zeros([1, 4], rois.dtype)])
+        out = vops.roi_align(feat, padded, rois_num + last, output_size, **kw)[:-1]
+    elif rois.shape[0] == 0:
+        out = paddle.zeros([0, feat.shape[1], output_size, output_size], feat.dtype)
+    else:
+        out = vops.roi_align(feat, rois, rois_num, output_size, **kw)
+    return out
 
 
 def distribute_fpn_proposals(

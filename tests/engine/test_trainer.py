@@ -41,18 +41,18 @@ def test_resume_continues_exactly(tiny_demo_data, tmp_path):
 
 def test_nan_loss_stops_with_iteration_and_keeps_last_checkpoint(tiny_demo_data, tmp_path):
     trainer = make_trainer(tiny_demo_data, tmp_path)
-    forward = trainer.model.forward
+    loss = trainer.model.loss
     calls = {"n": 0}
 
-    def poisoned(batch):
-        out = forward(batch)
+    def poisoned(raw, batch):
+        out = loss(raw, batch)
         calls["n"] += 1
         if calls["n"] == 3:  # epoch 2 (2 steps per epoch), after epoch_1 was saved
             out["loss_obj"] = out["loss_obj"] * float("nan")
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    trainer.model.forward = poisoned
+    trainer.model.loss = poisoned
     with pytest.raises(TrainingDiverged, match=r"iteration 3 .*loss_obj=nan.*epoch_1"):
         trainer.train()
     saved = paddle.load(str(tmp_path / "epoch_1.pdparams"))

@@ -174,7 +174,7 @@ def test_json_has_rle_segmentation(tmp_path):
 class MaskModel(paddle.nn.Layer):
     """Eval-mode stand-in: one detection per image covering its top-left quarter."""
 
-    def forward(self, batch: dict) -> dict:
+    def predict(self, batch: dict) -> dict:  # what Trainer / Predictor call
         b = batch["image"].shape[0]
         sizes = (batch["im_shape"] / batch["scale_factor"]).numpy().round().astype(int)
         rows, masks = [], []
@@ -242,7 +242,7 @@ class OracleMaskModel(paddle.nn.Layer):
         self.coco = COCO(anno_path)
         self.catid2clsid = {c: i for i, c in enumerate(sorted(self.coco.getCatIds()))}
 
-    def forward(self, batch: dict) -> dict:
+    def predict(self, batch: dict) -> dict:  # what Trainer calls
         rows, counts, masks = [], [], []
         for im_id in batch["im_id"].numpy().reshape(-1).tolist():
             anns = [a for a in self.coco.imgToAnns[im_id] if not a["iscrowd"]]

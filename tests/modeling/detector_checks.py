@@ -27,10 +27,9 @@ def eval_inputs(batch: dict) -> dict:
 
 
 def predict(model, batch: dict) -> dict:
-    """`model` in eval mode, one forward without gradients on `batch`."""
+    """`model` in eval mode: `model.predict(batch)` (forward + postprocess, no gradients)."""
     model.eval()
-    with paddle.no_grad():
-        return model(batch)
+    return model.predict(batch)
 
 
 def train_steps(
@@ -44,7 +43,7 @@ def train_steps(
     opt = paddle.optimizer.Adam(learning_rate=lr, parameters=model.parameters())
     history: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(steps):
-        losses = model(batch)
+        losses = model.losses(batch)
         for k in keys:
             history[k].append(float(losses[k]))
         losses["loss"].backward()

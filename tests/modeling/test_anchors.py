@@ -317,3 +317,24 @@ def test_ssd_errors():
     assert gen.num_priors == [3]
     with pytest.raises(ValueError, match="got 2 feature levels"):
         gen([(2, 2), (1, 1)], (16, 16))
+
+
+def test_anchors_of_a_grid_size_are_made_once():
+    gen = AnchorGenerator([[32], [64]], [0.5, 1.0, 2.0], [8, 16])
+    first = gen([(4, 6), (2, 3)])
+    again = gen([paddle.zeros([1, 8, 4, 6]), (2, 3)])  # a map or a size: the same grid
+    assert all(a is b for a, b in zip(first, again))  # reused, not recomputed
+    other = gen([(5, 6), (3, 3)])
+    assert other[0].shape == [5 * 6 * 3, 4] and other[0] is not first[0]
+    np.testing.assert_array_equal(
+        other[0].numpy()[: 4 * 6 * 3], first[0].numpy()
+    )  # row-major: the first 4 rows of cells agree
+    ssd = AnchorGeneratorSSD(steps=[8, 16], aspect_ratios=[[2.0], [2.0]], min_sizes=[30, 60],
+                             max_sizes=[60, 110])  # fmt: skip
+    priors = ssd([(4, 4), (2, 2)], (32, 32))
+    assert ssd([(4, 4), (2, 2)], (32, 32))[1] is priors[1]
+    wider = ssd([(4, 4), (2, 2)], (32, 64))  # another image size: other fractions
+    assert not np.array_equal(wider[0].numpy(), priors[0].numpy())
+    for i in range(gen.cache.size + 5):  # bounded: the oldest grids are dropped
+        gen([(i + 1, 1), (1, 1)])
+    assert len(gen.cache.entries) == gen.cache.size

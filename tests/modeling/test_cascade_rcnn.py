@@ -58,29 +58,36 @@ def test_names_and_shapes_equal_paddledetection():
 
 
 def test_refine_rois_decodes_clips_and_drops_empty_boxes():
-    rois = [T([[0, 0, 10, 10], [20, 0, 30, 10]], "float32"), T([[2, 2, 6, 6]], "float32")]
+    # image 0: RoIs 0 and 1, image 1: RoI 2
+    rois = T([[0, 0, 10, 10], [20, 0, 30, 10], [2, 2, 6, 6]], "float32")
+    num = T([2, 1], "int32")
     # RoI 0: dx 2 / 20 = 0.1 of the width (1 px), dw 10 log 2 / 10 -> twice as wide:
     # centre 6, width 20 -> [-4, 0, 16, 10], clipped to the 14-wide image -> [0, 0, 14, 10].
     # RoI 1 lies right of the image: clipped to [14, 0, 14, 10], no width.
     deltas = T([[2.0, 0, 10 * math.log(2.0), 0], [0, 0, 0, 0], [0, 0, 0, 0]], "float32")
     im_shape = T([[12, 14], [12, 4]], "float32")
-    out, num = refine_rois(deltas, rois, [20, 20, 10, 10], im_shape, drop_empty=False)
-    assert num.numpy().tolist() == [2, 1]
-    np.testing.assert_allclose(out[0].numpy(), [[0, 0, 14, 10], [14, 0, 14, 10]], atol=1e-5)
-    np.testing.assert_allclose(out[1].numpy(), [[2, 2, 4, 6]], atol=1e-5)  # image 1 is 4 wide
+    out, out_num = refine_rois(deltas, rois, num, [20, 20, 10, 10], im_shape, drop_empty=False)
+    assert out_num.numpy().tolist() == [2, 1] and out_num.dtype == paddle.int32
+    # image 1 is 4 wide
+    expected = [[0, 0, 14, 10], [14, 0, 14, 10], [2, 2, 4, 6]]
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
     # training drops boxes with no width or height; an image left with none keeps its first
-    out, num = refine_rois(deltas, rois, [20, 20, 10, 10], im_shape, drop_empty=True)
-    assert num.numpy().tolist() == [1, 1]
-    np.testing.assert_allclose(out[0].numpy(), [[0, 0, 14, 10]], atol=1e-5)
-    outside = [T([[20, 0, 30, 10], [16, 0, 18, 4]], "float32")]  # both empty once clipped
-    out, num = refine_rois(
-        paddle.zeros([2, 4]), outside, [10, 10, 5, 5], T([[12, 14]], "float32"), True
+    out, out_num = refine_rois(deltas, rois, num, [20, 20, 10, 10], im_shape, drop_empty=True)
+    assert out_num.numpy().tolist() == [1, 1]
+    np.testing.assert_allclose(out.numpy(), [[0, 0, 14, 10], [2, 2, 4, 6]], atol=1e-5)
+    # image 0 has only empty boxes once clipped (keeps its first), image 1 a good one
+    both = T([[20, 0, 30, 10], [16, 0, 18, 4], [0, 0, 4, 4]], "float32")
+    out, out_num = refine_rois(paddle.zeros([3, 4]), both, num, [10, 10, 5, 5], im_shape, True)
+    assert out_num.numpy().tolist() == [1, 1]
+    np.testing.assert_allclose(out.numpy(), [[14, 0, 14, 10], [0, 0, 4, 4]])
+    # an image without RoIs stays without
+    out, out_num = refine_rois(
+        paddle.zeros([1, 4]), both[2:], T([0, 1], "int32"), [10, 10, 5, 5], im_shape, True
     )
-    assert num.numpy().tolist() == [1]
-    np.testing.assert_allclose(out[0].numpy(), [[14, 0, 14, 10]])
+    assert out_num.numpy().tolist() == [0, 1] and out.shape == [1, 4]
     deltas.stop_gradient = False
-    out, _ = refine_rois(deltas, rois, [20, 20, 10, 10], im_shape, drop_empty=True)
-    assert out[0].stop_gradient  # the next stage does not train the previous one's deltas
+    out, _ = refine_rois(deltas, rois, num, [20, 20, 10, 10], im_shape, drop_empty=True)
+    assert out.stop_gradient  # the next stage does not train the previous one's deltas
 
 
 def test_later_stages_label_every_roi_at_their_threshold():
@@ -94,17 +101,18 @@ def test_later_stages_label_every_roi_at_their_threshold():
         [T([1], "int32"), paddle.zeros([0], "int32")],
     )
     # IoU with the gt: 1, 100 / 150 = 0.667, 100 / 180 = 0.556, 0
-    rois = [
-        T([[0, 0, 10, 10], [0, 0, 10, 15], [0, 0, 10, 18], [20, 20, 30, 30]], "float32"),
-        T([[1, 1, 5, 5]], "float32"),
-    ]
-    labels, boxes = head._label_all(rois, gt, 0.6)
-    assert labels[0].numpy().tolist() == [1, 1, 3, 3]  # no ignored band, no gt appended
-    assert labels[1].numpy().tolist() == [3]  # no gt: background, zero boxes
-    np.testing.assert_array_equal(boxes[0].numpy(), [[0, 0, 10, 10]] * 4)
-    assert float(boxes[1].abs().sum()) == 0 and boxes[1].shape == [1, 4]
-    labels, _ = head._label_all(rois, gt, 0.7)
-    assert labels[0].numpy().tolist() == [1, 3, 3, 3]
+    rois = T(
+        [[0, 0, 10, 10], [0, 0, 10, 15], [0, 0, 10, 18], [20, 20, 30, 30], [1, 1, 5, 5]],
+        "float32",
+    )  # 4 RoIs of image 0, 1 of image 1
+    num = T([4, 1], "int32")
+    labels, boxes = head._label_all(rois, num, gt, 0.6)
+    # no ignored band, no gt appended; image 1 has no gt: background, zero box
+    assert labels.numpy().tolist() == [1, 1, 3, 3, 3]
+    np.testing.assert_array_equal(boxes.numpy()[:4], [[0, 0, 10, 10]] * 4)
+    assert float(boxes[4].abs().sum()) == 0 and boxes.shape == [5, 4]
+    labels, _ = head._label_all(rois, num, gt, 0.7)
+    assert labels.numpy().tolist() == [1, 3, 3, 3, 3]
 
 
 def test_class_agnostic_loss_and_decode():
@@ -123,10 +131,9 @@ def test_class_agnostic_loss_and_decode():
     assert float(loss_reg) < 1e-6
     # decode: one box per RoI, shared by every class
     probs = T([[0.2, 0.3, 0.1, 0.4], [0.1, 0.1, 0.1, 0.7]], "float32")
-    boxes, cls_scores = RCNNBox([20, 20, 10, 10])(
-        (deltas, probs), rois, T([2], "int32"), T([[50, 50]], "float32")
-    )
-    assert boxes.shape == [2, 3, 4]
+    raw = {"deltas": deltas, "scores": probs, "rois": rois, "rois_num": T([2], "int32")}
+    boxes, cls_scores, num = RCNNBox([20, 20, 10, 10])(raw, {"im_shape": T([[50, 50]], "float32")})
+    assert boxes.shape == [2, 3, 4] and num.numpy().tolist() == [2]
     np.testing.assert_allclose(boxes.numpy()[0], [[1, 0, 11, 10]] * 3, atol=1e-5)
     np.testing.assert_allclose(cls_scores.numpy(), probs.numpy()[:, :3])
 
@@ -143,7 +150,7 @@ def test_loss_names_and_an_image_without_gt():
     model = tiny_model()
     model.train()
     batch = fixed_batch()
-    losses = model(batch)
+    losses = model.losses(batch)
     assert sorted(losses) == NAMES and all(np.isfinite(float(v)) for v in losses.values())
     parts = sum(float(losses[k]) for k in NAMES if k != "loss")
     np.testing.assert_allclose(float(losses["loss"]), parts, rtol=1e-6)
@@ -153,7 +160,7 @@ def test_loss_names_and_an_image_without_gt():
     # stage 0 saw the appended gt boxes, so it has foreground RoIs to regress
     assert float(losses["loss_bbox_reg_stage0"]) > 0
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
-    losses = model(batch)
+    losses = model.losses(batch)
     assert all(float(losses[f"loss_bbox_reg_stage{k}"]) == 0 for k in range(3))
     assert all(float(losses[f"loss_bbox_cls_stage{k}"]) > 0 for k in range(3))
     losses["loss"].backward()
@@ -171,20 +178,23 @@ def test_eval_mean_of_stages_output_format_and_no_detections():
     with paddle.no_grad():
         # the head's probabilities are the mean of the three stages' softmax, each stage on
         # the boxes the previous one refined
-        feats = model.neck(model.backbone(batch["image"]))
-        rois, rois_num, _ = model.rpn_head(feats, {"im_shape": batch["im_shape"]})
-        (deltas, probs), last_rois, _ = model.bbox_head(feats, rois, rois_num, batch["im_shape"])
+        raw = model(batch)
+        feats = model.features(batch["image"])
+        rois, rois_num = raw["rpn"]["rois"], raw["rpn"]["rois_num"]
         head, stage_probs, d = model.bbox_head, [], None
         for k in range(3):
             if k:
                 rois, rois_num = refine_rois(
-                    d, rois, head.bbox_weight[k - 1], batch["im_shape"], False
+                    d, rois, rois_num, head.bbox_weight[k - 1], batch["im_shape"], False
                 )
-            s, d = head._stage(feats, paddle.concat(rois), rois_num, k)
+            _, s, d = head._stage(feats, rois, rois_num, k)
             stage_probs.append(paddle.nn.functional.softmax(s, axis=-1).numpy())
-    np.testing.assert_allclose(probs.numpy(), np.mean(stage_probs, axis=0), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(last_rois.numpy(), paddle.concat(rois).numpy())
-    np.testing.assert_allclose(deltas.numpy(), d.numpy())
+    roi = raw["roi"]
+    np.testing.assert_allclose(
+        roi["scores"].numpy(), np.mean(stage_probs, axis=0), rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(roi["rois"].numpy(), rois.numpy())
+    np.testing.assert_allclose(roi["deltas"].numpy(), d.numpy())
     bbox = check_detections(out, [100, 100], num_classes=3)
     check_boxes_in_images(bbox, SIZE, first=100)  # 96x96, and 192x192 for the one downscaled by 2
     check_no_detections(

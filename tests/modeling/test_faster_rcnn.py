@@ -17,8 +17,7 @@ from ppdet.modeling.assigners import BBoxAssigner, subsample_labels
 from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
 from ppdet.modeling.heads.bbox_head import RoIAlign
 from ppdet.modeling.heads.proposal_generator import ProposalGenerator
-from ppdet.modeling.postprocess import RCNNBox, rcnn_post_process
-from ppdet.modeling.postprocess.yolo import MultiClassNMS
+from ppdet.modeling.postprocess import BBoxPostProcess, MultiClassNMS, RCNNBox
 from ppdet.ops.roi import distribute_fpn_proposals, roi_align
 from tests.modeling.detector_checks import (
     assert_loss_drops,
@@ -100,24 +99,27 @@ def test_rpn_targets_on_hand_made_boxes():
 
 
 def test_bbox_assigner_appends_gt_and_samples():
-    rois = [T([[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]], "float32")]
+    rois = T([[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]], "float32")
     gt = [T([[0, 0, 10, 12]], "float32")]
     cls = [T([2], "int32")]
     assigner = BBoxAssigner(batch_size_per_im=4, fg_fraction=0.5, num_classes=3, use_random=False)
-    out_rois, num, labels, gt_boxes = assigner(rois, gt, cls)
+    out_rois, num, labels, gt_boxes = assigner(rois, T([3], "int32"), gt, cls)
     # IoUs 10/12, 0.6, 0, and the appended gt 1: foreground 0, 1, 3 (at most 2), background 2
     assert num.numpy().tolist() == [3]
     np.testing.assert_array_equal(
-        out_rois[0].numpy(), [[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]]
+        out_rois.numpy(), [[0, 0, 10, 10], [0, 0, 10, 20], [30, 30, 40, 40]]
     )
-    assert labels[0].numpy().tolist() == [2, 2, 3]
-    np.testing.assert_array_equal(gt_boxes[0].numpy(), [[0, 0, 10, 12]] * 3)
-    # an image without gt: every proposal is background, gt boxes zero
+    assert labels.numpy().tolist() == [2, 2, 3]
+    np.testing.assert_array_equal(gt_boxes.numpy(), [[0, 0, 10, 12]] * 3)
+    # two images, the second without gt: every proposal is background, gt boxes zero
     out_rois, num, labels, gt_boxes = assigner(
-        rois, [paddle.zeros([0, 4])], [paddle.zeros([0], "int32")]
+        paddle.concat([rois, rois]),
+        T([3, 3], "int32"),
+        gt + [paddle.zeros([0, 4])],
+        cls + [paddle.zeros([0], "int32")],
     )
-    assert num.numpy().tolist() == [3] and labels[0].numpy().tolist() == [3, 3, 3]
-    assert float(gt_boxes[0].abs().sum()) == 0
+    assert num.numpy().tolist() == [3, 3] and labels.numpy().tolist() == [2, 2, 3, 3, 3, 3]
+    assert float(gt_boxes[3:].abs().sum()) == 0
 
 
 def test_proposals_shapes_and_clipping():
@@ -129,11 +131,9 @@ def test_proposals_shapes_and_clipping():
     anchors = ppdet.modeling.anchors.AnchorGenerator([[8], [16]], [0.5, 1.0, 2.0], [4, 8])(sizes)
     im_shape = T([[32, 32], [20, 28]], "float32")
     rois, num = gen(scores, deltas, anchors, im_shape)
-    assert num.numpy().tolist() == [r.shape[0] for r in rois] and all(
-        0 < n <= 20 for n in num.numpy()
-    )
-    for r, (h, w) in zip(rois, [(32, 32), (20, 28)]):
-        r = r.numpy()
+    assert num.numpy().sum() == rois.shape[0] and all(0 < n <= 20 for n in num.numpy())
+    per_image = np.split(rois.numpy(), np.cumsum(num.numpy())[:-1])
+    for r, (h, w) in zip(per_image, [(32, 32), (20, 28)]):
         assert (
             r.shape[1] == 4
             and (r[:, [0, 1]] >= 0).all()
@@ -143,6 +143,47 @@ def test_proposals_shapes_and_clipping():
     # a single level (C4) keeps post_nms_top_n per image
     rois, num = ProposalGenerator(50, 10, 0.7, 0.0)(scores[:1], deltas[:1], anchors[:1], im_shape)
     assert all(n <= 10 for n in num.numpy())
+
+
+def per_image_proposals(gen, scores, deltas, anchors, im_shape):
+    """The proposals one image at a time: each level's ``generate_proposals``, the levels
+    pooled, the ``post_nms_top_n`` most probable kept if there are more."""
+    top = gen.pre_nms_top_n if gen.topk_after_collect else gen.post_nms_top_n
+    out = []
+    for b in range(im_shape.shape[0]):
+        rois, probs = [], []
+        for s, d, a in zip(scores, deltas, anchors):
+            grid = a.reshape([s.shape[2], s.shape[3], s.shape[1], 4])
+            r, p, _ = paddle.vision.ops.generate_proposals(
+                s[b : b + 1], d[b : b + 1], im_shape[b : b + 1], grid, paddle.ones_like(grid),
+                pre_nms_top_n=gen.pre_nms_top_n, post_nms_top_n=top, nms_thresh=gen.nms_thresh,
+                min_size=gen.min_size, pixel_offset=False, return_rois_num=True,
+            )  # fmt: skip
+            rois.append(r)
+            probs.append(p.flatten())
+        rois, probs = paddle.concat(rois), paddle.concat(probs)
+        if len(scores) > 1 and rois.shape[0] > gen.post_nms_top_n:
+            rois = paddle.gather(rois, paddle.topk(probs, gen.post_nms_top_n)[1])
+        out.append(rois.numpy())
+    return out
+
+
+@pytest.mark.parametrize("top_after_collect", [False, True])
+def test_batched_proposals_equal_image_by_image(top_after_collect):
+    paddle.seed(1)
+    sizes = [(12, 16), (6, 8), (3, 4)]
+    anchors = ppdet.modeling.anchors.AnchorGenerator([[8], [16], [32]], [0.5, 1.0, 2.0], [4, 8, 16])
+    scores = [paddle.randn([3, 3, h, w]) * 2 for h, w in sizes]
+    deltas = [paddle.randn([3, 12, h, w]) * 0.2 for h, w in sizes]
+    im_shape = T([[48, 64], [40, 60], [30, 64]], "float32")
+    for post in (40, 150, 1000):  # cut for every image, some, none
+        gen = ProposalGenerator(200, post, 0.7, 0.0, topk_after_collect=top_after_collect)
+        for levels in (3, 1):  # FPN, and one level (C4)
+            args = (scores[:levels], deltas[:levels], anchors(sizes)[:levels], im_shape)
+            rois, num = gen(*args)
+            expected = per_image_proposals(gen, *args)
+            assert num.numpy().tolist() == [len(e) for e in expected] and num.dtype == paddle.int32
+            np.testing.assert_array_equal(rois.numpy(), np.concatenate(expected))
 
 
 def test_roi_align_and_level_assignment():
@@ -176,13 +217,15 @@ def test_rcnn_post_process_hand_checked():
     deltas = paddle.zeros([2, 8])
     deltas[1, 4:] = T([0.0, 0.0, 5 * math.log(2.0), 0.0])  # class 1 of RoI 1: twice as wide
     probs = T([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], "float32")  # background last
-    im_shape = T([[80, 80], [60, 120]], "float32")
-    scale = T([[2.0, 2.0], [0.5, 0.5]], "float32")
+    raw = {"deltas": deltas, "scores": probs, "rois": rois, "rois_num": T([1, 1], "int32")}
+    meta = {
+        "im_shape": T([[80, 80], [60, 120]], "float32"),
+        "scale_factor": T([[2.0, 2.0], [0.5, 0.5]], "float32"),
+    }
     nms = MultiClassNMS(score_threshold=0.05, nms_top_k=-1, keep_top_k=100, nms_threshold=0.5)
-    bbox, num = rcnn_post_process(
-        (deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms
-    )
-    assert num.numpy().tolist() == [2, 2]
+    post = BBoxPostProcess(RCNNBox(), nms)
+    bbox, num = post(raw, meta)
+    assert num.numpy().tolist() == [2, 2] and num.dtype == paddle.int32
     got = {(int(r[0]), round(float(r[1]), 4)): r[2:].tolist() for r in bbox.numpy()[:2]}
     assert got == {(0, 0.1): [5, 10, 25, 30], (1, 0.7): [5, 10, 25, 30]}
     rows = bbox.numpy()[2:]
@@ -191,10 +234,14 @@ def test_rcnn_post_process_hand_checked():
     np.testing.assert_allclose(rows[1], [1, 0.3, 0, 0, 240, 80], rtol=1e-5)
     # nothing above the threshold: no rows at all
     nms.score_threshold = 0.9
-    bbox, num = rcnn_post_process(
-        (deltas, probs), rois, T([1, 1], "int32"), im_shape, scale, RCNNBox(), nms
-    )
+    bbox, num = post(raw, meta)
     assert bbox.shape == [0, 6] and num.numpy().tolist() == [0, 0]
+    # a box that clipping leaves without width is dropped, and its image's count with it
+    nms.score_threshold = 0.05
+    raw["rois"] = T([[10, 20, 50, 60], [130, 0, 200, 40]], "float32")  # right of image 1
+    raw["deltas"] = paddle.zeros([2, 8])
+    bbox, num = post(raw, meta)
+    assert num.numpy().tolist() == [2, 0] and bbox.shape == [2, 6]
 
 
 def tiny_model(seed=0, extra=()):
@@ -212,7 +259,7 @@ def test_loss_names_and_an_image_without_gt():
     model = tiny_model()
     model.train()
     batch = fixed_batch()
-    losses = model(batch)
+    losses = model.losses(batch)
     assert sorted(losses) == NAMES and all(np.isfinite(float(v)) for v in losses.values())
     parts = sum(float(losses[k]) for k in NAMES[1:])
     np.testing.assert_allclose(float(losses["loss"]), parts, rtol=1e-6)
@@ -222,10 +269,10 @@ def test_loss_names_and_an_image_without_gt():
     runs = []
     for _ in range(2):
         paddle.seed(7)
-        runs.append([float(v) for v in model(batch).values()])
+        runs.append([float(v) for v in model.losses(batch).values()])
     assert runs[0] == runs[1]
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
-    losses = model(batch)
+    losses = model.losses(batch)
     assert float(losses["loss_rpn_reg"]) == 0 and float(losses["loss_bbox_reg"]) == 0
     assert float(losses["loss_rpn_cls"]) > 0 and float(losses["loss_bbox_cls"]) > 0
     losses["loss"].backward()

@@ -14,6 +14,7 @@ import paddle.nn.functional as F
 import pytest
 
 import ppdet
+from ppdet.evaluation.coco_eval import split_masks
 from ppdet.modeling.assigners import MaskAssigner, polygons_to_mask
 from ppdet.modeling.heads.mask_head import MaskFeat, MaskHead
 from ppdet.modeling.postprocess import paste_masks
@@ -95,7 +96,7 @@ def test_polygons_to_mask_hand_rasterised():
     np.testing.assert_array_equal(polygons_to_mask(two, np.array([0, 0, 28, 28]), 14), expected)
 
 
-def test_mask_assigner_takes_foreground_rois_and_their_gt():
+def test_mask_assigner_rasterises_each_roi_with_its_gt():
     gt_boxes = [T([[0, 0, 28, 28], [40, 40, 68, 68]], "float32"), T(np.zeros((0, 4)), "float32")]
     polys = [
         [
@@ -104,33 +105,28 @@ def test_mask_assigner_takes_foreground_rois_and_their_gt():
         ],  # top half of gt 1
         [],
     ]
-    rois = [
-        T([[40, 40, 68, 68], [0, 0, 28, 28], [0, 0, 90, 90], [1, 1, 29, 29]], "float32"),
-        T([[0, 0, 10, 10]], "float32"),
-    ]
-    labels = [T([2, 0, 3, -1], "int32"), T([3], "int32")]  # 3 = background (C = 3)
-    index, fg_rois, num, classes, targets = MaskAssigner(14, num_classes=3)(
-        rois, labels, gt_boxes, polys
-    )
-    assert index.numpy().tolist() == [0, 1] and num.numpy().tolist() == [2, 0]
-    assert (
-        classes.numpy().tolist() == [2, 0]
-        and fg_rois[0].shape == [2, 4]
-        and fg_rois[1].shape == [0, 4]
-    )
+    # the foreground RoIs: two of image 0 (matching gt 1, then gt 0), none of image 1
+    rois = T([[40, 40, 68, 68], [0, 0, 28, 28]], "float32")
+    targets = MaskAssigner(14, num_classes=3)(rois, T([2, 0], "int32"), gt_boxes, polys)
     top, left = np.zeros((14, 14), "float32"), np.zeros((14, 14), "float32")
     top[:7], left[:, :7] = 1, 1
     np.testing.assert_array_equal(targets.numpy(), np.stack([top, left]))
-    # no foreground RoI anywhere: empty outputs
-    index, _, num, classes, targets = MaskAssigner(14, 3)(
-        rois[1:], labels[1:], gt_boxes[1:], polys[1:]
+    # no foreground RoI anywhere: no targets
+    targets = MaskAssigner(14, 3)(paddle.zeros([0, 4]), T([0], "int32"), gt_boxes[1:], polys[1:])
+    assert targets.shape == [0, 14, 14]
+
+
+def paste(masks, boxes, h, w):
+    """One image's masks pasted with ``paste_masks`` (NumPy in and out)."""
+    out = paste_masks(
+        T(masks, "float32"), T(boxes, "float32"), T([len(masks)], "int32"), T([[h, w]], "int32")
     )
-    assert index.shape == [0] and targets.shape == [0, 14, 14] and num.numpy().tolist() == [0]
+    return out.numpy()
 
 
 def test_paste_masks_known_and_against_grid_sample():
     ones = np.ones((1, 28, 28))
-    out = paste_masks(ones, np.array([[10, 20, 30, 40]]), 50, 60)
+    out = paste(ones, np.array([[10, 20, 30, 40]]), 50, 60)
     expected = np.zeros((1, 50, 60), "uint8")
     expected[0, 20:40, 10:30] = 1
     assert out.dtype == np.uint8
@@ -139,7 +135,7 @@ def test_paste_masks_known_and_against_grid_sample():
     half[0, :, :14] = 1
     expected = np.zeros((1, 28, 28), "uint8")
     expected[0, :, :14] = 1
-    np.testing.assert_array_equal(paste_masks(half, np.array([[0, 0, 28, 28]]), 28, 28), expected)
+    np.testing.assert_array_equal(paste(half, np.array([[0, 0, 28, 28]]), 28, 28), expected)
     # arbitrary boxes: Paddle's grid_sample (bilinear, align_corners False, zero padding)
     rng = np.random.default_rng(0)
     masks = rng.uniform(0, 1, (3, 28, 28))
@@ -155,9 +151,30 @@ def test_paste_masks_known_and_against_grid_sample():
     ref = F.grid_sample(
         T(masks[:, None], "float32"), T(grid, "float32"), align_corners=False
     ).numpy()[:, 0]
-    ours = paste_masks(masks, boxes, h, w)
-    assert ((ref >= 0.5) != ours).sum() <= 2  # float32 vs float64 at the threshold only
-    assert paste_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), h, w).shape == (0, h, w)
+    ours = paste(masks, boxes, h, w)
+    assert ((ref >= 0.5) != ours).sum() <= 2  # rounding at the threshold only
+    assert paste(np.zeros((0, 28, 28)), np.zeros((0, 4)), h, w).shape == (0, h, w)
+    # two images: all rows at the larger size, each zero outside its own image (20 x 30)
+    out = paste_masks(
+        T(np.ones((3, 28, 28)), "float32"),
+        T([[0, 0, 64, 48], [10, 5, 60, 40], [0, 0, 30, 20]], "float32"),
+        T([2, 1], "int32"),
+        T([[48, 64], [20, 30]], "int32"),
+    ).numpy()
+    assert out.shape == (3, 48, 64) and out.dtype == np.uint8
+    expected = np.zeros((3, 48, 64), "uint8")
+    expected[0] = 1
+    expected[1, 5:40, 10:60] = 1
+    expected[2, :20, :30] = 1
+    np.testing.assert_array_equal(out, expected)
+    # a box running past its (smaller) image is cut at the image border
+    out = paste_masks(
+        T(np.ones((2, 28, 28)), "float32"),
+        T([[0, 0, 64, 48], [0, 0, 64, 48]], "float32"),
+        T([1, 1], "int32"),
+        T([[48, 64], [20, 30]], "int32"),
+    ).numpy()
+    assert out[1, :20, :30].all() and out[1].sum() == 20 * 30
 
 
 def test_mask_head_loss_is_own_class_bce_over_pixels():
@@ -178,9 +195,14 @@ def test_mask_head_loss_is_own_class_bce_over_pixels():
             [np.array([32, 32, 64, 32, 64, 48, 32, 48], "float32")],
         ]
     ]
-    rois = [T([[0, 0, 32, 32], [32, 32, 64, 64], [10, 40, 20, 60]], "float32")]
-    labels = [T([1, 2, 3], "int32")]  # the last is background
-    loss = float(head(feats, rois, labels, gt, polys)["loss_mask"])
+    sample = {
+        "rois": T([[0, 0, 32, 32], [10, 40, 20, 60], [32, 32, 64, 64]], "float32"),
+        "rois_num": T([3], "int32"),
+        "labels": T([1, 3, 2], "int32"),  # the second is background
+    }
+    raw = head(feats, sample)
+    assert raw["rois_num"].numpy().tolist() == [2] and raw["logits"].shape == [2, 8, 8]
+    loss = float(head.get_loss(raw, gt, polys)["loss_mask"])
     fg = T([[0, 0, 32, 32], [32, 32, 64, 64]], "float32")
     logits = head.mask_fcn_logits(head.head(head.roi_extractor(feats, fg, T([2], "int32")))).numpy()
     x = np.stack([logits[0, 1], logits[1, 2]])  # [2, 8, 8] own class
@@ -216,18 +238,18 @@ def test_loss_names_and_no_foreground():
     model = tiny_model()
     model.train()
     batch = fixed_batch()
-    losses = model(batch)
+    losses = model.losses(batch)
     assert sorted(losses) == NAMES and all(np.isfinite(float(v)) for v in losses.values())
     np.testing.assert_allclose(
         float(losses["loss"]), sum(float(losses[k]) for k in NAMES[1:]), rtol=1e-6
     )
     assert float(losses["loss_mask"]) > 0
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes: no mask target
-    losses = model(batch)
+    losses = model.losses(batch)
     assert float(losses["loss_mask"]) == 0
     losses["loss"].backward()
     with pytest.raises(KeyError, match="gt_poly"):
-        model({k: v for k, v in fixed_batch().items() if k != "gt_poly"})
+        model.losses({k: v for k, v in fixed_batch().items() if k != "gt_poly"})
 
 
 def test_training_steps_lower_the_mask_loss():
@@ -243,7 +265,12 @@ def test_eval_output_format_and_no_detections():
     out = predict(model, batch)
     num = out["bbox_num"].numpy()
     assert num.tolist() == [100, 100] and out["bbox"].shape == [200, 6]
-    masks = out["mask"]
+    # one tensor at the larger original size; image 0 (96 x 96) is zero beyond its own size
+    assert out["mask"].shape == [200, 2 * SIZE, 2 * SIZE] and out["mask"].dtype == paddle.uint8
+    assert (
+        not out["mask"].numpy()[:100, SIZE:].any() and not out["mask"].numpy()[:100, :, SIZE:].any()
+    )
+    masks = split_masks(out["mask"], num, [[SIZE, SIZE], [2 * SIZE, 2 * SIZE]])
     assert [m.shape for m in masks] == [(100, SIZE, SIZE), (100, 2 * SIZE, 2 * SIZE)]
     assert all(m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1} for m in masks)
     # a mask stays near its box (at most one mask cell outside)
@@ -256,8 +283,7 @@ def test_eval_output_format_and_no_detections():
     model = tiny_model(extra=["BBoxPostProcess.nms.score_threshold=0.99"])
     out = predict(model, batch)
     check_no_detections(out, 2)
-    assert [m.shape for m in out["mask"]] == [(0, SIZE, SIZE), (0, 2 * SIZE, 2 * SIZE)]
-    assert all(m.dtype == np.uint8 for m in out["mask"])
+    assert out["mask"].shape == [0, 2 * SIZE, 2 * SIZE] and out["mask"].dtype == paddle.uint8
 
 
 def test_tools_train_eval_infer(tiny_demo_data, tmp_path):

@@ -12,7 +12,7 @@ import paddle
 import pytest
 
 import ppdet
-from ppdet.modeling.postprocess import retina_decode
+from ppdet.modeling.postprocess import RetinaBox, retina_decode
 from tests.modeling.detector_checks import (
     assert_loss_drops,
     check_detections,
@@ -95,6 +95,11 @@ def test_decode_known_deltas():
     boxes, scores = retina_decode([logits], [deltas], anchors, scale, num_classes=2, nms_pre=1)
     np.testing.assert_allclose(boxes.numpy()[0], expected[1:], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(scores.numpy()[0, :, 0], sig([2.0, -3.0]), rtol=1e-6)
+    # RetinaBox: the same as the decoder of BBoxPostProcess, reading the raw output dict
+    raw = {"cls_logits": [logits], "bbox_deltas": [deltas], "anchors": anchors}
+    boxes, scores, rois_num = RetinaBox(num_classes=2, nms_pre=1)(raw, {"scale_factor": scale})
+    np.testing.assert_allclose(boxes.numpy()[0], expected[1:], rtol=1e-5, atol=1e-5)
+    assert scores.shape == [1, 2, 1] and rois_num is None
 
 
 def fixed_batch():
@@ -115,14 +120,14 @@ def test_loss_names_and_an_image_without_gt():
     model = tiny_model()
     model.train()
     batch = fixed_batch()
-    losses = model(batch)
+    losses = model.losses(batch)
     assert sorted(losses) == ["loss", "loss_cls", "loss_reg"]
     assert all(np.isfinite(float(v)) for v in losses.values())
     np.testing.assert_allclose(
         float(losses["loss"]), float(losses["loss_cls"] + losses["loss_reg"]), rtol=1e-6
     )
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
-    losses = model(batch)
+    losses = model.losses(batch)
     assert float(losses["loss_reg"]) == 0 and 0 < float(losses["loss_cls"]) < 1e6
     losses["loss"].backward()
 

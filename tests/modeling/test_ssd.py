@@ -222,9 +222,13 @@ def test_decode_known_deltas():
     # dx = 1 -> centre x + 0.1 * 0.4; dw = 5 ln 2 -> width doubles; dy = dh = 0
     deltas = paddle.to_tensor([[[1.0, 0.0, 5 * math.log(2.0), 0.0]]], "float32")
     logits = paddle.to_tensor([[[0.0, math.log(3.0), 0.0]]], "float32")  # softmax 1/5, 3/5, 1/5
-    boxes, scores = SSDBox()(
-        (deltas, logits), prior, paddle.to_tensor([[300.0, 300.0]]), paddle.to_tensor([[0.75, 0.6]])
-    )  # original image 400 high, 500 wide
+    raw = {"box_deltas": deltas, "cls_logits": logits, "priors": prior}
+    meta = {
+        "im_shape": paddle.to_tensor([[300.0, 300.0]]),
+        "scale_factor": paddle.to_tensor([[0.75, 0.6]]),
+    }  # original image 400 high, 500 wide
+    boxes, scores, rois_num = SSDBox()(raw, meta)
+    assert rois_num is None  # dense layout
     cx, w = 0.44, 0.8
     np.testing.assert_allclose(
         boxes.numpy()[0, 0],
@@ -238,13 +242,13 @@ def test_loss_names_and_an_image_without_gt():
     model = tiny_model()
     model.train()
     batch = fixed_batch()
-    losses = model(batch)
+    losses = model.losses(batch)
     assert sorted(losses) == ["loss", "loss_conf", "loss_loc"]
     np.testing.assert_allclose(
         float(losses["loss"]), float(losses["loss_conf"] + losses["loss_loc"]), rtol=1e-6
     )
     batch["pad_gt_mask"] = paddle.zeros_like(batch["pad_gt_mask"])  # no real boxes at all
-    losses = model(batch)
+    losses = model.losses(batch)
     assert float(losses["loss_loc"]) == 0 and 0 < float(losses["loss_conf"]) < 1e6
     losses["loss"].backward()
 

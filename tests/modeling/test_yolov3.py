@@ -58,7 +58,7 @@ def test_loss_falls_on_a_fixed_batch():
     opt = paddle.optimizer.Adam(learning_rate=5e-3, parameters=model.parameters())
     history = []
     for _ in range(20):
-        losses = model(batch)
+        losses = model.losses(batch)
         assert set(losses) == {"loss", "loss_xy", "loss_wh", "loss_obj", "loss_cls"}
         assert all(np.isfinite(float(v)) and v.shape == [] for v in losses.values())
         losses["loss"].backward()
@@ -117,14 +117,12 @@ def test_eval_output_and_an_image_without_detections():
     model.eval()
     batch = fixed_batch()
     batch["image"][0] = 0.0  # a blank image
-    with paddle.no_grad():
-        out = model(eval_batch(batch))
+    out = model.predict(eval_batch(batch))
     assert set(out) == {"bbox", "bbox_num"}
     assert (check_detections(out, batch) > 0).all()  # random weights: detections everywhere
 
     make_first_image_silent(model, batch)
-    with paddle.no_grad():
-        out = model(eval_batch(batch))
+    out = model.predict(eval_batch(batch))
     bbox_num = check_detections(out, batch)
     assert bbox_num[0] == 0 and bbox_num[1] > 0
 
@@ -132,21 +130,18 @@ def test_eval_output_and_an_image_without_detections():
 def test_state_dict_round_trip(tmp_path):
     model = tiny_yolov3(seed=0)
     model.train()
-    model(fixed_batch())["loss"].backward()  # one pass moves the BN running statistics
+    model.losses(fixed_batch())["loss"].backward()  # one pass moves the BN running statistics
     model.eval()
     batch = eval_batch(fixed_batch())
-    with paddle.no_grad():
-        expected = model(batch)
+    expected = model.predict(batch)
     paddle.save(model.state_dict(), str(tmp_path / "model.pdparams"))
 
     fresh = tiny_yolov3(seed=1)
     fresh.eval()
-    with paddle.no_grad():
-        assert not np.allclose(fresh(batch)["bbox"].numpy()[:5], expected["bbox"].numpy()[:5])
+    assert not np.allclose(fresh.predict(batch)["bbox"].numpy()[:5], expected["bbox"].numpy()[:5])
     missing, unexpected = fresh.set_state_dict(paddle.load(str(tmp_path / "model.pdparams")))
     assert not missing and not unexpected
-    with paddle.no_grad():
-        got = fresh(batch)
+    got = fresh.predict(batch)
     np.testing.assert_array_equal(got["bbox_num"].numpy(), expected["bbox_num"].numpy())
     np.testing.assert_array_equal(got["bbox"].numpy(), expected["bbox"].numpy())
 

@@ -130,8 +130,7 @@ def test_publish_serve_fetch_gives_identical_detections(
         "im_shape": paddle.to_tensor([[64.0, 64.0]]),
         "scale_factor": paddle.to_tensor([[1.0, 1.0]]),
     }
-    with paddle.no_grad():
-        a, b = model(batch), fresh(batch)
+    a, b = model.predict(batch), fresh.predict(batch)
     assert np.array_equal(a["bbox"].numpy(), b["bbox"].numpy()) and a["bbox"].shape[0] > 0
 
     images = sorted(

@@ -17,14 +17,37 @@ k = 0..n-1 (n = ``scales_per_octave``), e.g. 32, 40.3, 50.8 at stride 8.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import paddle
 
-__all__ = ["AnchorGenerator", "RetinaAnchorGenerator", "grid_size"]
+__all__ = ["AnchorCache", "AnchorGenerator", "RetinaAnchorGenerator", "grid_size"]
 
 FeatureLike = paddle.Tensor | Sequence[int]
+
+
+class AnchorCache:
+    """The anchors already made, keyed by what fixes them (level, grid size, device): an eager
+    model on images of a few sizes computes each grid once. Sizes that are tensors (a static
+    graph) are not cached. At most ``size`` entries, the oldest dropped first. The cached
+    tensors are shared: callers must not modify them in place (nothing here does)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.entries: dict[tuple, paddle.Tensor] = {}
+
+    def get(self, key: tuple, make) -> paddle.Tensor:
+        """``make()`` the first time ``key`` is seen (or always, when the key holds tensors)."""
+        if not paddle.in_dynamic_mode() or any(isinstance(k, paddle.Tensor) for k in key):
+            return make()
+        key = (*key, str(paddle.get_device()))
+        if key not in self.entries:
+            if len(self.entries) >= self.size:
+                self.entries.pop(next(iter(self.entries)))  # the oldest
+            self.entries[key] = make()
+        return self.entries[key]
 
 
 def _per_level(value: Sequence, n_levels: int, what: str) -> list[list[float]]:
@@ -110,6 +133,7 @@ class AnchorGenerator:
     ``generator(features)`` takes one entry per level, a feature map [B, C, H, W] or an (H, W)
     pair, and returns one float32 [H * W * num_anchors, 4] tensor per level (module docstring
     gives the order). ``num_anchors`` is the count per location, the same at every level.
+    Eager calls reuse the anchors of a grid size already seen (``AnchorCache``).
     """
 
     def __init__(
@@ -140,6 +164,7 @@ class AnchorGenerator:
                 "a head shared across levels needs the same number of sizes x aspect_ratios"
             )
         self.num_anchors = counts[0]
+        self.cache = AnchorCache()
 
     @property
     def num_levels(self) -> int:
@@ -153,9 +178,12 @@ class AnchorGenerator:
                 f"configured for {self.num_levels} (strides {self.strides})"
             )
         out = []
-        for feature, cells, stride in zip(features, self.cell_anchors, self.strides):
+        for level, (feature, cells, stride) in enumerate(
+            zip(features, self.cell_anchors, self.strides)
+        ):
             h, w = grid_size(feature)
-            out.append(grid_anchors(cells, h, w, stride, self.offset))
+            make = functools.partial(grid_anchors, cells, h, w, stride, self.offset)
+            out.append(self.cache.get((level, h, w), make))
         return out
 
     forward = __call__

@@ -16,13 +16,14 @@ index ``(y * W + x) * P + p``; ``clip`` clips them to [0, 1].
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import paddle
 
-from .anchor_generator import FeatureLike, grid_size
+from .anchor_generator import AnchorCache, FeatureLike, grid_size
 
 __all__ = ["AnchorGeneratorSSD", "expand_aspect_ratios", "ssd_sizes_from_ratios"]
 
@@ -150,6 +151,7 @@ class AnchorGeneratorSSD:
         self.min_max_aspect_ratios_order = bool(min_max_aspect_ratios_order)
         self._half_sizes = [self._cell(lvl) for lvl in range(n)]  # per level [(hw, hh), ...]
         self.num_priors = [len(c) for c in self._half_sizes]
+        self.cache = AnchorCache()
 
     def _cell(self, level: int) -> list[tuple[float, float]]:
         """Half widths and heights (pixels) of one location's priors, in output order.
@@ -181,22 +183,24 @@ class AnchorGeneratorSSD:
             )
         img_h, img_w = grid_size(image)
         out = []
-        for feature, step, half in zip(features, self.steps, self._half_sizes):
+        for level, feature in enumerate(features):
             h, w = grid_size(feature)
-            step_w = step if step > 0 else _div(img_w, w)
-            step_h = step if step > 0 else _div(img_h, h)
-            xs = (paddle.arange(0, w, dtype="float32") + self.offset) * step_w  # [W] pixels
-            ys = (paddle.arange(0, h, dtype="float32") + self.offset) * step_h  # [H]
-            yy, xx = paddle.meshgrid(ys, xs)  # [H, W] each
-            centres = paddle.stack([xx, yy, xx, yy], axis=-1).reshape([-1, 1, 4])  # [H*W, 1, 4]
-            cell = paddle.to_tensor(
-                [[-hw, -hh, hw, hh] for hw, hh in half], dtype="float32"
-            )  # [P, 4]
-            scale = _image_scale(img_h, img_w)  # [4]
-            boxes = ((centres + cell.unsqueeze(0)) / scale).reshape([-1, 4])  # [H*W*P, 4]
-            if self.clip:
-                boxes = boxes.clip(0.0, 1.0)
-            out.append(boxes)
+            make = functools.partial(self._level, level, h, w, img_h, img_w)
+            out.append(self.cache.get((level, h, w, img_h, img_w), make))
         return out
+
+    def _level(self, level: int, h, w, img_h, img_w) -> paddle.Tensor:
+        """[h * w * P, 4] priors of one level (sizes: ints, or 0-d tensors in a static graph)."""
+        step, half = self.steps[level], self._half_sizes[level]
+        step_w = step if step > 0 else _div(img_w, w)
+        step_h = step if step > 0 else _div(img_h, h)
+        xs = (paddle.arange(0, w, dtype="float32") + self.offset) * step_w  # [W] pixels
+        ys = (paddle.arange(0, h, dtype="float32") + self.offset) * step_h  # [H]
+        yy, xx = paddle.meshgrid(ys, xs)  # [H, W] each
+        centres = paddle.stack([xx, yy, xx, yy], axis=-1).reshape([-1, 1, 4])  # [H*W, 1, 4]
+        cell = paddle.to_tensor([[-hw, -hh, hw, hh] for hw, hh in half], dtype="float32")  # [P, 4]
+        scale = _image_scale(img_h, img_w)  # [4]
+        boxes = ((centres + cell.unsqueeze(0)) / scale).reshape([-1, 4])  # [H*W*P, 4]
+        return boxes.clip(0.0, 1.0) if self.clip else boxes
 
     forward = __call__

@@ -9,19 +9,24 @@ import paddle
 from paddle import nn
 
 from ppdet.config.registry import register
+from ppdet.modeling.architectures.base import Detector
+from ppdet.modeling.postprocess import BBoxPostProcess, RetinaBox
 
 __all__ = ["RetinaNet"]
 
 
 @register("architecture")
-class RetinaNet(nn.Layer):
-    """RetinaNet detector; a thin composition.
+class RetinaNet(Detector):
+    """RetinaNet detector; a thin composition (``Detector``: forward / loss / postprocess).
 
-    ``model.train()``: forward(batch) -> {"loss", "loss_cls", "loss_reg"}; the batch needs
-    ``image`` [B, 3, H, W], ``gt_bbox`` [B, M, 4], ``gt_class`` [B, M, 1] and ``pad_gt_mask``
-    [B, M, 1] (PadGT).
-    ``model.eval()``: forward({"image", "im_shape", "scale_factor"}) -> {"bbox": [N, 6]
-    float32 (class, score, x1, y1, x2, y2 original-image pixels), "bbox_num": [B] int32}.
+    - ``forward(batch)`` (``image`` [B, 3, H, W]) -> raw ``{"cls_logits", "bbox_deltas",
+      "anchors"}``, per level [B, A*C, H_i, W_i], [B, 4A, H_i, W_i] and [H_i*W_i*A, 4] input
+      pixels (P3-P7);
+    - ``loss(raw, batch)`` -> {"loss", "loss_cls", "loss_reg"}; the batch needs ``gt_bbox``
+      [B, M, 4], ``gt_class`` [B, M, 1] and ``pad_gt_mask`` [B, M, 1] (PadGT);
+    - ``postprocess(raw, image_meta)`` -> {"bbox": [N, 6], "bbox_num": [B]} through
+      ``post_process``: ``BBoxPostProcess(RetinaBox, head.nms)`` built from the head's
+      ``num_classes``, ``nms_pre``, ``weights`` and ``nms`` (2.x keeps those in RetinaHead).
 
     Parameter prefixes ``backbone.``, ``neck.``, ``head.`` match PaddleDetection 2.x.
     """
@@ -31,6 +36,8 @@ class RetinaNet(nn.Layer):
         self.backbone = backbone
         self.neck = neck
         self.head = head
+        decode = RetinaBox(head.num_classes, head.nms_pre, head.weights)
+        self.post_process = BBoxPostProcess(decode, head.nms)
 
     @classmethod
     def from_config(cls, args: dict[str, Any], build: Callable[..., Any]) -> RetinaNet:
@@ -40,10 +47,19 @@ class RetinaNet(nn.Layer):
         head = build(args.get("head", "RetinaHead"), in_channels=neck.out_channels)
         return cls(backbone, neck, head)
 
-    def forward(self, batch: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+    def forward(self, batch: dict[str, paddle.Tensor]) -> dict[str, list[paddle.Tensor]]:
         feats = self.neck(self.backbone(batch["image"]))  # P3-P7, shallowest first
-        outputs = self.head(feats)
-        if self.training:
-            return self.head.get_loss(outputs, batch)
-        bbox, bbox_num = self.head.post_process(outputs, batch["im_shape"], batch["scale_factor"])
+        cls_logits, bbox_deltas = self.head(feats)
+        anchors = self.head.anchors(cls_logits)
+        return {"cls_logits": cls_logits, "bbox_deltas": bbox_deltas, "anchors": anchors}
+
+    def loss(
+        self, raw: dict[str, list[paddle.Tensor]], batch: dict[str, paddle.Tensor]
+    ) -> dict[str, paddle.Tensor]:
+        return self.head.get_loss(raw, batch)
+
+    def postprocess(
+        self, raw: dict[str, list[paddle.Tensor]], image_meta: dict[str, paddle.Tensor]
+    ) -> dict[str, paddle.Tensor]:
+        bbox, bbox_num = self.post_process(raw, image_meta)
         return {"bbox": bbox, "bbox_num": bbox_num}

@@ -9,22 +9,24 @@ import paddle
 from paddle import nn
 
 from ppdet.config.registry import register
+from ppdet.modeling.architectures.base import Detector
 
 __all__ = ["SSD"]
 
 
 @register("architecture")
-class SSD(nn.Layer):
-    """SSD detector; a thin composition.
+class SSD(Detector):
+    """SSD detector; a thin composition (``Detector``: forward / loss / postprocess).
 
-    ``model.train()``: forward(batch) -> {"loss", "loss_conf", "loss_loc"}; the batch needs
-    ``image`` [B, 3, H, W], ``gt_bbox`` [B, M, 4] (input pixels), ``gt_class`` [B, M, 1] and
-    ``pad_gt_mask`` [B, M, 1] (PadGT).
-    ``model.eval()``: forward({"image", "im_shape", "scale_factor"}) -> {"bbox": [N, 6]
-    float32 (class, score, x1, y1, x2, y2 original-image pixels), "bbox_num": [B] int32}.
+    - ``forward(batch)`` (``image`` [B, 3, H, W]) -> raw ``{"box_deltas": [B, N, 4],
+      "cls_logits": [B, N, C + 1], "priors": [N, 4] fractions of the input image}``;
+    - ``loss(raw, batch)`` -> {"loss", "loss_conf", "loss_loc"}; the batch needs ``gt_bbox``
+      [B, M, 4] (input pixels), ``gt_class`` [B, M, 1] and ``pad_gt_mask`` [B, M, 1] (PadGT);
+    - ``postprocess(raw, image_meta)`` -> {"bbox": [N, 6], "bbox_num": [B]} through
+      ``post_process`` (``BBoxPostProcess``: ``SSDBox`` then NMS).
 
     Parameter prefixes ``backbone.`` and ``ssd_head.`` match PaddleDetection 2.x; the
-    post-process (``BBoxPostProcess`` with ``SSDBox`` and ``MultiClassNMS``) has none.
+    post-process has none.
     """
 
     def __init__(self, backbone: nn.Layer, ssd_head: nn.Layer, post_process: nn.Layer):
@@ -44,11 +46,18 @@ class SSD(nn.Layer):
     def forward(self, batch: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
         image = batch["image"]
         feats = self.backbone(image)
-        outputs = self.ssd_head(feats)
+        box_deltas, cls_logits = self.ssd_head(feats)
         priors = self.ssd_head.priors(feats, image)
-        if self.training:
-            return self.ssd_head.get_loss(outputs, priors, batch)
-        bbox, bbox_num = self.post_process(
-            outputs, priors, batch["im_shape"], batch["scale_factor"]
-        )
+        return {"box_deltas": box_deltas, "cls_logits": cls_logits, "priors": priors}
+
+    def loss(
+        self, raw: dict[str, paddle.Tensor], batch: dict[str, paddle.Tensor]
+    ) -> dict[str, paddle.Tensor]:
+        outputs = (raw["box_deltas"], raw["cls_logits"])
+        return self.ssd_head.get_loss(outputs, raw["priors"], batch)
+
+    def postprocess(
+        self, raw: dict[str, paddle.Tensor], image_meta: dict[str, paddle.Tensor]
+    ) -> dict[str, paddle.Tensor]:
+        bbox, bbox_num = self.post_process(raw, image_meta)
         return {"bbox": bbox, "bbox_num": bbox_num}

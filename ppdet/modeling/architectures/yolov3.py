@@ -9,19 +9,21 @@ import paddle
 from paddle import nn
 
 from ppdet.config.registry import register
+from ppdet.modeling.architectures.base import Detector
 
 __all__ = ["YOLOv3"]
 
 
 @register("architecture")
-class YOLOv3(nn.Layer):
-    """YOLOv3 detector; a thin composition.
+class YOLOv3(Detector):
+    """YOLOv3 detector; a thin composition (``Detector``: forward / loss / postprocess).
 
-    ``model.train()``: forward(batch) -> {"loss", "loss_xy", "loss_wh", "loss_obj",
-    "loss_cls"}; the batch needs ``image`` [B, 3, H, W] and the ground truth fields
-    ``gt_bbox`` [B, M, 4], ``gt_class`` [B, M, 1], ``gt_score``, ``pad_gt_mask`` [B, M, 1].
-    ``model.eval()``: forward({"image", "im_shape", "scale_factor"}) -> {"bbox": [N, 6]
-    float32 (class, score, x1, y1, x2, y2 original-image pixels), "bbox_num": [B] int32}.
+    - ``forward(batch)`` (``image`` [B, 3, H, W]) -> raw ``{"outputs": [B, A_i*(5+C), H_i,
+      W_i] per level, deepest first}``;
+    - ``loss(raw, batch)`` -> {"loss", "loss_xy", "loss_wh", "loss_obj", "loss_cls"}; the batch
+      needs ``gt_bbox`` [B, M, 4], ``gt_class`` [B, M, 1], ``gt_score``, ``pad_gt_mask`` [B, M, 1];
+    - ``postprocess(raw, image_meta)`` -> {"bbox": [N, 6], "bbox_num": [B]} through
+      ``post_process`` (``BBoxPostProcess``: ``YOLOBox`` with the head's anchors, then NMS).
 
     Parameter prefixes ``backbone.``, ``neck.``, ``yolo_head.`` match PaddleDetection 2.x.
     """
@@ -34,6 +36,12 @@ class YOLOv3(nn.Layer):
         self.neck = neck
         self.yolo_head = yolo_head
         self.post_process = post_process
+        decode = getattr(post_process, "decode", None)
+        if not hasattr(decode, "set_anchors"):
+            raise ValueError(
+                f"YOLOv3: post_process.decode must be YOLOBox, got {type(decode).__name__}"
+            )
+        decode.set_anchors(yolo_head.mask_anchors)
 
     @classmethod
     def from_config(cls, args: dict[str, Any], build: Callable[..., Any]) -> YOLOv3:
@@ -44,12 +52,17 @@ class YOLOv3(nn.Layer):
         post_process = build(args.get("post_process", "BBoxPostProcess"))
         return cls(backbone, neck, yolo_head, post_process)
 
-    def forward(self, batch: dict[str, paddle.Tensor]) -> dict[str, paddle.Tensor]:
+    def forward(self, batch: dict[str, paddle.Tensor]) -> dict[str, list[paddle.Tensor]]:
         feats = self.backbone(batch["image"])  # shallowest first
-        outputs = self.yolo_head(self.neck(feats))  # deepest first
-        if self.training:
-            return self.yolo_head.get_loss(outputs, batch)
-        bbox, bbox_num = self.post_process(
-            outputs, self.yolo_head.mask_anchors, batch["im_shape"], batch["scale_factor"]
-        )
+        return {"outputs": self.yolo_head(self.neck(feats))}  # deepest first
+
+    def loss(
+        self, raw: dict[str, list[paddle.Tensor]], batch: dict[str, paddle.Tensor]
+    ) -> dict[str, paddle.Tensor]:
+        return self.yolo_head.get_loss(raw["outputs"], batch)
+
+    def postprocess(
+        self, raw: dict[str, list[paddle.Tensor]], image_meta: dict[str, paddle.Tensor]
+    ) -> dict[str, paddle.Tensor]:
+        bbox, bbox_num = self.post_process(raw, image_meta)
         return {"bbox": bbox, "bbox_num": bbox_num}

@@ -49,14 +49,13 @@ def polygons_to_mask(
 
 @register("head")
 class MaskAssigner:
-    """Mask targets of the sampled RoIs (module docstring).
+    """Mask targets of the foreground RoIs (module docstring).
 
-    ``assigner(rois, labels, gt_boxes, gt_polys)`` with per-image lists rois[b] [S_b, 4] (the
-    sampled RoIs), labels[b] [S_b] int (``num_classes`` background, -1 ignored), gt_boxes[b]
-    [M_b, 4], gt_polys[b] (M_b objects, each a list of [2K] polygons) -> (foreground index
-    [F] int64 into the concatenated RoIs, foreground rois list [F_b, 4], rois_num [B] int32,
-    classes [F] int64, targets [F, M, M] float32 0/1). Each foreground RoI takes the gt of
-    highest IoU (first on ties: the object BBoxAssigner matched it to).
+    ``assigner(rois, rois_num, gt_boxes, gt_polys)`` with rois [F, 4] (the foreground RoIs of
+    the box head's sample, stacked image by image), rois_num [B], per-image gt_boxes[b]
+    [M_b, 4] and gt_polys[b] (M_b objects, each a list of [2K] polygons) -> targets [F, M, M]
+    float32 0/1. Each RoI takes the gt of highest IoU (first on ties: the object BBoxAssigner
+    matched it to). Rasterising polygons runs on the host (pycocotools): training only.
     """
 
     __shared__ = ["num_classes"]
@@ -68,53 +67,33 @@ class MaskAssigner:
     @paddle.no_grad()
     def __call__(
         self,
-        rois: Sequence[paddle.Tensor],
-        labels: Sequence[paddle.Tensor],
+        rois: paddle.Tensor,
+        rois_num: paddle.Tensor,
         gt_boxes: Sequence[paddle.Tensor],
         gt_polys: Sequence[Sequence[Sequence[np.ndarray]]],
-    ) -> tuple[paddle.Tensor, list[paddle.Tensor], paddle.Tensor, paddle.Tensor, paddle.Tensor]:
-        if len(gt_polys) != len(rois):
+    ) -> paddle.Tensor:
+        if len(gt_polys) != rois_num.shape[0]:
             raise ValueError(
-                f"MaskAssigner: gt_poly has {len(gt_polys)} images, the batch {len(rois)}; "
+                f"MaskAssigner: gt_poly has {len(gt_polys)} images, the batch {rois_num.shape[0]}; "
                 "load the dataset with load_segm: true"
             )
         res = self.mask_resolution
-        index, fg_rois, nums, classes, targets = [], [], [], [], []
-        start = 0
-        for r, lab, gt, polys in zip(rois, labels, gt_boxes, gt_polys, strict=True):
-            lab = lab.astype("int64")
-            fg = paddle.nonzero((lab >= 0) & (lab < self.num_classes)).flatten()  # [F_b]
-            if fg.shape[0] and gt.shape[0]:
-                if len(polys) < gt.shape[0]:
-                    raise ValueError(
-                        f"MaskAssigner: {gt.shape[0]} gt boxes but {len(polys)} gt_poly objects"
-                    )
-                boxes = paddle.gather(r, fg)  # [F_b, 4]
-                matched = box_iou(boxes, gt).argmax(axis=1).numpy()  # [F_b]
-                box_np = boxes.numpy()
-                masks = [polygons_to_mask(polys[m], b, res) for m, b in zip(matched, box_np)]
-                index.append(fg + start)
-                fg_rois.append(boxes)
-                classes.append(paddle.gather(lab, fg))
-                targets.append(np.stack(masks))
-                nums.append(fg.shape[0])
-            else:
-                fg_rois.append(paddle.zeros([0, 4], "float32"))
-                nums.append(0)
-            start += r.shape[0]
-        if not index:
-            empty = paddle.zeros([0], "int64")
-            return (
-                empty,
-                fg_rois,
-                paddle.to_tensor(nums, "int32"),
-                empty,
-                paddle.zeros([0, res, res], "float32"),
-            )
-        return (
-            paddle.concat(index),
-            fg_rois,
-            paddle.to_tensor(nums, "int32"),
-            paddle.concat(classes),
-            paddle.to_tensor(np.concatenate(targets).astype("float32")),
-        )
+        ends = np.cumsum(rois_num.numpy().reshape(-1)).tolist()
+        targets = []
+        for end, n, gt, polys in zip(
+            ends, rois_num.numpy().tolist(), gt_boxes, gt_polys, strict=True
+        ):
+            if n == 0:
+                continue
+            boxes = rois[end - n : end]  # [F_b, 4] this image's foreground RoIs
+            if gt.shape[0] == 0 or len(polys) < gt.shape[0]:
+                raise ValueError(
+                    f"MaskAssigner: {boxes.shape[0]} foreground RoIs but {gt.shape[0]} gt boxes "
+                    f"and {len(polys)} gt_poly objects"
+                )
+            matched = box_iou(boxes, gt).argmax(axis=1).numpy()  # [F_b]
+            box_np = boxes.numpy()
+            targets += [polygons_to_mask(polys[m], b, res) for m, b in zip(matched, box_np)]
+        if not targets:
+            return paddle.zeros([0, res, res], "float32")
+        return paddle.to_tensor(np.stack(targets).astype("float32"))

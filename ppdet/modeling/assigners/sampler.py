@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import paddle
 
 from ppdet.config.registry import register
 from ppdet.modeling.assigners.max_iou import max_iou_assign
 from ppdet.ops.boxes import box_iou
 
-__all__ = ["BBoxAssigner", "subsample_labels"]
+__all__ = ["BBoxAssigner", "split_rois", "subsample_labels"]
 
 
 def subsample_labels(
@@ -52,11 +53,12 @@ def subsample_labels(
 class BBoxAssigner:
     """R-CNN RoI sampling (module docstring).
 
-    ``assigner(rois, gt_boxes, gt_classes)`` with per-image lists rois[b]: [N_b, 4] proposals,
-    gt_boxes[b]: [M_b, 4], gt_classes[b]: [M_b] int (x1y1x2y2 input pixels) -> (rois list
-    [S_b, 4], rois_num [B] int32, labels list [S_b] int32 (class, ``num_classes`` background),
-    matched gt boxes list [S_b, 4] (zeros without gt)). S_b <= batch_size_per_im; an image
-    where nothing can be sampled keeps its first RoI, labelled -1 (ignored).
+    ``assigner(rois, rois_num, gt_boxes, gt_classes)`` with rois [R, 4] proposals stacked image
+    by image, rois_num [B], per-image lists gt_boxes[b]: [M_b, 4], gt_classes[b]: [M_b] int
+    (x1y1x2y2 input pixels) -> (sampled rois [S, 4] image by image, rois_num [B] int32, labels
+    [S] int32 (class, ``num_classes`` background), matched gt boxes [S, 4] (zeros without gt)).
+    S_b <= batch_size_per_im; an image where nothing can be sampled keeps its first RoI,
+    labelled -1 (ignored).
     ``ignore_thresh`` is accepted for config compatibility (only -1, i.e. no crowd handling,
     is implemented). ``cascade_iou`` holds the per-stage IoU thresholds Cascade R-CNN's later
     stages label with (``label``, fg = bg threshold, no sampling).
@@ -139,15 +141,29 @@ class BBoxAssigner:
 
     def __call__(
         self,
-        rois: Sequence[paddle.Tensor],
+        rois: paddle.Tensor,
+        rois_num: paddle.Tensor,
         gt_boxes: Sequence[paddle.Tensor],
         gt_classes: Sequence[paddle.Tensor],
-    ) -> tuple[list[paddle.Tensor], paddle.Tensor, list[paddle.Tensor], list[paddle.Tensor]]:
+    ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         out_rois, out_labels, out_gt = [], [], []
-        for r, g, c in zip(rois, gt_boxes, gt_classes, strict=True):
+        for r, g, c in zip(split_rois(rois, rois_num), gt_boxes, gt_classes, strict=True):
             s, lab, gt = self.sample_image(r, g, c)
             out_rois.append(s)
             out_labels.append(lab)
             out_gt.append(gt)
         rois_num = paddle.to_tensor([r.shape[0] for r in out_rois], "int32")
-        return out_rois, rois_num, out_labels, out_gt
+        return (
+            paddle.concat(out_rois),
+            rois_num,
+            paddle.concat(out_labels),
+            paddle.concat(out_gt),
+        )
+
+
+def split_rois(rois: paddle.Tensor, rois_num: paddle.Tensor) -> list[paddle.Tensor]:
+    """rois [R, 4] stacked image by image, rois_num [B] -> B tensors [R_b, 4] (reads the
+    counts on the host: training-time target assignment only)."""
+    nums = rois_num.numpy().reshape(-1).tolist()
+    ends = np.cumsum(nums).tolist()
+    return [rois[end - n : end] for end, n in zip(ends, nums)]

@@ -164,9 +164,9 @@ class MobileNet(nn.Layer):
     def forward(self, image: paddle.Tensor) -> list[paddle.Tensor]:
         x = self.conv1(image)
         outs = [x] if 0 in self.feature_maps else []
-        for idx, block in enumerate(self.blocks, start=1):
-            if idx > self.feature_maps[-1]:
-                break  # deeper layers are not needed
+        # deeper layers than the last returned map are not run (a plain zip loop: dy2static
+        # mistranslates break and enumerate's start)
+        for idx, block in zip(range(1, self.feature_maps[-1] + 1), self.blocks):
             x = block(x)
             if idx in self.feature_maps:
                 outs.append(x)

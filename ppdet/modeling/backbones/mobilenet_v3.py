@@ -349,18 +349,17 @@ class MobileNetV3(nn.Layer):
         return [tuple(b) for b in blocks]
 
     def forward(self, image: paddle.Tensor) -> list[paddle.Tensor]:
+        # layers deeper than the last returned map are not run; plain zip loops (no break,
+        # no early return, no enumerate start) so that dy2static translates them faithfully
         last = self.feature_maps[-1]
         x = self.conv1(image)
         outs = []
-        for idx, block in enumerate(self.blocks, start=2):
-            if idx > last:
-                return outs  # deeper layers are not needed
+        for idx, block in zip(range(2, last + 1), self.blocks):
             x, expanded = block(x)
             if idx in self.feature_maps:
                 outs.append(expanded if self.with_extra_blocks else x)
-        for idx, layer in enumerate(self.extra_layers, start=len(self.blocks) + 2):
-            if idx > last:
-                break
+        first_extra = len(self.blocks) + 2
+        for idx, layer in zip(range(first_extra, last + 1), self.extra_layers):
             x = layer(x)
             if idx in self.feature_maps:
                 outs.append(x)

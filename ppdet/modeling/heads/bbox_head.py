@@ -120,9 +120,16 @@ class Res5Head(nn.Layer):
 class BBoxHead(nn.Layer):
     """R-CNN box head (module docstring).
 
-    forward(feats, rois list [R_b, 4], rois_num [B], gt=None) ->
-    - eval (gt None): (deltas [R, 4C], probs [R, C+1] softmax, background last);
-    - training (gt = (boxes list [M_b, 4], classes list [M_b])): {"loss_bbox_cls", "loss_bbox_reg"}.
+    One of the RoI stages of ``TwoStageDetector`` (``CascadeHead`` is the other):
+    forward(feats, rois [R, 4], rois_num [B], im_shape [B, 2], gt=None) -> raw dict
+    - eval (gt None): {"deltas": [R, 4C], "scores": [R, C+1] softmax (background last),
+      "rois", "rois_num"}: what ``RCNNBox`` decodes;
+    - training (gt = (boxes list [M_b, 4], classes list [M_b])): the RoIs are first sampled
+      (``bbox_assigner``) -> {"stages": [{"logits", "deltas", "rois", "labels", "gt_boxes"}],
+      "sample": {"rois" [S, 4], "rois_num", "labels" [S], "gt_boxes" [S, 4], "feat": head
+      features [S, F(, h, w)]}} (the sample feeds a mask branch).
+    ``get_loss(raw)`` -> {"loss_bbox_cls", "loss_bbox_reg"}. ``im_shape`` is unused here (the
+    cascade clips its refined boxes to it).
 
     Args (2.x keys): head (TwoFCHead / Res5Head), roi_extractor (``RoIAlign`` arguments),
     bbox_assigner (``BBoxAssigner``), with_pool (global average pool after the head: C4),
@@ -182,39 +189,52 @@ class BBoxHead(nn.Layer):
             args["bbox_assigner"] = build(args["bbox_assigner"])
         return cls(**args)
 
+    def features(
+        self, feats: Sequence[paddle.Tensor], rois: paddle.Tensor, rois_num: paddle.Tensor
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """rois [R, 4] -> (head features [R, F] (TwoFCHead) or [R, F, h, w] (Res5Head), the
+        pooled vector [R, F] the predictors read)."""
+        feat = self.head(self.roi_extractor(feats, rois, rois_num))
+        x = feat
+        if self.with_pool:
+            x = F.adaptive_avg_pool2d(x, 1).flatten(start_axis=1)  # [R, F]
+        return feat, x
+
     def forward(
         self,
         feats: Sequence[paddle.Tensor],
-        rois: Sequence[paddle.Tensor],
+        rois: paddle.Tensor,
         rois_num: paddle.Tensor,
+        im_shape: paddle.Tensor,
         gt: tuple[Sequence[paddle.Tensor], Sequence[paddle.Tensor]] | None = None,
-    ) -> Any:
-        labels = gt_boxes = None
+    ) -> dict[str, Any]:
         if gt is not None:
-            rois, rois_num, labels, gt_boxes = self.bbox_assigner(rois, gt[0], gt[1])
-        all_rois = paddle.concat(list(rois))  # [R, 4]
-        x = self.head(self.roi_extractor(feats, all_rois, rois_num))  # [R, F] or [R, F, h, w]
-        if self.with_pool:
-            x = F.adaptive_avg_pool2d(x, 1).flatten(start_axis=1)  # [R, F]
+            rois, rois_num, labels, gt_boxes = self.bbox_assigner(rois, rois_num, gt[0], gt[1])
+        feat, x = self.features(feats, rois, rois_num)
         scores = self.bbox_score(x)  # [R, C+1]
         deltas = self.bbox_delta(x)  # [R, 4C]
         if gt is None:
-            return deltas, F.softmax(scores, axis=-1)
-        labels, gt_boxes = paddle.concat(labels), paddle.concat(gt_boxes)  # [R], [R, 4]
-        return self.get_loss(scores, deltas, all_rois, labels, gt_boxes)
+            return {
+                "deltas": deltas,
+                "scores": F.softmax(scores, axis=-1),
+                "rois": rois,
+                "rois_num": rois_num,
+            }
+        sample = {"rois": rois, "rois_num": rois_num, "labels": labels, "gt_boxes": gt_boxes}
+        stage = {"logits": scores, "deltas": deltas, **sample}
+        return {"stages": [stage], "sample": {**sample, "feat": feat}}
 
-    def get_loss(
-        self,
-        scores: paddle.Tensor,
-        deltas: paddle.Tensor,
-        rois: paddle.Tensor,
-        labels: paddle.Tensor,
-        gt_boxes: paddle.Tensor,
-    ) -> dict[str, paddle.Tensor]:
-        """scores [R, C+1], deltas [R, 4C], rois / gt_boxes [R, 4], labels [R] (-1 ignored,
-        C background) -> {"loss_bbox_cls", "loss_bbox_reg"}."""
+    def get_loss(self, raw: dict[str, Any]) -> dict[str, paddle.Tensor]:
+        """{"loss_bbox_cls", "loss_bbox_reg"} of the training raw output."""
+        stage = raw["stages"][0]
         loss_cls, loss_reg = rcnn_box_loss(
-            scores, deltas, rois, labels, gt_boxes, self.num_classes, self.bbox_weight
+            stage["logits"],
+            stage["deltas"],
+            stage["rois"],
+            stage["labels"],
+            stage["gt_boxes"],
+            self.num_classes,
+            self.bbox_weight,
         )
         return {"loss_bbox_cls": loss_cls, "loss_bbox_reg": loss_reg}
 

@@ -32,9 +32,10 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, Normal
 
 from ppdet.config.registry import register
-from ppdet.modeling.assigners.sampler import BBoxAssigner
+from ppdet.modeling.assigners.sampler import BBoxAssigner, split_rois
 from ppdet.modeling.coders.delta_bbox import decode_deltas
 from ppdet.modeling.heads.bbox_head import RoIAlign, TwoFCHead, rcnn_box_loss
+from ppdet.modeling.postprocess.bbox import count_per_image, image_of_rows
 
 __all__ = ["CascadeHead", "CascadeTwoFCHead", "refine_rois"]
 
@@ -66,44 +67,45 @@ class CascadeTwoFCHead(nn.Layer):
 
 def refine_rois(
     deltas: paddle.Tensor,
-    rois: Sequence[paddle.Tensor],
+    rois: paddle.Tensor,
+    rois_num: paddle.Tensor,
     weights: Sequence[float],
     im_shape: paddle.Tensor,
     drop_empty: bool,
-) -> tuple[list[paddle.Tensor], paddle.Tensor]:
-    """The next stage's RoIs: deltas [R, 4] (class-agnostic) applied to the per-image RoIs
-    (list of [R_b, 4], R = sum R_b) with ``weights``, detached, clipped to im_shape [B, 2]
+) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """The next stage's RoIs: deltas [R, 4] (class-agnostic) applied to rois [R, 4] (stacked
+    image by image, rois_num [B]) with ``weights``, detached, clipped to im_shape [B, 2]
     (h, w). ``drop_empty`` (training) removes boxes with no width or height; an image left
-    with none keeps its first box. Returns (list of [R'_b, 4], rois_num [B] int32)."""
-    nums = [r.shape[0] for r in rois]
-    sizes = paddle.concat(
-        [paddle.expand(im_shape[b : b + 1], [n, 2]) for b, n in enumerate(nums)]
-    )  # [R, 2]
-    boxes = decode_deltas(
-        deltas.detach(), paddle.concat(list(rois)).detach(), weights, max_shape=sizes
-    )  # [R, 4]
-    out = []
-    for part in paddle.split(boxes, nums) if len(nums) > 1 else [boxes]:
-        if drop_empty and part.shape[0]:
-            keep = paddle.nonzero(
-                (part[:, 2] > part[:, 0]) & (part[:, 3] > part[:, 1])
-            ).flatten()  # [K]
-            if keep.shape[0] == 0:
-                keep = paddle.zeros([1], "int64")
-            part = paddle.gather(part, keep)
-        out.append(part)
-    return out, paddle.to_tensor([p.shape[0] for p in out], "int32")
+    with none keeps its first box. Returns (rois [R', 4], rois_num [B] int32)."""
+    sizes = paddle.repeat_interleave(im_shape, rois_num.astype("int64"), axis=0)  # [R, 2]
+    boxes = decode_deltas(deltas.detach(), rois.detach(), weights, max_shape=sizes)  # [R, 4]
+    rois_num = rois_num.astype("int32")
+    if not drop_empty:
+        return boxes, rois_num
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # [R]
+    image = image_of_rows(rois_num)  # [R]
+    kept = count_per_image(image, keep, rois_num)  # [B]
+    rescue = (kept == 0) & (rois_num > 0)  # [B] images left with no box keep their first
+    first = paddle.cumsum(rois_num) - rois_num  # [B] row of each image's first box
+    row = paddle.arange(boxes.shape[0], dtype="int64")
+    is_first = (row == paddle.gather(first.astype("int64"), image)) & paddle.gather(rescue, image)
+    keep = keep | is_first
+    rois_num = paddle.where(rescue, paddle.ones_like(kept), kept)
+    return paddle.gather(boxes, paddle.nonzero(keep).flatten()), rois_num
 
 
 @register("head")
 class CascadeHead(nn.Layer):
     """Cascade R-CNN box head (module docstring).
 
-    forward(feats, rois list [R_b, 4], rois_num [B], im_shape [B, 2], gt=None) ->
-    - eval (gt None): ((deltas [R, 4] last stage, probs [R, C+1] mean softmax), last-stage
-      rois [R, 4], rois_num [B]);
-    - training (gt = (boxes list [M_b, 4], classes list [M_b])):
-      {"loss_bbox_cls_stage{k}", "loss_bbox_reg_stage{k}"} for each stage k.
+    A RoI stage of ``TwoStageDetector`` with ``BBoxHead``'s interface:
+    forward(feats, rois [R, 4], rois_num [B], im_shape [B, 2], gt=None) -> raw dict
+    - eval (gt None): {"deltas": [R, 4] last stage, "scores": [R, C+1] mean softmax of the
+      stages, "rois": the last stage's RoIs [R, 4], "rois_num"}: what ``RCNNBox`` decodes;
+    - training (gt = (boxes list [M_b, 4], classes list [M_b])): {"stages": one dict per stage
+      ({"logits", "deltas", "rois", "labels", "gt_boxes"}), "sample": stage 0's sampled RoIs
+      ({"rois", "rois_num", "labels", "gt_boxes", "feat"}) for a mask branch}.
+    ``get_loss(raw)`` -> {"loss_bbox_cls_stage{k}", "loss_bbox_reg_stage{k}"} for each stage.
 
     Args (2.x keys): head (CascadeTwoFCHead), roi_extractor (``RoIAlign`` arguments),
     bbox_assigner (``BBoxAssigner``, its ``cascade_iou`` gives the stage thresholds),
@@ -195,64 +197,85 @@ class CascadeHead(nn.Layer):
 
     def _stage(
         self, feats: Sequence[paddle.Tensor], rois: paddle.Tensor, rois_num: paddle.Tensor, k: int
-    ) -> tuple[paddle.Tensor, paddle.Tensor]:
-        """rois [R, 4] -> (scores [R, C+1] logits, deltas [R, 4]) of stage k."""
+    ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
+        """rois [R, 4] -> (head features [R, F], scores [R, C+1] logits, deltas [R, 4]) of
+        stage k."""
         x = self.head(self.roi_extractor(feats, rois, rois_num), k)  # [R, F]
-        return self.bbox_score[k](x), self.bbox_delta[k](x)
+        return x, self.bbox_score[k](x), self.bbox_delta[k](x)
 
     def forward(
         self,
         feats: Sequence[paddle.Tensor],
-        rois: Sequence[paddle.Tensor],
+        rois: paddle.Tensor,
         rois_num: paddle.Tensor,
         im_shape: paddle.Tensor,
         gt: tuple[Sequence[paddle.Tensor], Sequence[paddle.Tensor]] | None = None,
-    ) -> Any:
-        rois = list(rois)
-        losses: dict[str, paddle.Tensor] = {}
+    ) -> dict[str, Any]:
+        stages: list[dict[str, paddle.Tensor]] = []
         probs = []
+        sample: dict[str, paddle.Tensor] = {}
         deltas = None  # the previous stage's box deltas
         for k in range(self.num_stages):
             if k > 0:
                 rois, rois_num = refine_rois(
-                    deltas, rois, self.bbox_weight[k - 1], im_shape, gt is not None
+                    deltas, rois, rois_num, self.bbox_weight[k - 1], im_shape, gt is not None
                 )
+            labels = gt_boxes = None
             if gt is not None:
                 if k == 0:
-                    rois, rois_num, labels, gt_boxes = self.bbox_assigner(rois, gt[0], gt[1])
+                    rois, rois_num, labels, gt_boxes = self.bbox_assigner(
+                        rois, rois_num, gt[0], gt[1]
+                    )
                 else:
-                    labels, gt_boxes = self._label_all(rois, gt, self.bbox_assigner.cascade_iou[k])
-            all_rois = paddle.concat(rois)  # [R, 4]
-            scores, deltas = self._stage(feats, all_rois, rois_num, k)
+                    iou = self.bbox_assigner.cascade_iou[k]
+                    labels, gt_boxes = self._label_all(rois, rois_num, gt, iou)
+            feat, scores, deltas = self._stage(feats, rois, rois_num, k)
             if gt is None:
                 probs.append(F.softmax(scores, axis=-1))
                 continue
+            target = {"rois": rois, "rois_num": rois_num, "labels": labels, "gt_boxes": gt_boxes}
+            stages.append({"logits": scores, "deltas": deltas, **target})
+            if k == 0:  # the mask branch learns from the first stage's sample (as in 2.x)
+                sample = {**target, "feat": feat}
+        if gt is not None:
+            return {"stages": stages, "sample": sample}
+        return {
+            "deltas": deltas,
+            "scores": paddle.add_n(probs) / len(probs),
+            "rois": rois,
+            "rois_num": rois_num,
+        }
+
+    def get_loss(self, raw: dict[str, Any]) -> dict[str, paddle.Tensor]:
+        """{"loss_bbox_cls_stage{k}", "loss_bbox_reg_stage{k}"} of the training raw output,
+        each times ``stage_loss_weights[k]``."""
+        losses = {}
+        for k, stage in enumerate(raw["stages"]):
             loss_cls, loss_reg = rcnn_box_loss(
-                scores,
-                deltas,
-                all_rois,
-                paddle.concat(labels),
-                paddle.concat(gt_boxes),
+                stage["logits"],
+                stage["deltas"],
+                stage["rois"],
+                stage["labels"],
+                stage["gt_boxes"],
                 self.num_classes,
                 self.bbox_weight[k],
             )
             losses[f"loss_bbox_cls_stage{k}"] = loss_cls * self.stage_loss_weights[k]
             losses[f"loss_bbox_reg_stage{k}"] = loss_reg * self.stage_loss_weights[k]
-        if gt is not None:
-            return losses
-        return (deltas, paddle.add_n(probs) / len(probs)), all_rois, rois_num
+        return losses
 
     def _label_all(
         self,
-        rois: Sequence[paddle.Tensor],
+        rois: paddle.Tensor,
+        rois_num: paddle.Tensor,
         gt: tuple[Sequence[paddle.Tensor], Sequence[paddle.Tensor]],
         iou: float,
-    ) -> tuple[list[paddle.Tensor], list[paddle.Tensor]]:
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
         """Every RoI of every image labelled at one IoU threshold (no ignored band): (labels
-        list [R_b] int32, matched gt boxes list [R_b, 4], zeros without gt)."""
+        [R] int32, matched gt boxes [R, 4], zeros without gt)."""
         labels, boxes = [], []
-        for r, g, c in zip(rois, gt[0], gt[1], strict=True):
+        for r, g, c in zip(split_rois(rois, rois_num), gt[0], gt[1], strict=True):
             matched, lab = self.bbox_assigner.label(r, g, c, iou, iou)
             labels.append(lab)
             boxes.append(paddle.gather(g, matched) if g.shape[0] else paddle.zeros_like(r))
-        return labels, boxes
+        return paddle.concat(labels), paddle.concat(boxes)

@@ -27,6 +27,7 @@ from paddle.nn.initializer import KaimingNormal
 from ppdet.config.registry import register
 from ppdet.modeling.assigners.mask_target import MaskAssigner
 from ppdet.modeling.heads.bbox_head import RoIAlign
+from ppdet.modeling.postprocess.bbox import count_per_image, image_of_rows
 
 __all__ = ["MaskFeat", "MaskHead"]
 
@@ -77,9 +78,10 @@ class MaskFeat(nn.Layer):
 class MaskHead(nn.Layer):
     """Mask head (module docstring).
 
-    - training: ``forward(feats, rois, labels, gt_boxes, gt_polys, bbox_feat)`` with the box
-      head's sampled rois / labels (per-image lists) and ``bbox_feat`` [R, F, h, w] (its head
-      output, used when ``share_bbox_feat``) -> {"loss_mask"};
+    - training: ``forward(feats, sample)`` with the box head's sample (``BBoxHead`` raw
+      "sample": rois, rois_num, labels, and "feat" [S, F, h, w] used when
+      ``share_bbox_feat``) -> raw {"logits", "rois", "rois_num"} of the foreground RoIs;
+      ``get_loss(raw, gt_boxes, gt_polys)`` -> {"loss_mask"};
     - eval: ``predict(feats, boxes [N, 4] input pixels, boxes_num [B], classes [N], feat_func)``
       -> [N, M, M] probabilities of each box's class (``feat_func``: the box head's head, run
       on the RoI features when ``share_bbox_feat``).
@@ -140,25 +142,41 @@ class MaskHead(nn.Layer):
         cls = classes.astype("int64").reshape([-1, 1, 1, 1])
         return paddle.take_along_axis(out, cls, axis=1).squeeze(1)  # [R, M, M]
 
+    def select_foreground(self, labels: paddle.Tensor) -> paddle.Tensor:
+        """labels [S] of the box head's sample (class, ``num_classes`` background, -1
+        ignored) -> index [F] int64 of its foreground RoIs."""
+        labels = labels.astype("int64")
+        return paddle.nonzero((labels >= 0) & (labels < self.num_classes)).flatten()
+
     def forward(
+        self, feats: Sequence[paddle.Tensor], sample: dict[str, paddle.Tensor]
+    ) -> dict[str, paddle.Tensor]:
+        """Training: the box head's ``sample`` ({"rois" [S, 4], "rois_num" [B], "labels" [S],
+        "feat": head features [S, F(, h, w)]}) -> raw {"logits": [F, M, M] own-class mask
+        logits of the foreground RoIs, "rois": [F, 4], "rois_num": [B]}."""
+        index = self.select_foreground(sample["labels"])  # [F]
+        rois = paddle.gather(sample["rois"], index)  # [F, 4]
+        image = paddle.gather(image_of_rows(sample["rois_num"]), index)  # [F]
+        rois_num = count_per_image(image, paddle.ones_like(image, "bool"), sample["rois_num"])
+        classes = paddle.gather(sample["labels"], index)  # [F]
+        if self.share_bbox_feat:
+            x = paddle.gather(sample["feat"], index)  # [F, 2048, 7, 7]
+        else:
+            x = self.roi_extractor(feats, rois, rois_num)  # [F, C, s, s]
+        return {"logits": self.logits(x, classes), "rois": rois, "rois_num": rois_num}
+
+    def get_loss(
         self,
-        feats: Sequence[paddle.Tensor],
-        rois: Sequence[paddle.Tensor],
-        labels: Sequence[paddle.Tensor],
+        raw: dict[str, paddle.Tensor],
         gt_boxes: Sequence[paddle.Tensor],
         gt_polys: Sequence[Sequence[Sequence[np.ndarray]]],
-        bbox_feat: paddle.Tensor | None = None,
     ) -> dict[str, paddle.Tensor]:
-        index, fg_rois, fg_num, classes, targets = self.mask_assigner(
-            rois, labels, gt_boxes, gt_polys
-        )
-        if index.shape[0] == 0:  # no foreground RoI: a zero loss that keeps the graph
+        """{"loss_mask"}: BCE of the logits against ``mask_assigner`` targets (the polygons of
+        each RoI's gt object, gt_boxes[b] [M_b, 4] / gt_polys[b] per image)."""
+        logits = raw["logits"]  # [F, M, M]
+        if logits.shape[0] == 0:  # no foreground RoI: a zero loss that keeps the graph
             return {"loss_mask": self.mask_fcn_logits.weight.sum() * 0.0}
-        if self.share_bbox_feat:
-            x = paddle.gather(bbox_feat, index)  # [F, 2048, 7, 7]
-        else:
-            x = self.roi_extractor(feats, paddle.concat(fg_rois), fg_num)  # [F, C, s, s]
-        logits = self.logits(x, classes)  # [F, M, M]
+        targets = self.mask_assigner(raw["rois"], raw["rois_num"], gt_boxes, gt_polys)
         loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="mean")
         return {"loss_mask": loss}
 

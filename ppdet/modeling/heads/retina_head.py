@@ -28,8 +28,8 @@ from ppdet.modeling.anchors import AnchorGenerator, RetinaAnchorGenerator
 from ppdet.modeling.assigners import MaxIoUAssigner
 from ppdet.modeling.coders.delta_bbox import encode_deltas
 from ppdet.modeling.losses.focal_loss import FocalLoss
-from ppdet.modeling.postprocess.retina import flatten_level, retina_decode
-from ppdet.modeling.postprocess.yolo import MultiClassNMS
+from ppdet.modeling.postprocess.bbox import MultiClassNMS
+from ppdet.modeling.postprocess.retina import flatten_level
 
 __all__ = ["RetinaFeat", "RetinaHead"]
 
@@ -145,7 +145,9 @@ class RetinaHead(nn.Layer):
 
     forward(feats) with feats[i]: [B, feat_in, H_i, W_i] (P3-P7, shallowest first) ->
     (cls_logits, bbox_deltas), lists over the levels of [B, A * C, H_i, W_i] (channel a * C + c,
-    sigmoid, no background) and [B, 4 A, H_i, W_i] (channel 4 a + k: dx, dy, dw, dh).
+    sigmoid, no background) and [B, 4 A, H_i, W_i] (channel 4 a + k: dx, dy, dw, dh);
+    ``anchors(cls_logits)`` gives the anchors of each level. ``nms``, ``nms_pre`` and
+    ``weights`` are read by RetinaNet's post-process (``RetinaBox`` + NMS).
 
     Args (the config keys of PaddleDetection's RetinaHead):
         num_classes: foreground classes.
@@ -254,14 +256,13 @@ class RetinaHead(nn.Layer):
         return self.anchor_generator(cls_logits)
 
     def get_loss(
-        self,
-        outputs: tuple[list[paddle.Tensor], list[paddle.Tensor]],
-        batch: dict[str, paddle.Tensor],
+        self, raw: dict[str, list[paddle.Tensor]], batch: dict[str, paddle.Tensor]
     ) -> dict[str, paddle.Tensor]:
-        """{"loss", "loss_cls", "loss_reg"} for the batch's ``gt_bbox`` [B, M, 4], ``gt_class``
-        [B, M, 1] and ``pad_gt_mask`` [B, M, 1] (rows with mask 0 are padding)."""
-        cls_logits, bbox_deltas = outputs
-        anchors = paddle.concat(self.anchors(cls_logits), axis=0)  # [N, 4]
+        """{"loss", "loss_cls", "loss_reg"} for the raw outputs (``cls_logits``,
+        ``bbox_deltas``, ``anchors`` per level) against the batch's ``gt_bbox`` [B, M, 4],
+        ``gt_class`` [B, M, 1] and ``pad_gt_mask`` [B, M, 1] (rows with mask 0 are padding)."""
+        cls_logits, bbox_deltas = raw["cls_logits"], raw["bbox_deltas"]
+        anchors = paddle.concat(list(raw["anchors"]), axis=0)  # [N, 4]
         logits = paddle.concat(
             [flatten_level(x, self.num_classes) for x in cls_logits], axis=1
         )  # [B, N, C]
@@ -307,24 +308,3 @@ class RetinaHead(nn.Layer):
             reg_targets.append(reg_t)
             all_labels.append(labels)
         return paddle.stack(cls_targets), paddle.stack(reg_targets), paddle.stack(all_labels)
-
-    def post_process(
-        self,
-        outputs: tuple[list[paddle.Tensor], list[paddle.Tensor]],
-        im_shape: paddle.Tensor,
-        scale_factor: paddle.Tensor,
-    ) -> tuple[paddle.Tensor, paddle.Tensor]:
-        """(bbox [K, 6] rows (class, score, x1, y1, x2, y2) original-image pixels, bbox_num [B]
-        int32); see ``ppdet.modeling.postprocess.retina``. ``im_shape`` is unused (2.x does not
-        clip RetinaNet boxes to the image)."""
-        cls_logits, bbox_deltas = outputs
-        boxes, scores = retina_decode(
-            cls_logits,
-            bbox_deltas,
-            self.anchors(cls_logits),
-            scale_factor,
-            self.num_classes,
-            self.nms_pre,
-            self.weights,
-        )
-        return self.nms(boxes, scores)

@@ -68,10 +68,11 @@ def _plain(cls: type, spec: Any, key: str) -> Any:
 class RPNHead(nn.Layer):
     """RPN (module docstring: naming, loss).
 
-    forward(feats, batch) with feats[i]: [B, C, H_i, W_i] (shallowest first; FPN P2-P6 or the
-    C4 map) and batch holding ``im_shape`` [B, 2] (plus the gt lists in training, see
-    ``get_loss``) -> (rois list [R_b, 4] input pixels, rois_num [B] int32, losses dict: empty
-    in eval).
+    forward(feats, im_shape) with feats[i]: [B, C, H_i, W_i] (shallowest first; FPN P2-P6 or
+    the C4 map) and im_shape [B, 2] -> raw {"scores": [B, A, H_i, W_i] objectness logits,
+    "deltas": [B, 4A, H_i, W_i], "anchors": [H_i*W_i*A, 4] (per level), "rois": [R, 4]
+    proposals in input pixels (image by image), "rois_num": [B] int32};
+    ``get_loss(raw, gt_boxes)`` -> {"loss_rpn_cls", "loss_rpn_reg"}.
 
     Args (2.x config keys): anchor_generator (``AnchorGenerator`` arguments),
     rpn_target_assign (``RPNTargetAssign``), train_proposal / test_proposal
@@ -107,9 +108,7 @@ class RPNHead(nn.Layer):
         self.rpn_rois_score = _conv(channels, num_anchors, 1)
         self.rpn_rois_delta = _conv(channels, 4 * num_anchors, 1)
 
-    def forward(
-        self, feats: Sequence[paddle.Tensor], batch: dict[str, Any]
-    ) -> tuple[list[paddle.Tensor], paddle.Tensor, dict[str, paddle.Tensor]]:
+    def forward(self, feats: Sequence[paddle.Tensor], im_shape: paddle.Tensor) -> dict[str, Any]:
         if len(feats) != self.anchor_generator.num_levels:
             raise ValueError(
                 f"RPNHead: got {len(feats)} feature maps, anchor_generator has "
@@ -122,19 +121,21 @@ class RPNHead(nn.Layer):
             deltas.append(self.rpn_rois_delta(x))  # [B, 4A, H, W]
         anchors = self.anchor_generator(scores)  # [H*W*A, 4] per level
         generator = self.train_proposal if self.training else self.test_proposal
-        rois, rois_num = generator(scores, deltas, anchors, batch["im_shape"])
-        if not self.training:
-            return rois, rois_num, {}
-        return rois, rois_num, self.get_loss(scores, deltas, anchors, batch["gt_boxes"])
+        rois, rois_num = generator(scores, deltas, anchors, im_shape)
+        return {
+            "scores": scores,
+            "deltas": deltas,
+            "anchors": anchors,
+            "rois": rois,
+            "rois_num": rois_num,
+        }
 
     def get_loss(
-        self,
-        scores: Sequence[paddle.Tensor],
-        deltas: Sequence[paddle.Tensor],
-        anchors: Sequence[paddle.Tensor],
-        gt_boxes: Sequence[paddle.Tensor],
+        self, raw: dict[str, Any], gt_boxes: Sequence[paddle.Tensor]
     ) -> dict[str, paddle.Tensor]:
-        """{"loss_rpn_cls", "loss_rpn_reg"}; gt_boxes[b]: [M_b, 4] real boxes of image b."""
+        """{"loss_rpn_cls", "loss_rpn_reg"} of the raw outputs (``scores``, ``deltas``,
+        ``anchors`` per level); gt_boxes[b]: [M_b, 4] real boxes of image b."""
+        scores, deltas, anchors = raw["scores"], raw["deltas"], raw["anchors"]
         anchors = paddle.concat(list(anchors))  # [N, 4]
         logits = paddle.concat([flatten_level(s, 1) for s in scores], axis=1).flatten()  # [B*N]
         pred = paddle.concat([flatten_level(d, 4) for d in deltas], axis=1).reshape([-1, 4])

@@ -1,6 +1,8 @@
-from . import yolo  # noqa: F401
+"""Post-processing: raw head outputs -> detections in original-image pixels (and masks)."""
+
+from .bbox import BBoxPostProcess, MultiClassNMS, original_size, to_original_image  # noqa: F401
 from .mask import MaskPostProcess, paste_masks  # noqa: F401
-from .rcnn import RCNNBox, rcnn_post_process  # noqa: F401
-from .retina import flatten_level, retina_decode  # noqa: F401
+from .rcnn import RCNNBox  # noqa: F401
+from .retina import RetinaBox, flatten_level, retina_decode  # noqa: F401
 from .ssd import SSDBox  # noqa: F401
-from .yolo import BBoxPostProcess, MultiClassNMS, YOLOBox  # noqa: F401
+from .yolo import YOLOBox  # noqa: F401

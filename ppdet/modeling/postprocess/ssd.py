@@ -11,6 +11,7 @@ padding is involved). Boxes are not clipped.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import paddle
 import paddle.nn.functional as F
@@ -26,9 +27,10 @@ __all__ = ["SSDBox"]
 class SSDBox(nn.Layer):
     """Decode SSD head outputs (module docstring).
 
-    forward((box_deltas [B, N, 4], cls_logits [B, N, C + 1]), priors [N, 4] image fractions,
-    im_shape [B, 2], scale_factor [B, 2]) -> (boxes [B, N, 4] x1y1x2y2 original-image pixels,
-    scores [B, C, N] softmax probabilities of the foreground classes).
+    forward(raw, image_meta) with raw["box_deltas"] [B, N, 4], raw["cls_logits"] [B, N, C + 1]
+    and raw["priors"] [N, 4] (fractions of the input image), image_meta's im_shape /
+    scale_factor [B, 2] -> (boxes [B, N, 4] x1y1x2y2 original-image pixels, scores [B, C, N]
+    softmax probabilities of the foreground classes, None).
 
     Args:
         prior_box_var: the SSD variances (box coder weights are their inverses).
@@ -43,16 +45,13 @@ class SSDBox(nn.Layer):
         self.weights = [1.0 / float(v) for v in prior_box_var]
 
     def forward(
-        self,
-        head_outputs: Sequence[paddle.Tensor],
-        priors: paddle.Tensor,
-        im_shape: paddle.Tensor,
-        scale_factor: paddle.Tensor,
-    ) -> tuple[paddle.Tensor, paddle.Tensor]:
-        box_deltas, cls_logits = head_outputs
-        boxes = decode_deltas(box_deltas, priors.unsqueeze(0), self.weights, clip_ratio=None)
-        size = (im_shape / scale_factor).astype(boxes.dtype)  # [B, 2] (h, w) original pixels
+        self, raw: dict[str, Any], image_meta: dict[str, paddle.Tensor]
+    ) -> tuple[paddle.Tensor, paddle.Tensor, None]:
+        priors = raw["priors"].unsqueeze(0)  # [1, N, 4]
+        boxes = decode_deltas(raw["box_deltas"], priors, self.weights, clip_ratio=None)
+        size = image_meta["im_shape"] / image_meta["scale_factor"]  # [B, 2] (h, w) original
+        size = size.astype(boxes.dtype)
         size = paddle.stack([size[:, 1], size[:, 0], size[:, 1], size[:, 0]], -1)  # [B, 4]
         boxes = boxes * size.unsqueeze(1)  # [B, N, 4]
-        scores = F.softmax(cls_logits, axis=-1)[:, :, :-1]  # [B, N, C]
-        return boxes, scores.transpose([0, 2, 1])
+        scores = F.softmax(raw["cls_logits"], axis=-1)[:, :, :-1]  # [B, N, C]
+        return boxes, scores.transpose([0, 2, 1]), None

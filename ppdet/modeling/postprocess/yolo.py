@@ -1,42 +1,33 @@
-"""YOLO decoding, multi-class NMS, and the post-process that chains them.
-
-``BBoxPostProcess(decode, nms)`` is generic: ``decode`` turns head outputs into boxes in
-original-image pixels and per-class scores, ``nms`` selects the detections.
-"""
+"""YOLOv3 decoding (Paddle's ``yolo_box`` kernel): boxes in original-image pixels and
+per-class scores, ready for ``MultiClassNMS`` inside ``BBoxPostProcess``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import paddle
 from paddle import nn
 from paddle.vision.ops import yolo_box
 
 from ppdet.config.registry import register
-from ppdet.ops.nms import multiclass_nms
+from ppdet.modeling.postprocess.bbox import original_size
 
-__all__ = ["BBoxPostProcess", "MultiClassNMS", "YOLOBox", "original_size"]
-
-
-def original_size(im_shape: paddle.Tensor, scale_factor: paddle.Tensor) -> paddle.Tensor:
-    """(h, w) of the original image, rounded: im_shape [B, 2] / scale_factor [B, 2] -> [B, 2]
-    int32.
-
-    PaddleDetection 2.6 truncates instead, which turns e.g. 436.99997 (float32 of 320 /
-    (320 / 437)) into 436; rounding gives back 437. Where the quotient is exact both agree.
-    """
-    return paddle.floor(im_shape / scale_factor + 0.5).astype("int32")
+__all__ = ["YOLOBox"]
 
 
 @register("postprocess")
 class YOLOBox(nn.Layer):
-    """Decode YOLOv3 outputs into boxes of the original image (Paddle's ``yolo_box`` op).
+    """Decode YOLOv3 outputs into boxes of the original image.
 
-    forward(outputs, anchors, im_shape, scale_factor) with outputs[i]: [B, A_i*(5+C), H_i, W_i]
-    (deepest first), anchors[i]: [A_i, 2] (w, h) input pixels, im_shape / scale_factor [B, 2]
-    -> (boxes [B, N, 4] x1y1x2y2 original-image pixels, scores [B, C, N]), N = sum A_i H_i W_i.
-    A prediction's score for class c is sigmoid(obj) * sigmoid(cls_c), or 0 (with a zero box)
-    when sigmoid(obj) < conf_thresh.
+    forward(raw, image_meta) with raw["outputs"][i]: [B, A_i*(5+C), H_i, W_i] (deepest first)
+    and image_meta's im_shape / scale_factor [B, 2] -> (boxes [B, N, 4] x1y1x2y2 original-image
+    pixels, scores [B, C, N], None), N = sum A_i H_i W_i. A prediction's score for class c is
+    sigmoid(obj) * sigmoid(cls_c), or 0 (with a zero box) when sigmoid(obj) < conf_thresh.
+
+    The anchors (per level [A_i, 2] as [w, h] input pixels) are the head's: the YOLOv3
+    architecture hands them over once with ``set_anchors`` (they are kernel attributes, not
+    tensors).
 
     Args:
         conf_thresh: objectness below which a prediction is dropped.
@@ -57,22 +48,30 @@ class YOLOBox(nn.Layer):
         self.downsample_ratio = downsample_ratio
         self.clip_bbox = clip_bbox
         self.scale_x_y = scale_x_y
+        self.anchors: list[list[int]] | None = None  # per level, flat [w0, h0, w1, h1, ...]
+
+    def set_anchors(self, anchors: Sequence[Sequence[Sequence[float]]]) -> None:
+        """anchors[i]: level i's anchors [A_i, 2] as [w, h] input pixels (deepest level first)."""
+        self.anchors = [[int(v) for wh in level for v in wh] for level in anchors]
 
     def forward(
-        self,
-        outputs: Sequence[paddle.Tensor],
-        anchors: Sequence[Sequence[Sequence[float]]],
-        im_shape: paddle.Tensor,
-        scale_factor: paddle.Tensor,
-    ) -> tuple[paddle.Tensor, paddle.Tensor]:
-        img_size = original_size(im_shape, scale_factor)  # [B, 2] (h, w)
+        self, raw: dict[str, Any], image_meta: dict[str, paddle.Tensor]
+    ) -> tuple[paddle.Tensor, paddle.Tensor, None]:
+        if self.anchors is None:
+            raise RuntimeError("YOLOBox: no anchors; the YOLOv3 architecture sets its head's")
+        outputs = raw["outputs"]
+        if len(outputs) != len(self.anchors):
+            raise ValueError(
+                f"YOLOBox: {len(outputs)} output levels but anchors for {len(self.anchors)}"
+            )
+        img_size = original_size(image_meta["im_shape"], image_meta["scale_factor"])  # [B, 2]
         all_boxes, all_scores = [], []
-        for i, (out, level_anchors) in enumerate(zip(outputs, anchors)):
-            num_classes = out.shape[1] // len(level_anchors) - 5
+        for i, (out, flat) in enumerate(zip(outputs, self.anchors)):
+            num_classes = out.shape[1] // (len(flat) // 2) - 5
             boxes, scores = yolo_box(
                 out,
                 img_size,
-                [int(v) for wh in level_anchors for v in wh],  # flat [w0, h0, w1, h1, ...]
+                flat,
                 num_classes,
                 self.conf_thresh,
                 self.downsample_ratio // 2**i,
@@ -83,67 +82,4 @@ class YOLOBox(nn.Layer):
             all_scores.append(scores)
         boxes = paddle.concat(all_boxes, axis=1)  # [B, N, 4]
         scores = paddle.concat(all_scores, axis=1).transpose([0, 2, 1])  # [B, C, N]
-        return boxes, scores
-
-
-@register("postprocess")
-class MultiClassNMS(nn.Layer):
-    """Per-class NMS (``ppdet.ops.nms.multiclass_nms``).
-
-    forward(boxes [B, N, 4], scores [B, C, N]) -> (detections [K, 6] rows (class, score, x1,
-    y1, x2, y2), num [B] int32). The defaults are PaddleDetection 2.6's MultiClassNMS defaults.
-    """
-
-    def __init__(
-        self,
-        score_threshold: float = 0.05,
-        nms_top_k: int = -1,
-        keep_top_k: int = 100,
-        nms_threshold: float = 0.5,
-        background_label: int = -1,
-    ):
-        super().__init__()
-        self.score_threshold = score_threshold
-        self.nms_top_k = nms_top_k
-        self.keep_top_k = keep_top_k
-        self.nms_threshold = nms_threshold
-        self.background_label = background_label
-
-    def forward(
-        self, boxes: paddle.Tensor, scores: paddle.Tensor
-    ) -> tuple[paddle.Tensor, paddle.Tensor]:
-        return multiclass_nms(
-            boxes,
-            scores,
-            score_threshold=self.score_threshold,
-            nms_top_k=self.nms_top_k,
-            keep_top_k=self.keep_top_k,
-            nms_threshold=self.nms_threshold,
-            background_label=self.background_label,
-        )
-
-
-@register("postprocess")
-class BBoxPostProcess(nn.Layer):
-    """Decode then NMS.
-
-    forward(head_outputs, anchors, im_shape [B, 2], scale_factor [B, 2]) -> (bbox [K, 6]
-    float32 rows (class, score, x1, y1, x2, y2) in original-image pixels, bbox_num [B] int32).
-    ``anchors`` is whatever ``decode`` needs besides the outputs (YOLO: per-level anchors).
-    Without arguments: ``YOLOBox()`` and ``MultiClassNMS()`` with their defaults.
-    """
-
-    def __init__(self, decode: nn.Layer | None = None, nms: nn.Layer | None = None):
-        super().__init__()
-        self.decode = YOLOBox() if decode is None else decode
-        self.nms = MultiClassNMS() if nms is None else nms
-
-    def forward(
-        self,
-        head_outputs: Sequence[paddle.Tensor],
-        anchors: object,
-        im_shape: paddle.Tensor,
-        scale_factor: paddle.Tensor,
-    ) -> tuple[paddle.Tensor, paddle.Tensor]:
-        boxes, scores = self.decode(head_outputs, anchors, im_shape, scale_factor)
-        return self.nms(boxes, scores)
+        return boxes, scores, None
