@@ -109,7 +109,7 @@ def run_model(model, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
 
     feed = {k: paddle.to_tensor(v) for k, v in batch.items()}
     with paddle.no_grad(), capture(model) as seen:
-        out = model(feed)
+        out = model.predict(feed)
     return to_numpy(out["bbox"]).reshape(-1, 6), seen
 
 

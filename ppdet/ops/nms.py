@@ -34,6 +34,7 @@ def multiclass_nms(
     nms_threshold: float = 0.5,
     background_label: int = -1,
     rois_num: paddle.Tensor | None = None,
+    normalized: bool = True,
 ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Per-class NMS for a batch of images.
 
@@ -42,6 +43,7 @@ def multiclass_nms(
     Per-RoI (``rois_num`` [B] int given): boxes [R, C, 4] (class c's box of each RoI), scores
     [R, C], R = sum(rois_num), the RoIs of image b after those of images 0..b-1.
     background_label: a class index to ignore entirely, -1 for none.
+    normalized: True for IoU on continuous boxes; False for the +1 pixel convention.
     Returns ``(detections [K, 6] float32, rows [class, score, x1, y1, x2, y2],
     num [B] int32)``, where ``num[b]`` rows of ``detections`` belong to image b, in order.
     An image without boxes, or none above the threshold, contributes no rows.
@@ -57,7 +59,7 @@ def multiclass_nms(
         int(nms_top_k),
         int(keep_top_k),
         float(nms_threshold),
-        True,  # normalized: IoU without the +1 pixel convention
+        bool(normalized),  # False: IoU with +1 widths
         1.0,  # nms_eta: plain (non-adaptive) NMS
         int(background_label),
     )

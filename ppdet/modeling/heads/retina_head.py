@@ -162,6 +162,10 @@ class RetinaHead(nn.Layer):
         nms_pre: anchors kept per level before NMS (by best class score).
         weights: box coder weights (wx, wy, ww, wh).
         in_channels: channels of the neck outputs (all equal).
+        box_coder_plus_one: regression targets with fluid's +1 widths (PaddleDetection v0.1,
+            whose post-process ``RetinaNetDetectionOutput`` decodes so); declared as the
+            ``box_coder_plus_one`` convention, so a model whose post-process decodes otherwise
+            is refused (``ppdet.modeling.conventions``).
     """
 
     __shared__ = ["num_classes"]
@@ -179,6 +183,7 @@ class RetinaHead(nn.Layer):
         nms_pre: int = 1000,
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         in_channels: Sequence[int] = (256,),
+        box_coder_plus_one: bool = False,
     ):
         super().__init__()
         if not 0 < prior_prob < 1:
@@ -200,6 +205,8 @@ class RetinaHead(nn.Layer):
         )
         self.nms_pre = int(nms_pre)
         self.weights = [float(w) for w in weights]
+        self.box_coder_plus_one = bool(box_coder_plus_one)
+        self.conventions = {"box_coder_plus_one": self.box_coder_plus_one}
         num_anchors = self.anchor_generator.num_anchors
         feat_out = self.conv_feat.feat_out
         bias = -math.log((1 - prior_prob) / prior_prob)
@@ -303,7 +310,7 @@ class RetinaHead(nn.Layer):
                 cls_t = F.one_hot(cls_of, self.num_classes) * pos.astype("float32").unsqueeze(-1)
                 gt_of = paddle.gather(boxes, matched)  # [N, 4]
                 gt_of = paddle.where(pos.unsqueeze(-1), gt_of, anchors)  # non-positives: 0 deltas
-                reg_t = encode_deltas(anchors, gt_of, self.weights)
+                reg_t = encode_deltas(anchors, gt_of, self.weights, self.box_coder_plus_one)
             cls_targets.append(cls_t)
             reg_targets.append(reg_t)
             all_labels.append(labels)
