@@ -206,3 +206,30 @@ def test_regression_targets_with_fluids_plus_one(plus_one, dw):
     assert labels.numpy().tolist() == [[1, 0]]
     dx = 5 / 10 if plus_one else 5 / 9
     np.testing.assert_allclose(reg.numpy()[0, 0], [dx, 0, dw, 0], rtol=1e-6, atol=1e-7)
+
+
+def test_v01_conventions_train_and_predict():
+    """The demo model with every v0.1 convention: a few steps lower the loss, then predict
+    gives detections inside the clip window."""
+    from tests.modeling.detector_checks import assert_loss_drops, train_steps
+    from tests.modeling.test_retinanet import TINY, fixed_batch
+
+    overrides = [
+        *TINY,
+        "ResNet.freeze_at=-1",
+        "FPN.use_c5=true",
+        "RetinaHead.anchor_generator.fluid=true",
+        "RetinaHead.anchor_generator.offset=0.5",
+        "RetinaHead.box_coder_plus_one=true",
+        "RetinaNet.post_process=RetinaNetDetectionOutput",
+        "RetinaNetDetectionOutput.score_threshold=0.0",
+    ]
+    config = str(REPO / "configs" / "retinanet" / "retinanet_r18_fpn_demo.yml")
+    model = tiny_detector(config, overrides)
+    batch = fixed_batch()
+    assert_loss_drops(train_steps(model, batch, steps=8)["loss"])
+    model.eval()
+    out = model.predict({k: batch[k] for k in ("image", "im_shape", "scale_factor")})
+    assert out["bbox_num"].numpy().tolist() == [100, 100]
+    bbox = out["bbox"].numpy()
+    assert bbox[:100, 2:].max() <= 95 and bbox[100:, 2:].max() <= 191  # round(96 / s) - 1
