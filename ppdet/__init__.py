@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 
 def register_all() -> None:
     """Import the packages whose classes register themselves (models, data, evaluators) and
-    whose config sections have load-time checks (the optimizer and LR schedule)."""
+    whose config sections have load-time checks (the optimizer and LR schedule, hooks)."""
     import ppdet.data  # noqa: F401
+    import ppdet.engine.hooks  # noqa: F401  (the stitcher section's check)
     import ppdet.engine.optim  # noqa: F401
     import ppdet.evaluation  # noqa: F401
     import ppdet.modeling  # noqa: F401

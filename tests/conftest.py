@@ -42,6 +42,7 @@ def tiny_overrides(data_dir: str, out_dir: str) -> list[str]:
         "LearningRate.schedulers.0.max_epochs=2",
         "LearningRate.schedulers.1.steps=2",
         "TrainReader.batch_size=4",
+        "reference_batch_size=null",  # tests pick their batches: LR and iterations as written
         "TrainReader.batch_transforms.BatchRandomResize.target_size=[64, 96]",
         "EvalReader.sample_transforms.Resize.target_size=[64, 64]",
         "TestReader.sample_transforms.Resize.target_size=[64, 64]",

@@ -1,4 +1,7 @@
-"""Train a detector: python tools/train.py -c configs/yolov3/yolov3_mobilenet_v1_demo.yml [--eval]"""
+"""Train a detector: python tools/train.py -c configs/yolov3/yolov3_mobilenet_v1_demo.yml [--eval]
+
+Several devices: python -m paddle.distributed.launch --devices 0,1 tools/train.py -c CONFIG
+(CPU processes: --nproc_per_node 2)."""
 
 import argparse
 import os
@@ -21,13 +24,25 @@ def main() -> int:
         "-r",
         "--resume",
         default=None,
-        help="checkpoint prefix or run folder to continue from (exact iteration and LR)",
+        metavar="CHECKPOINT|FOLDER|auto",
+        help="continue exactly where a run stopped: a checkpoint prefix, a run folder (its "
+        "latest complete checkpoint), or 'auto' (the latest of --output_dir, else a new run)",
     )
     parser.add_argument(
         "--amp",
-        action=argparse.BooleanOptionalAction,
+        nargs="?",
+        const="auto",
         default=False,
-        help="mixed-precision training (GPU only)",
+        choices=["auto", "fp16", "bf16"],
+        help="mixed precision on a GPU: bf16 where supported, else fp16 with dynamic loss "
+        "scaling (or name one); unsupported on the CPU (said so, trains in float32)",
+    )
+    parser.add_argument(
+        "--scale_schedule",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="scale LR and iterations by total batch / reference_batch_size (the linear "
+        "rule; --no-scale_schedule keeps the config's values)",
     )
     parser.add_argument(
         "--use_vdl",
@@ -48,7 +63,13 @@ def main() -> int:
     if args.eval:
         require_annotations(cfg, "eval")
 
-    trainer = Trainer(cfg, output_dir=args.output_dir, amp=args.amp, use_vdl=args.use_vdl)
+    trainer = Trainer(
+        cfg,
+        output_dir=args.output_dir,
+        amp=args.amp,
+        use_vdl=args.use_vdl,
+        scale_schedule=args.scale_schedule,
+    )
     trainer.train(validate=args.eval, resume=args.resume)
     return 0
 

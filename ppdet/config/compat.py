@@ -42,9 +42,11 @@ TOP_LEVEL: dict[str, Ignored] = {
     "print_params": Ignored("parameter counts are measured by bench/backbones.py", False),
     "export": Ignored("model export is not implemented yet"),
     "find_unused_parameters": Ignored(
-        "multi-device training wraps the model in paddle.DataParallel without it", False
+        "multi-device training averages every parameter's gradient, used or not", False
     ),
-    "use_fused_allreduce_gradients": Ignored("gradients are all-reduced by DataParallel", False),
+    "use_fused_allreduce_gradients": Ignored(
+        "gradients are always all-reduced in fused buckets after backward", False
+    ),
     "save_prediction_only": Ignored("evaluation always computes the metrics", False),
     "use_wandb": Ignored("Weights & Biases logging is not supported (--use_vdl is)", False),
 }

@@ -12,6 +12,7 @@
       num_workers: 2           # default: the top-level worker_num, else 0 (main process)
       mixup_epoch: 200         # Mixup while epoch < mixup_epoch; -1 (default): every epoch
       use_shared_memory: true  # default true
+      aspect_ratio_grouping: false  # train: batches of only landscape or only portrait images
 
 ``reader_spec`` and ``dataset_spec`` check a section completely (keys, types, limits, operator
 names and their arguments) and return what the loader builds, so a config that loads also
@@ -57,6 +58,7 @@ SETTINGS: dict[str, Setting] = {
     "num_workers": Setting(int, 0, 0),  # default: the top-level worker_num (PaddleDetection)
     "mixup_epoch": Setting(int, -1),
     "use_shared_memory": Setting(bool, True),
+    "aspect_ratio_grouping": Setting(bool, False),  # data/sampler.py (train mode)
 }
 READER_KEYS = (*TRANSFORM_LISTS, *SETTINGS)
 
@@ -83,6 +85,7 @@ class ReaderSpec:
     num_workers: int = 0
     mixup_epoch: int = -1
     use_shared_memory: bool = True
+    aspect_ratio_grouping: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,6 +53,11 @@ GLOBAL_KEYS: dict[str, Any] = {
     "EvalReader": dict,
     "TestReader": dict,
     "draw_threshold": float,
+    # engine: the total batch the schedule was written for (engine/schedule.py), gradient
+    # accumulation (micro-batches per step), training hooks (engine/hooks.py)
+    "reference_batch_size": int | None,
+    "accumulate_steps": int,
+    "stitcher": dict | None,
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import paddle
+import paddle.distributed as dist
 
 from ppdet.config.builder import create
 from ppdet.config.errors import ConfigError
@@ -30,6 +31,7 @@ from ppdet.config.registry import lookup
 
 from .datasets.base import (
     ERROR_KEY,
+    SEED_KEY,
     SKIPPED_KEY,
     DetDataset,
     how_to_get,
@@ -37,6 +39,7 @@ from .datasets.base import (
     skip_message,
 )
 from .errors import DataNotFoundError, DataPipelineError, exception_text
+from .sampler import EvalBatchSampler, TrainBatchSampler, derive_seed
 from .transforms.batch_ops import PadGT
 from .transforms.compose import BatchCompose, Compose
 from .transforms.decode_resize import is_chw
@@ -143,7 +146,9 @@ class Collate:
     it for paddle's loader (``PACKED_POLY_KEY``), ``DetDataLoader`` unpacks it. An exception (in a
     sample or here) becomes a batch ``{ERROR_KEY: text as uint8}`` that ``DetDataLoader`` raises.
     Placeholders of skipped images (eval/test) are left out of the batch; every skipped image
-    travels as ``SKIPPED_KEY`` (json as uint8), also in a batch that has nothing else.
+    travels as ``SKIPPED_KEY`` (json as uint8), also in a batch that has nothing else. When
+    the samples carry their seeds (``SEED_KEY``), the batch transforms run with Python's and
+    NumPy's generators seeded from them (the same batch gets the same random resize).
     """
 
     def __init__(self, batch_transform: Callable[[list[dict]], list[dict]]) -> None:
@@ -154,9 +159,14 @@ class Collate:
         if errors:
             return {ERROR_KEY: np.frombuffer(errors[0].encode(), np.uint8)}
         skipped = [item for s in samples for item in s.get(SKIPPED_KEY, ())]
+        seeds = [s.pop(SEED_KEY) for s in samples if SEED_KEY in s]
         samples = [s for s in samples if not is_placeholder(s)]
         for s in samples:
             s.pop(SKIPPED_KEY, None)
+        if seeds:  # the batch transforms' randomness: a function of the samples'
+            seed = derive_seed(*seeds)
+            random.seed(seed)
+            np.random.seed(seed)
         batch: dict[str, Any] = {}
         if samples:
             try:
@@ -247,25 +257,24 @@ class DetDataLoader(paddle.io.DataLoader):
                 logger.warning(skip_message(path, reason, self.mode))
 
 
-def _init_worker(worker_id: int) -> None:
-    """Distinct random streams per worker and per epoch (paddle draws a new base seed each
-    epoch). Do not call cv2.setNumThreads here: in a forked child it can deadlock on the
-    parent's OpenCV thread pool."""
-    info = paddle.io.get_worker_info()
-    seed = ((info.seed if info is not None else 0) + worker_id) % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 def build_loader(
-    cfg: dict, mode: str, dataset: DetDataset, distributed: bool = False
+    cfg: dict,
+    mode: str,
+    dataset: DetDataset,
+    distributed: bool = False,
+    accumulate_steps: int = 1,
 ) -> DetDataLoader:
     """A DataLoader over ``dataset`` with the reader section of ``mode`` (train/eval/test).
 
     Each batch is a dict of paddle Tensors as in docs/contracts.md; an exception while loading
-    a batch is raised in the loop as DataPipelineError. With ``distributed`` the
-    batches are split over ranks by ``paddle.io.DistributedBatchSampler``. Call
-    ``set_loader_epoch(loader, epoch)`` at the start of every epoch.
+    a batch is raised in the loop as DataPipelineError. Batches come from the samplers of
+    ``data/sampler.py``: in train mode ``TrainBatchSampler`` (``accumulate_steps``
+    micro-batches per step; with ``distributed`` this process's share of each global batch of
+    batch_size x processes x accumulate_steps images), in eval/test mode ``EvalBatchSampler``
+    (with ``distributed`` every world_size-th batch of the single-process order). Every
+    sample's randomness is seeded from the config's ``seed`` (default 0), the epoch and the
+    sample's index, and each batch's from its samples' seeds (``DetDataset.set_seed``).
+    Call ``set_loader_epoch(loader, epoch)`` at the start of every epoch.
     """
     _check_mode(mode)
     spec = reader_spec(cfg, READERS[mode])
@@ -274,15 +283,27 @@ def build_loader(
     mixup = mode == "train" and any(op.name == "Mixup" for op in spec.sample_transforms)
     dataset.set_transform(Compose(sample_ops), mixup=mixup, mixup_epoch=spec.mixup_epoch)
     dataset.defer_errors = True
+    seed = int(cfg.get("seed") or 0)
+    dataset.set_seed(seed)
+    world_size, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
     shuffle = mode == "train" if spec.shuffle is None else spec.shuffle
-    if distributed:
-        sampler = paddle.io.DistributedBatchSampler(
-            dataset, spec.batch_size, shuffle=shuffle, drop_last=spec.drop_last
+    if mode == "train" or shuffle:
+        landscape = None
+        if mode == "train" and spec.aspect_ratio_grouping:
+            landscape = [r.get("w", 1) >= r.get("h", 1) for r in dataset.records]
+        sampler: TrainBatchSampler | EvalBatchSampler = TrainBatchSampler(
+            len(dataset),
+            spec.batch_size,
+            world_size=world_size,
+            rank=rank,
+            accumulate_steps=accumulate_steps if mode == "train" else 1,
+            shuffle=shuffle,
+            drop_last=spec.drop_last,
+            seed=seed,
+            landscape=landscape,
         )
     else:
-        sampler = paddle.io.BatchSampler(
-            dataset, shuffle=shuffle, batch_size=spec.batch_size, drop_last=spec.drop_last
-        )
+        sampler = EvalBatchSampler(len(dataset), spec.batch_size, world_size=world_size, rank=rank)
     return DetDataLoader(
         dataset,
         mode=mode,
@@ -290,14 +311,16 @@ def build_loader(
         collate_fn=Collate(BatchCompose(batch_ops)),
         num_workers=spec.num_workers,
         use_shared_memory=spec.use_shared_memory,
-        worker_init_fn=_init_worker if spec.num_workers > 0 else None,
         return_list=True,
     )
 
 
-def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int) -> None:
-    """Tell the dataset (mixup schedule) and a distributed sampler (shuffle seed) the epoch."""
+def set_loader_epoch(loader: paddle.io.DataLoader, epoch: int, start: int = 0) -> None:
+    """Tell the dataset (mixup schedule, sample seeds) and the train sampler (order) the
+    epoch; the next pass starts at the epoch's global batch ``start`` (resume mid-epoch)."""
     if hasattr(loader.dataset, "set_epoch"):
         loader.dataset.set_epoch(epoch)
-    if hasattr(loader.batch_sampler, "set_epoch"):
-        loader.batch_sampler.set_epoch(epoch)
+    if isinstance(loader.batch_sampler, TrainBatchSampler):
+        loader.batch_sampler.set_epoch(epoch, start)
+    elif start:
+        raise ValueError("only a train loader can start mid-epoch")

@@ -1,12 +1,15 @@
 """Training checkpoints: ``<prefix>.pdparams`` (model weights, PaddleDetection format) and
 ``<prefix>.pdopt`` (optimizer + LR state, epoch, iteration, resolved config).
 
-Both files are written atomically, weights first: a ``.pdopt`` only exists beside the
-weights it belongs to, so a checkpoint with a ``.pdopt`` is always complete.
+Both files are written atomically (temp file, fsync, rename), weights first, and an older
+``.pdopt`` of the same name is removed before the new weights are written: a ``.pdopt`` only
+exists beside the weights it belongs to, so a checkpoint with a ``.pdopt`` is always complete,
+and one being written when the process died (even by SIGKILL) is never picked for resume.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pickle
@@ -84,8 +87,11 @@ def save_checkpoint(
     """Save a resumable checkpoint. ``epoch`` = epochs completed, ``iteration`` = steps done.
 
     With ``ema`` the ``.pdparams`` hold the averaged weights (what eval and infer use) and the
-    ``.pdopt`` also holds the raw training weights and the EMA step.
+    ``.pdopt`` also holds the raw training weights and the EMA step. ``extra``: plain values
+    (numbers, strings, lists, dicts, numpy arrays) the trainer restores, e.g. hook states.
     """
+    with contextlib.suppress(FileNotFoundError):  # an older checkpoint of this name
+        os.remove(prefix + ".pdopt")
     save_weights(model, prefix, ema)
     state = {
         "version": STATE_VERSION,
@@ -111,17 +117,34 @@ def _strip_suffix(path: str) -> str:
 
 
 def latest_checkpoint(folder: str) -> str | None:
-    """Prefix of the complete checkpoint with the most iterations in ``folder``, or None."""
-    best, best_iter = None, -1
+    """Prefix of the complete checkpoint in ``folder`` written last (its ``.pdopt``'s time;
+    on a tie the larger number in the name), or None. ``epoch_N`` and ``iter_N`` of one run
+    compare by when they were written, and a new run in an old folder finds its own."""
+    best, best_key = None, None
     for opt in glob.glob(os.path.join(folder, "*.pdopt")):
         prefix = opt[: -len(".pdopt")]
         if not os.path.isfile(prefix + ".pdparams"):
             continue
         match = re.search(r"(\d+)$", os.path.basename(prefix))
-        step = int(match.group(1)) if match else -1
-        if step > best_iter:
-            best, best_iter = prefix, step
+        try:
+            key = (os.stat(opt).st_mtime_ns, int(match.group(1)) if match else -1)
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        if best_key is None or key > best_key:
+            best, best_key = prefix, key
     return best
+
+
+def remove_partial_writes(folder: str) -> list[str]:
+    """Delete the temp files of checkpoint writes a killed process left in ``folder``
+    (``.<name>.pdparams.<random>.tmp``, ``.pdopt`` alike); returns their paths."""
+    removed = []
+    for pattern in (".*.pdparams.*.tmp", ".*.pdopt.*.tmp"):
+        for path in glob.glob(os.path.join(folder, pattern)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(path)
+    return removed
 
 
 def resolve_resume(path: str) -> str:

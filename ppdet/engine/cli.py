@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Callable
 
@@ -130,16 +131,47 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 def run(main: Callable[[], int | None]) -> None:
     """Run a tool's ``main``; a user error (``user_errors``) becomes ``error: <message>`` on
-    stderr and exit status 1, Ctrl-C exit status 130; anything else is a bug (traceback)."""
+    stderr and exit status 1, Ctrl-C exit status 130; anything else is a bug (traceback).
+
+    In a multi-process launch the error line names the process that failed first
+    (``engine/distributed.describe_failure``) and the process ends at once with status 1
+    (no exit handler may wait for peers that are gone), so the launcher stops the others.
+    """
     prefer_fast_mkl()  # before anything imports Paddle
     configure_logging()
     known = user_errors()
     try:
         code = main()
     except known as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(e))
     except KeyboardInterrupt:
         print("interrupted; checkpoints already written are intact", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        if not _distributed():
+            raise
+        traceback.print_exc()
+        lines = str(e).strip().splitlines()
+        _fail(f"{type(e).__name__}: {lines[0] if lines else ''}")
     sys.exit(code or 0)
+
+
+def _distributed() -> bool:
+    """Whether this process is part of a running multi-process group."""
+    if "paddle" not in sys.modules:
+        return False
+    import paddle.distributed as dist
+
+    return dist.get_world_size() > 1 and dist.is_initialized()
+
+
+def _fail(error: str) -> None:
+    """Print ``error: ...`` (naming the failed rank in a multi-process run) and exit 1."""
+    if not _distributed():
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    from ppdet.engine.distributed import describe_failure
+
+    print(f"error: {describe_failure(error)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(1)

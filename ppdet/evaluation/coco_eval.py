@@ -141,6 +141,10 @@ class COCOEvaluator:
         self.label_list = list(getattr(dataset, "label_list", []) or [])
         records = getattr(dataset, "records", None) or []
         self.im_ids = sorted({int(np.asarray(r["im_id"]).reshape(-1)[0]) for r in records})
+        # dataset order of each image: merged shards are put back in it (``merge``)
+        self.position = {
+            int(np.asarray(r["im_id"]).reshape(-1)[0]): i for i, r in enumerate(records)
+        }
         self.output_dir = output_dir
         self.classwise = classwise
         self.results: list[dict[str, Any]] = []
@@ -185,6 +189,27 @@ class COCOEvaluator:
                         "score": det[1],
                     }
                 )
+
+    def state(self) -> dict[str, Any]:
+        """The detections gathered so far (plain lists and dicts), for ``merge`` in another
+        process (distributed evaluation: ``evaluation/distributed.py``)."""
+        return {
+            "results": self.results,
+            "mask_results": self.mask_results,
+            "has_masks": self.has_masks,
+        }
+
+    def merge(self, states: list[dict[str, Any]]) -> None:
+        """Add the detections of other evaluators' ``state()`` (each image's detections come
+        from one of them) and put them in dataset order, as one evaluator over the whole
+        dataset would hold them; COCOeval's numbers do not depend on that order anyway."""
+        for state in states:
+            self.results.extend(state["results"])
+            self.mask_results.extend(state["mask_results"])
+            self.has_masks = self.has_masks or bool(state["has_masks"])
+        last = len(self.position)
+        for items in (self.results, self.mask_results):
+            items.sort(key=lambda r: self.position.get(r["image_id"], last))  # stable
 
     def accumulate(self) -> dict[str, float]:
         """Run COCOeval (bbox, and segm if masks were given) on the gathered detections; print

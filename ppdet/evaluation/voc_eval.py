@@ -157,6 +157,7 @@ class VOCEvaluator:
         # gts[class id][im_id] = (boxes [M,4], difficult [M] bool)
         self.gts: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
         self.known_ids: set[int] = set()
+        self.position: dict[int, int] = {}  # im_id -> index in the dataset order
         for rec in dataset.records:
             self._add_ground_truth(rec)
         self.reset()
@@ -164,6 +165,7 @@ class VOCEvaluator:
     def _add_ground_truth(self, rec: dict[str, Any]) -> None:
         im_id = int(np.asarray(rec["im_id"]).reshape(-1)[0])
         self.known_ids.add(im_id)
+        self.position.setdefault(im_id, len(self.position))
         boxes = np.asarray(rec.get("gt_bbox", np.zeros((0, 4))), np.float64).reshape(-1, 4)
         classes = np.asarray(rec.get("gt_class", np.zeros((0, 1))), np.int64).reshape(-1)
         difficult = rec.get("difficult")
@@ -197,15 +199,32 @@ class VOCEvaluator:
                 self.dets[cls].append((int(i), float(row[1]), row[2:6]))
                 self.num_dets += 1
 
+    def state(self) -> dict[str, Any]:
+        """The detections gathered so far, for ``merge`` in another process."""
+        return {"dets": dict(self.dets), "num_dets": self.num_dets}
+
+    def merge(self, states: list[dict[str, Any]]) -> None:
+        """Add the detections of other evaluators' ``state()`` (each image's detections come
+        from one of them)."""
+        for state in states:
+            for cls, dets in state["dets"].items():
+                self.dets[int(cls)].extend(dets)
+            self.num_dets += int(state["num_dets"])
+
     def accumulate(self) -> dict[str, float]:
-        """Per-class AP and their mean over classes that have ground truth; printed too."""
+        """Per-class AP and their mean over classes that have ground truth; printed too.
+
+        Detections of equal score are matched in dataset order of their images (then in the
+        order the model gave them), so the numbers do not depend on the order of ``update``
+        calls or on how the images were shared among processes (``merge``).
+        """
         if self.num_dets == 0:
             print("VOC eval: no detections at all; mAP is 0.")
         aps: dict[str, dict[int, float]] = {t: {} for t in MAP_TYPES}
+        last = len(self.position)
         for c in sorted(self.gts):
-            tp, fp, npos = match_class(
-                self.dets.get(c, []), self.gts[c], self.iou_thresh, self.ignore_difficult
-            )
+            dets = sorted(self.dets.get(c, []), key=lambda d: self.position.get(d[0], last))
+            tp, fp, npos = match_class(dets, self.gts[c], self.iou_thresh, self.ignore_difficult)
             if npos == 0:
                 continue  # only difficult boxes: no recall to measure
             recall, precision = precision_recall(tp, fp, npos)

@@ -102,6 +102,7 @@ def test_tools_train_runs_the_config_a_few_iterations(tiny_demo_data, tmp_path, 
         "FPN.out_channel=16",
         "TwoFCHead.out_channel=32",
         "TrainReader.batch_size=2",
+        "reference_batch_size=2",  # this run's total batch: iterations as written
         "TrainReader.num_workers=0",
         resize,
         "LearningRate.schedulers.1.steps=1",
@@ -123,6 +124,7 @@ def test_tools_train_runs_the_config_a_few_iterations(tiny_demo_data, tmp_path, 
     )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     assert "loss_rpn_cls" in proc.stdout and "loss_bbox_reg" in proc.stdout
+    assert "schedule: total batch 2 (1 process(es) x 2 image(s)) = the config's" in proc.stdout
     assert "training done: 3 iterations" in proc.stdout
     run = tmp_path / "out" / os.path.basename(config)[: -len(".yml")]
     assert (run / "iter_3.pdopt").is_file() and (run / "model_final.pdparams").is_file()

@@ -12,6 +12,7 @@ import pytest
 from ppdet.config.errors import ConfigError
 from ppdet.data import DataPipelineError, build_dataset, build_loader, set_loader_epoch
 from ppdet.data.datasets import COCODataSet, ImageFolder
+from ppdet.data.sampler import TrainBatchSampler
 
 from .conftest import coco_cfg
 from .image_kinds import png_bomb
@@ -170,12 +171,14 @@ def test_train_gives_up_only_when_no_image_is_readable(tiny_coco):
     assert "\n" not in str(err.value)  # a DataError: one line, no traceback
 
 
-def test_distributed_uses_distributed_batch_sampler(tiny_coco):
+def test_set_loader_epoch_reaches_sampler_and_dataset(tiny_coco):
     cfg = coco_cfg(tiny_coco)
-    loader = build_loader(cfg, "train", build_dataset(cfg, "train"), distributed=True)
-    assert isinstance(loader.batch_sampler, paddle.io.DistributedBatchSampler)
-    set_loader_epoch(loader, 3)
+    loader = build_loader(cfg, "train", build_dataset(cfg, "train"), accumulate_steps=3)
+    assert isinstance(loader.batch_sampler, TrainBatchSampler)
+    assert loader.batch_sampler.global_batch_size == 6  # batch 2 x 3 micro-batches
+    set_loader_epoch(loader, 3, start=1)
     assert loader.batch_sampler.epoch == 3 and loader.dataset._epoch == 3
+    assert loader.batch_sampler.start == 1
 
 
 def test_variable_sizes_need_padding(tiny_coco):

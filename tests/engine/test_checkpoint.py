@@ -94,3 +94,53 @@ def test_resume_refuses_a_training_state_that_runs_code(tmp_path):
     with pytest.raises(WeightsError, match=r"c.pdopt: refused to load"):
         checkpoint.load_checkpoint(str(tmp_path / "c"), model, opt)
     assert not marker.exists()
+
+
+def _model_and_optimizer():
+    model = paddle.nn.Linear(2, 2)
+    return model, paddle.optimizer.Momentum(0.1, parameters=model.parameters())
+
+
+def test_a_checkpoint_killed_while_being_rewritten_is_never_picked(tmp_path, monkeypatch):
+    model, opt = _model_and_optimizer()
+    for name in ("iter_10", "iter_20"):
+        checkpoint.save_checkpoint(
+            str(tmp_path / name), model, opt, epoch=0, iteration=int(name[5:]), config_text=""
+        )
+    os.utime(tmp_path / "iter_10.pdopt", (1000, 1000))  # the older one
+    assert checkpoint.latest_checkpoint(str(tmp_path)) == str(tmp_path / "iter_20")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # dies while the new weights are being written
+
+    monkeypatch.setattr(paddle, "save", killed)
+    with pytest.raises(KeyboardInterrupt):  # a new run writes iter_20 again
+        checkpoint.save_checkpoint(
+            str(tmp_path / "iter_20"), model, opt, epoch=0, iteration=20, config_text=""
+        )
+    # the old iter_20.pdopt went first: the half-renewed iter_20 is not complete any more
+    assert not (tmp_path / "iter_20.pdopt").exists()
+    assert checkpoint.latest_checkpoint(str(tmp_path)) == str(tmp_path / "iter_10")
+
+
+def test_latest_is_the_last_written_whatever_its_name(tmp_path):
+    model, opt = _model_and_optimizer()
+    for name, stamp in (("iter_500", 2000), ("epoch_3", 3000), ("iter_900", 1000)):
+        checkpoint.save_checkpoint(
+            str(tmp_path / name), model, opt, epoch=0, iteration=1, config_text=""
+        )
+        os.utime(tmp_path / f"{name}.pdopt", (stamp, stamp))
+    assert checkpoint.latest_checkpoint(str(tmp_path)) == str(tmp_path / "epoch_3")
+
+
+def test_temp_files_of_a_killed_write_are_removed(tmp_path):
+    for name in (
+        ".iter_5.pdparams.x1y2.tmp",
+        ".iter_5.pdopt.abc.tmp",
+        "keep.txt",
+        "iter_1.pdparams",
+    ):
+        (tmp_path / name).write_bytes(b"x")
+    removed = checkpoint.remove_partial_writes(str(tmp_path))
+    assert len(removed) == 2
+    assert sorted(os.listdir(tmp_path)) == ["iter_1.pdparams", "keep.txt"]

@@ -8,6 +8,7 @@ import paddle
 import pytest
 
 import ppdet
+from ppdet.config import ConfigError
 from ppdet.engine.trainer import Trainer, TrainingDiverged
 from tests.conftest import DEMO_CONFIG, tiny_overrides
 
@@ -19,6 +20,11 @@ def make_trainer(data_dir, out_dir, *extra):
 
 def weights(model):
     return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+def history_losses(folder):
+    rows = [json.loads(line) for line in open(os.path.join(folder, "history.jsonl"))]
+    return {r["iter"]: r["loss"] for r in rows if "eval" not in r}
 
 
 def test_resume_continues_exactly(tiny_demo_data, tmp_path):
@@ -37,6 +43,61 @@ def test_resume_continues_exactly(tiny_demo_data, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_resume_mid_epoch_repeats_data_order_and_augmentation(tiny_demo_data, tmp_path):
+    """Random flips and a random batch size per batch; a checkpoint after step 3 of 2-step
+    epochs; the resumed run's losses are the uninterrupted run's."""
+    mid_epoch = ["epoch=null", "max_iters=6", "snapshot_iter=3", "TrainReader.batch_size=4"]
+    mid_epoch += ["LearningRate.schedulers.0.max_epochs=6"]
+    straight = make_trainer(tiny_demo_data, tmp_path / "straight", *mid_epoch)
+    straight.train()
+    interrupted = make_trainer(tiny_demo_data, tmp_path / "run", *mid_epoch)
+    interrupted.train()
+    for name in ("iter_6.pdopt", "iter_6.pdparams", "model_final.pdparams"):
+        os.remove(tmp_path / "run" / name)  # as if killed during step 4 .. 6
+    resumed = make_trainer(tiny_demo_data, tmp_path / "run", *mid_epoch)
+    resumed.train(resume="auto")
+    expected, got = history_losses(tmp_path / "straight"), history_losses(tmp_path / "run")
+    assert sorted(got) == list(range(1, 7))
+    for it in range(4, 7):
+        assert got[it] == pytest.approx(expected[it], rel=1e-6), it
+    assert len({round(v, 3) for v in expected.values()}) == 6  # the steps differ
+
+
+def test_resume_auto_without_checkpoint_starts_a_new_run(tiny_demo_data, tmp_path, capsys):
+    trainer = make_trainer(tiny_demo_data, tmp_path, "epoch=1")
+    trainer.train(resume="auto")
+    assert trainer.iteration == 2
+    assert "--resume auto: no complete checkpoint in" in capsys.readouterr().out
+
+
+def test_accumulated_micro_batches_equal_the_larger_batch(tiny_demo_data, tmp_path):
+    """2 micro-batches of 2 images = one batch of 4 (norms without batch statistics, one
+    input size)."""
+    same = [
+        "MobileNet.norm_type=affine_channel",
+        "YOLOv3FPN.norm_type=affine_channel",
+        "TrainReader.batch_transforms.BatchRandomResize.target_size=[64]",
+    ]
+    big = make_trainer(tiny_demo_data, tmp_path / "big", *same, "TrainReader.batch_size=4")
+    big.train()
+    small = make_trainer(
+        tiny_demo_data, tmp_path / "acc", *same, "TrainReader.batch_size=2", "accumulate_steps=2"
+    )
+    small.train()
+    assert big.iteration == small.iteration == 4
+    a, b = weights(big.model), weights(small.model)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-3, atol=1e-4, err_msg=name)
+    one, two = history_losses(tmp_path / "big"), history_losses(tmp_path / "acc")
+    for it in one:
+        assert two[it] == pytest.approx(one[it], rel=1e-4)
+
+
+def test_accumulate_steps_must_be_positive(tiny_demo_data, tmp_path):
+    with pytest.raises(ConfigError, match="accumulate_steps"):
+        make_trainer(tiny_demo_data, tmp_path, "accumulate_steps=0").train()
 
 
 def test_nan_loss_stops_with_iteration_and_keeps_last_checkpoint(tiny_demo_data, tmp_path):

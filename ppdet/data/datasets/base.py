@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import random
 from collections import Counter
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ import numpy as np
 import paddle
 
 from ppdet.data.errors import DataNotFoundError, DatasetError, ImageDecodeError, exception_text
+from ppdet.data.sampler import derive_seed
 from ppdet.data.transforms.gt_fields import select_gt
 
 logger = logging.getLogger("ppdet.data")
@@ -25,6 +27,8 @@ MODES = ("train", "eval", "test")
 ERROR_KEY = "__error__"  # a sample that only carries the text of an exception (see defer_errors)
 # [(image path, reason), ...]: images left out while this sample was made (see DetDataset)
 SKIPPED_KEY = "__skipped__"
+# the seed a sample's randomness came from (set_seed); Collate seeds batch transforms from them
+SEED_KEY = "__seed__"
 _MAX_RETRIES = 20  # unreadable images tried in a row before giving up
 _CLIP_TOLERANCE = 1.0  # px a box may stick out of the image before clipping is reported
 
@@ -177,6 +181,13 @@ class DetDataset(paddle.io.Dataset):
     way the sample lists the skipped images under ``SKIPPED_KEY``: the loader warns once per
     file and counts them (``DetDataLoader.skipped``). Used without the loader
     (``defer_errors`` False) the dataset warns itself, once per file.
+
+    After ``set_seed(seed)`` every random choice made for sample ``idx`` (augmentation, the
+    mixup partner, a replacement for a bad image) comes from Python's and NumPy's global
+    generators seeded with ``derive_seed(seed, epoch, idx)`` just before it is made: the
+    sample is a function of (seed, epoch, idx), whichever process or worker makes it and
+    whatever was loaded before (exact resume mid-epoch, the same data for any number of
+    processes). The seed travels with the sample (``SEED_KEY``) for the batch transforms.
     """
 
     kind: str | None = None  # "coco" / "voc": names how to get the data when it is missing
@@ -207,6 +218,7 @@ class DetDataset(paddle.io.Dataset):
         self._mixup_epoch = -1
         self._epoch = 0
         self._bad_files: dict[str, str] = {}  # path -> reason, found in this process
+        self.seed: int | None = None  # set_seed: per-sample random streams
         # Set by the loader: return exceptions as {ERROR_KEY: text} samples so the batch carries
         # them to the main loop (an exception in paddle's loader thread would hang it).
         self.defer_errors = False
@@ -231,6 +243,11 @@ class DetDataset(paddle.io.Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Current epoch (0-based); switches mixup off once it reaches ``mixup_epoch``."""
         self._epoch = epoch
+
+    def set_seed(self, seed: int | None) -> None:
+        """Seed every sample's randomness from (seed, epoch, index); None: leave the global
+        generators alone."""
+        self.seed = None if seed is None else int(seed)
 
     # -- information for evaluators and tools ---------------------------------------------
     @property
@@ -271,7 +288,14 @@ class DetDataset(paddle.io.Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         try:
-            return self._get(idx)
+            if self.seed is None:
+                return self._get(idx)
+            seed = derive_seed(self.seed, self._epoch, idx)
+            random.seed(seed)
+            np.random.seed(seed)
+            sample = self._get(idx)
+            sample[SEED_KEY] = seed
+            return sample
         except Exception as e:
             if not self.defer_errors:
                 raise
