@@ -210,7 +210,10 @@ RETINANET = LegacyFamily(
         "anchor_rounding": "fluid",
         "retina_detection_output": "fluid",
     },
-    notes=lambda arch: "fpn_6 takes C5 (2048 ch): build the 2.x FPN with use_c5=True",
+    notes=lambda arch: (
+        "fpn_6 takes C5 (2048 ch), fluid anchors and detection output, +1 box coding: the v0.1 "
+        "configs (configs/retinanet_r50_fpn_1x.yml) run them"
+    ),
 )
 
 

@@ -338,3 +338,83 @@ def test_anchors_of_a_grid_size_are_made_once():
     for i in range(gen.cache.size + 5):  # bounded: the oldest grids are dropped
         gen([(i + 1, 1), (1, 1)])
     assert len(gen.cache.entries) == gen.cache.size
+
+
+# ---------------------------------------------------------------- fluid (v0.1) anchors
+
+
+def _legacy_op(h, w, sizes, ratios, stride, offset=0.5):
+    """Paddle's legacy ``anchor_generator`` kernel (fluid's), reordered size-major: [H*W*A, 4]."""
+    from paddle import _legacy_C_ops
+
+    out, _ = _legacy_C_ops.anchor_generator(
+        paddle.zeros([1, 1, h, w]), "anchor_sizes", [float(s) for s in sizes],
+        "aspect_ratios", [float(r) for r in ratios], "variances", [1.0] * 4,
+        "stride", [float(stride)] * 2, "offset", float(offset),
+    )  # fmt: skip
+    out = out.numpy()  # [H, W, A, 4], index ratio_i * n_sizes + size_i
+    perm = [r * len(sizes) + s for s in range(len(sizes)) for r in range(len(ratios))]
+    return out[:, :, perm].reshape(-1, 4)
+
+
+def test_fluid_anchors_equal_fluid_1_8_5():
+    # fluid.layers.anchor_generator (fluid 1.8.5) on a 2x2 map, sizes [256], ratios [0.5, 1, 2],
+    # stride 32, offset 0.5, location (y, x) = (1, 1): base height round(45 * 0.5) = 23 (C
+    # rounding; numpy's would give 22), centre 32 + 15.5, corners -+ (w - 1) / 2
+    gen = AnchorGenerator([256.0], [0.5, 1.0, 2.0], [32.0], offset=0.5, fluid=True)
+    got = gen([(2, 2)])[0].numpy().reshape(2, 2, 3, 4)[1, 1]
+    np.testing.assert_array_equal(
+        got, [[-132, -44, 227, 139], [-80, -80, 175, 175], [-44, -136, 139, 231]]
+    )
+    # v0.1 RetinaNet's first octave sizes at stride 16, location (0, 1); fluid's order is
+    # ratio-major (ratios 1, 2, 0.5), ours size-major: fluid anchor r * 2 + s is our s * 3 + r
+    fluid = [
+        [-8, -24, 55, 39],
+        [-16.31747, -32.31747, 63.31747, 47.31747],
+        [2, -36, 45, 51],
+        [-3.718262, -47.436523, 50.71826, 62.436523],
+        [-22, -16, 69, 31],
+        [-33.956364, -22.238102, 80.95636, 37.238102],
+    ]
+    gen = AnchorGenerator([64.0, 80.63494], [1.0, 2.0, 0.5], [16.0], offset=0.5, fluid=True)
+    got = gen([(2, 2)])[0].numpy().reshape(2, 2, 6, 4)[0, 1]
+    ours_of_fluid = [s * 3 + r for r in range(3) for s in range(2)]
+    np.testing.assert_allclose(got[ours_of_fluid], fluid, atol=1e-4)
+    assert gen.conventions == {"anchor_rounding": "fluid"}
+    assert AnchorGenerator().conventions == {}
+
+
+@pytest.mark.parametrize(
+    "gen, grids",
+    [
+        (AnchorGenerator(offset=0.5, fluid=True), [(7, 11)]),  # C4 RPN, 15 anchors
+        (AnchorGenerator(offset=0.5, fluid=True, **FPN), [(h // 8, w // 8) for h, w in FPN_GRIDS]),
+        (RetinaAnchorGenerator(offset=0.5, fluid=True), [(h // 4 + 1, w // 4 + 1) for h, w in RETINA_GRIDS]),
+    ],
+    ids=["c4", "fpn", "retina"],
+)  # fmt: skip
+def test_fluid_anchors_equal_paddles_legacy_kernel(gen, grids):
+    levels = gen(grids)
+    for (h, w), sizes, ratios, stride, got in zip(
+        grids, gen.anchor_sizes, gen.aspect_ratios, gen.strides, levels
+    ):
+        np.testing.assert_array_equal(got.numpy(), _legacy_op(h, w, sizes, ratios, stride))
+
+
+def test_fluid_anchors_static_graph_and_2x_unchanged():
+    gen = RetinaAnchorGenerator(offset=0.5, fluid=True)
+
+    def f(x):
+        return gen([x] * 5)[3]
+
+    static = paddle.jit.to_static(
+        f, input_spec=[paddle.static.InputSpec([1, 2, None, None], "float32")], full_graph=True
+    )
+    x = paddle.zeros([1, 2, 3, 5])
+    np.testing.assert_array_equal(static(x).numpy(), f(x).numpy())
+    np.testing.assert_array_equal(
+        f(x).numpy(), _legacy_op(3, 5, gen.anchor_sizes[3], [0.5, 1, 2], 64)
+    )
+    # not fluid: the 2.x anchors (area s^2, centre (x + offset) * stride, no -1)
+    plain = RetinaAnchorGenerator(offset=0.5)([(1, 1)] * 5)[0].numpy()
+    np.testing.assert_allclose(plain[1], [4 - 16, 4 - 16, 4 + 16, 4 + 16])

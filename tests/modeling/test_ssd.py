@@ -283,25 +283,26 @@ def test_tools_train_eval_infer(tiny_demo_data, tmp_path):
     assert "mAP" in out["eval"]
 
 
-def test_the_seed_legacy_ssd_tarball_fits_the_v01_config_but_needs_relu_extra_blocks(tmp_path):
+def test_the_seed_legacy_ssd_tarball_fits_the_v01_config_with_relu_extra_blocks(tmp_path):
     """The seed zoo's ssd_mobilenet_v1_voc.tar (v0.1 variable files) fits the v0.1 config's
-    parameters exactly; a strict load is refused while our extra blocks use ReLU6 where v0.1's
-    use ReLU (bench/compare_legacy.py: 95.6% of v0.1's detections), a lenient one loads all."""
+    parameters exactly and loads strictly, as its extra blocks use ReLU like v0.1's
+    (bench/compare_legacy.py: all of v0.1's detections); with ReLU6 (2.x) a strict load is
+    refused, naming the behaviour."""
     from ppdet.checkpoint import WeightsError
     from ppdet.zoo.legacy import legacy_shapes, write_legacy_tar
     from ppdet.zoo.weights import load_weights
 
-    model = ppdet.build_model(
-        ppdet.load_config(os.path.join(ROOT, "configs/ssd/ssd_mobilenet_v1_voc.yml"))
-    )
+    config = os.path.join(ROOT, "configs/ssd/ssd_mobilenet_v1_voc.yml")
+    model = ppdet.build_model(ppdet.load_config(config))
     shapes = legacy_shapes(
         "ssd_mobilenet_v1_voc", {k: tuple(v.shape) for k, v in model.state_dict().items()}
     )
     rng = np.random.default_rng(0)
     path = str(tmp_path / "ssd_mobilenet_v1_voc.tar")
     write_legacy_tar({n: rng.standard_normal(s).astype("float32") for n, s in shapes.items()}, path)
-    with pytest.raises(WeightsError, match="extra_block_act='relu'"):
-        load_weights(model, path, strict=True)
-    report = load_weights(model, path, strict=False)
+    report = load_weights(model, path, strict=True)
     assert len(report.loaded) == 199
     assert not report.missing and not report.mismatched and not report.unused
+    relu6 = ppdet.build_model(ppdet.load_config(config, ["MobileNet.extra_block_act=relu6"]))
+    with pytest.raises(WeightsError, match="extra_block_act='relu' \\(model: 'relu6'\\)"):
+        load_weights(relu6, path, strict=True)

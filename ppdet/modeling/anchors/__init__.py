@@ -4,6 +4,7 @@ from .anchor_generator import (  # noqa: F401
     AnchorGenerator,
     RetinaAnchorGenerator,
     cell_anchors,
+    fluid_cell_anchors,
     grid_anchors,
     grid_size,
 )

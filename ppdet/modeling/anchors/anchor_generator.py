@@ -13,6 +13,19 @@ numbers and order of PaddleDetection 2.x (so its weights predict for the same an
 
 RetinaNet uses octave scales: at stride t, sizes ``octave_base_scale * t * 2^(k / n)`` for
 k = 0..n-1 (n = ``scales_per_octave``), e.g. 32, 40.3, 50.8 at stride 8.
+
+``fluid=True`` gives the anchors of fluid's ``anchor_generator`` op (PaddleDetection v0.1, the
+``anchor_rounding: "fluid"`` convention), computed in float32 as its kernel does:
+
+- base width ``round(sqrt(t^2 / r))``, base height ``round(base_width * r)`` (C rounding, halves
+  away from zero: 22.5 -> 23), both scaled by ``s / t`` (so the area is not exactly s^2);
+- location (x, y) centred at ``(x t + offset (t - 1), y t + offset (t - 1))`` (v0.1: offset 0.5);
+- corners ``centre -+ (w - 1) / 2`` (fluid's +1 pixel widths).
+
+The op orders a location's anchors ratio-major (``ratio_index * n_sizes + size_index``); here
+they keep the 2.x order above, which is where ``ppdet.zoo.legacy`` puts the head channels of a
+converted v0.1 checkpoint (``legacy_rules.RPN_C4_PERM``, ``RETINA_PERM``): the same anchors,
+each in the slot of the weights that predict for it.
 """
 
 from __future__ import annotations
@@ -21,9 +34,16 @@ import functools
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import paddle
 
-__all__ = ["AnchorCache", "AnchorGenerator", "RetinaAnchorGenerator", "grid_size"]
+__all__ = [
+    "AnchorCache",
+    "AnchorGenerator",
+    "RetinaAnchorGenerator",
+    "fluid_cell_anchors",
+    "grid_size",
+]
 
 FeatureLike = paddle.Tensor | Sequence[int]
 
@@ -86,6 +106,33 @@ def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> padd
     return paddle.to_tensor(rows, dtype="float32")
 
 
+def fluid_cell_anchors(
+    sizes: Sequence[float], aspect_ratios: Sequence[float], stride: float
+) -> paddle.Tensor:
+    """Anchors of one location centred at (0, 0) as fluid's ``anchor_generator`` makes them.
+
+    sizes: pixels; aspect_ratios: h / w; stride: pixels of the level. Returns float32
+    [len(sizes) * len(aspect_ratios), 4] x1y1x2y2 (``-+ (w - 1) / 2``), size-major (the 2.x
+    order; the op itself is ratio-major). Module docstring: the rounding.
+    """
+    f32 = np.float32
+    t = f32(stride)
+    rows = []
+    for s in sizes:
+        for r in aspect_ratios:
+            if s <= 0 or r <= 0:
+                raise ValueError(
+                    f"AnchorGenerator: sizes and aspect ratios must be > 0, got {s}, {r}"
+                )
+            base_w = np.floor(np.sqrt(f32(t * t) / f32(r)) + f32(0.5))  # C round, x >= 0
+            base_h = np.floor(f32(base_w * f32(r)) + f32(0.5))
+            scale = f32(f32(s) / t)
+            w, h = f32(scale * base_w), f32(scale * base_h)
+            half_w, half_h = 0.5 * (float(w) - 1.0), 0.5 * (float(h) - 1.0)  # the op: double
+            rows.append([-half_w, -half_h, half_w, half_h])
+    return paddle.to_tensor(np.asarray(rows, np.float32))
+
+
 @paddle.jit.not_to_static
 def grid_size(feature: FeatureLike) -> tuple:
     """(H, W) of a feature map [B, C, H, W] or of an explicit (H, W) pair.
@@ -103,15 +150,22 @@ def grid_size(feature: FeatureLike) -> tuple:
 
 
 def grid_anchors(
-    cells: paddle.Tensor, height, width, stride: float, offset: float
+    cells: paddle.Tensor, height, width, stride: float, offset: float, fluid: bool = False
 ) -> paddle.Tensor:
     """Anchors of every location of one level.
 
     cells: [A, 4] anchors centred at (0, 0); height, width: grid size; stride in pixels.
+    Location x is centred at (x + offset) * stride, or with ``fluid`` at
+    x * stride + offset * (stride - 1) (fluid's ``anchor_generator``).
     Returns float32 [height * width * A, 4], index (y * width + x) * A + a.
     """
-    xs = (paddle.arange(0, width, dtype="float32") + offset) * stride  # [W]
-    ys = (paddle.arange(0, height, dtype="float32") + offset) * stride  # [H]
+    if fluid:
+        shift = float(np.float32(offset) * np.float32(stride - 1))  # float32 as the op
+        xs = paddle.arange(0, width, dtype="float32") * stride + shift  # [W]
+        ys = paddle.arange(0, height, dtype="float32") * stride + shift  # [H]
+    else:
+        xs = (paddle.arange(0, width, dtype="float32") + offset) * stride  # [W]
+        ys = (paddle.arange(0, height, dtype="float32") + offset) * stride  # [H]
     yy, xx = paddle.meshgrid(ys, xs)  # [H, W] each
     xx = xx.reshape([-1])
     yy = yy.reshape([-1])
@@ -129,6 +183,9 @@ class AnchorGenerator:
     strides: pixels per feature cell, one per level (C4: [16], FPN P2-P6: [4, 8, 16, 32, 64]).
     variance: kept for config compatibility; the box coder weights are the head's setting.
     offset: location centre in cells (0: the cell's top-left corner, 2.x default; 0.5: middle).
+    fluid: fluid's ``anchor_generator`` geometry (module docstring; v0.1 checkpoints, with
+        offset 0.5); declared as ``conventions = {"anchor_rounding": "fluid"}``, which the
+        detector that owns the generator reports (``ppdet.modeling.conventions``).
 
     ``generator(features)`` takes one entry per level, a feature map [B, C, H, W] or an (H, W)
     pair, and returns one float32 [H * W * num_anchors, 4] tensor per level (module docstring
@@ -143,6 +200,7 @@ class AnchorGenerator:
         strides: list[float] = (16.0,),
         variance: list[float] = (1.0, 1.0, 1.0, 1.0),
         offset: float = 0.0,
+        fluid: bool = False,
     ) -> None:
         self.strides = [float(s) for s in strides]
         if not self.strides or any(s <= 0 for s in self.strides):
@@ -154,9 +212,17 @@ class AnchorGenerator:
         self.aspect_ratios = _per_level(aspect_ratios, n, "aspect_ratios")
         self.variance = [float(v) for v in variance]
         self.offset = float(offset)
-        self.cell_anchors = [
-            cell_anchors(s, r) for s, r in zip(self.anchor_sizes, self.aspect_ratios)
-        ]
+        self.fluid = bool(fluid)
+        self.conventions = {"anchor_rounding": "fluid"} if self.fluid else {}
+        if self.fluid:
+            self.cell_anchors = [
+                fluid_cell_anchors(s, r, t)
+                for s, r, t in zip(self.anchor_sizes, self.aspect_ratios, self.strides)
+            ]
+        else:
+            self.cell_anchors = [
+                cell_anchors(s, r) for s, r in zip(self.anchor_sizes, self.aspect_ratios)
+            ]
         counts = sorted({c.shape[0] for c in self.cell_anchors})
         if len(counts) != 1:
             raise ValueError(
@@ -182,7 +248,7 @@ class AnchorGenerator:
             zip(features, self.cell_anchors, self.strides)
         ):
             h, w = grid_size(feature)
-            make = functools.partial(grid_anchors, cells, h, w, stride, self.offset)
+            make = functools.partial(grid_anchors, cells, h, w, stride, self.offset, self.fluid)
             out.append(self.cache.get((level, h, w), make))
         return out
 
@@ -191,7 +257,8 @@ class AnchorGenerator:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(anchor_sizes={self.anchor_sizes}, "
-            f"aspect_ratios={self.aspect_ratios}, strides={self.strides}, offset={self.offset})"
+            f"aspect_ratios={self.aspect_ratios}, strides={self.strides}, offset={self.offset}"
+            + (", fluid=True)" if self.fluid else ")")
         )
 
 
@@ -200,7 +267,8 @@ class RetinaAnchorGenerator(AnchorGenerator):
 
     At stride t the sizes are ``octave_base_scale * t * 2^(k / scales_per_octave)``,
     k = 0..scales_per_octave-1; defaults give 9 anchors per location on P3-P7
-    (strides 8..128, sizes 32..812.7). Other arguments as in ``AnchorGenerator``.
+    (strides 8..128, sizes 32..812.7). Other arguments as in ``AnchorGenerator`` (v0.1's
+    RetinaNet: ``fluid: true, offset: 0.5``).
     """
 
     def __init__(
@@ -211,6 +279,7 @@ class RetinaAnchorGenerator(AnchorGenerator):
         strides: list[float] = (8.0, 16.0, 32.0, 64.0, 128.0),
         variance: list[float] = (1.0, 1.0, 1.0, 1.0),
         offset: float = 0.0,
+        fluid: bool = False,
     ) -> None:
         if scales_per_octave < 1 or octave_base_scale <= 0:
             raise ValueError(
@@ -226,4 +295,4 @@ class RetinaAnchorGenerator(AnchorGenerator):
             ]
             for t in strides
         ]
-        super().__init__(sizes, aspect_ratios, strides, variance, offset)
+        super().__init__(sizes, aspect_ratios, strides, variance, offset, fluid)

@@ -18,8 +18,8 @@ the returned layers: the YOLOv3 default [4, 6, 13] gives 256, 512, 1024 channels
 
 With ``with_extra_blocks`` (SSD), layers 14.. are the extra blocks ``conv7_1`` .. ``conv7_4``:
 each is a 1x1 conv (``pointwise_conv``, to c0 channels) then a 3x3 stride-2 conv
-(``normal_conv``, to c1), both BN + ReLU6, with (c0, c1) from ``extra_block_filters`` (not
-scaled). SSD-MobileNetV1 300 returns [11, 13, 14, 15, 16, 17]: 512, 1024, 512, 256, 256, 128
+(``normal_conv``, to c1), both BN + ReLU6 (``extra_block_act``; PaddleDetection v0.1's
+conv7_* blocks use ReLU), with (c0, c1) from ``extra_block_filters`` (not scaled). SSD-MobileNetV1 300 returns [11, 13, 14, 15, 16, 17]: 512, 1024, 512, 256, 256, 128
 channels on 19, 10, 5, 3, 2, 1 cells. Sublayer names equal PaddleDetection 2.x.
 """
 
@@ -60,10 +60,10 @@ class ExtraBlock(nn.Layer):
     x: [B, in_channels, H, W] -> [B, c1, ceil(H / 2), ceil(W / 2)].
     """
 
-    def __init__(self, in_channels: int, c0: int, c1: int, **conv_kw):
+    def __init__(self, in_channels: int, c0: int, c1: int, act: str = "relu6", **conv_kw):
         super().__init__()
-        self.pointwise_conv = MobileConvNormLayer(in_channels, c0, 1, act="relu6", **conv_kw)
-        self.normal_conv = MobileConvNormLayer(c0, c1, 3, stride=2, act="relu6", **conv_kw)
+        self.pointwise_conv = MobileConvNormLayer(in_channels, c0, 1, act=act, **conv_kw)
+        self.normal_conv = MobileConvNormLayer(c0, c1, 3, stride=2, act=act, **conv_kw)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.normal_conv(self.pointwise_conv(x))
@@ -103,6 +103,8 @@ class MobileNet(nn.Layer):
         norm_decay: L2 decay on the norm's scale and shift.
         with_extra_blocks: build SSD's extra blocks after conv6 (layers 14, 15, ...).
         extra_block_filters: (c0, c1) channels of each extra block.
+        extra_block_act: activation of the extra blocks' convs: "relu6" (2.x) or "relu"
+            (v0.1; declared as the ``extra_block_act`` convention, ``ppdet.modeling.conventions``).
     """
 
     def __init__(
@@ -120,8 +122,14 @@ class MobileNet(nn.Layer):
             (128, 256),
             (64, 128),
         ),
+        extra_block_act: str = "relu6",
     ):
         super().__init__()
+        if extra_block_act not in ("relu6", "relu"):
+            raise ValueError(
+                f"MobileNet extra_block_act must be 'relu6' (2.x) or 'relu' (v0.1), "
+                f"got {extra_block_act!r}"
+            )
         extras = [tuple(f) for f in extra_block_filters] if with_extra_blocks else []
         if any(len(f) != 2 for f in extras):
             raise ValueError(
@@ -148,7 +156,7 @@ class MobileNet(nn.Layer):
             channels.append(int(pw_channels * scale))
             strides.append(strides[-1] * stride)
         for i, (c0, c1) in enumerate(extras, start=1):
-            block = ExtraBlock(channels[-1], c0, c1, **conv_kw)
+            block = ExtraBlock(channels[-1], c0, c1, extra_block_act, **conv_kw)
             self.blocks.append(self.add_sublayer(f"conv7_{i}", block))
             channels.append(c1)
             strides.append(strides[-1] * 2)
@@ -160,6 +168,7 @@ class MobileNet(nn.Layer):
 
         self.out_channels = [channels[i] for i in self.feature_maps]
         self.out_strides = [strides[i] for i in self.feature_maps]
+        self.conventions = {"extra_block_act": extra_block_act} if extras else {}
 
     def forward(self, image: paddle.Tensor) -> list[paddle.Tensor]:
         x = self.conv1(image)

@@ -235,7 +235,7 @@ class BoxLoss:
     the positives and divides by their number (so a ``reduction`` key is refused, and the
     reduction of a built loss is not used).
 
-    per_anchor(deltas [P, 4], anchors [P, 4], gt_boxes [P, 4], weights) -> [P].
+    per_anchor(deltas [P, 4], anchors [P, 4], gt_boxes [P, 4], weights, plus_one) -> [P].
     """
 
     IOU_LOSSES = {"IoULoss": IoULoss, "GIoULoss": GIoULoss, "DIouLoss": DIouLoss}
@@ -286,11 +286,12 @@ class BoxLoss:
         anchors: paddle.Tensor,
         gt_boxes: paddle.Tensor,
         weights: Sequence[float],
+        plus_one: bool = False,
     ) -> paddle.Tensor:
         if self.on_boxes:
-            pred = decode_deltas(deltas, anchors, weights)  # [P, 4] pixels
+            pred = decode_deltas(deltas, anchors, weights, legacy_plus_one=plus_one)  # [P, 4]
             return self.loss_weight * box_iou_loss(pred, gt_boxes, self.mode, self.eps)
-        target = encode_deltas(anchors, gt_boxes, weights)  # [P, 4]
+        target = encode_deltas(anchors, gt_boxes, weights, plus_one)  # [P, 4]
         return self.loss_weight * _smooth_l1(deltas - target, self.beta).sum(axis=-1)
 
 
@@ -318,6 +319,10 @@ class RetinaHead(nn.Layer):
         nms_pre: anchors kept per level before NMS (by best class score).
         weights: box coder weights (wx, wy, ww, wh).
         in_channels: channels of the neck outputs (all equal).
+        box_coder_plus_one: regression targets with fluid's +1 widths (PaddleDetection v0.1,
+            whose post-process ``RetinaNetDetectionOutput`` decodes so); declared as the
+            ``box_coder_plus_one`` convention, so a model whose post-process decodes otherwise
+            is refused (``ppdet.modeling.conventions``).
     """
 
     __shared__ = ["num_classes"]
@@ -336,6 +341,7 @@ class RetinaHead(nn.Layer):
         nms_pre: int = 1000,
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         in_channels: Sequence[int] = (256,),
+        box_coder_plus_one: bool = False,
     ):
         super().__init__()
         if not 0 < prior_prob < 1:
@@ -357,6 +363,8 @@ class RetinaHead(nn.Layer):
         )
         self.nms_pre = int(nms_pre)
         self.weights = [float(w) for w in weights]
+        self.box_coder_plus_one = bool(box_coder_plus_one)
+        self.conventions = {"box_coder_plus_one": self.box_coder_plus_one}
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.build_predictors(self.conv_feat.feat_out, self.anchor_generator.num_anchors, bias)
 
@@ -448,7 +456,9 @@ class RetinaHead(nn.Layer):
                 anchors.unsqueeze(0).expand([batch_size, num_anchors, 4]).reshape([-1, 4]), pos
             )  # [P, 4]
             pos_deltas = paddle.gather(deltas.reshape([-1, 4]), pos)  # [P, 4]
-            per_anchor = self.box_loss.per_anchor(pos_deltas, pos_anchors, pos_gt, self.weights)
+            per_anchor = self.box_loss.per_anchor(
+                pos_deltas, pos_anchors, pos_gt, self.weights, self.box_coder_plus_one
+            )
             loss_reg = per_anchor.sum() / num_pos
             areas = (pos_gt[:, 2] - pos_gt[:, 0]) * (pos_gt[:, 3] - pos_gt[:, 1])  # [P]
         return {
@@ -485,7 +495,7 @@ class RetinaHead(nn.Layer):
                 cls_of = paddle.gather(classes, matched).astype("int64")  # [N]
                 cls_t = F.one_hot(cls_of, self.num_classes) * pos.astype("float32").unsqueeze(-1)
                 gt_of = paddle.gather(boxes, matched)  # [N, 4]
-                gt_of = paddle.where(pos.unsqueeze(-1), gt_of, anchors)
+                gt_of = paddle.where(pos.unsqueeze(-1), gt_of, anchors)  # non-positives: 0 deltas
             cls_targets.append(cls_t)
             box_targets.append(gt_of)
             all_labels.append(labels)

@@ -118,7 +118,9 @@ class FPN(nn.Layer):
             (``fit_num_groups``: 256 -> 32, 88 -> 22).
         relu_before_extra_convs: ReLU on the input of every extra conv but the first.
 
-    Attributes: out_channels, out_strides (ints), spatial_scales (floats) of the outputs.
+    Attributes: out_channels, out_strides (ints), spatial_scales (floats) of the outputs;
+    ``conventions`` (``ppdet.modeling.conventions``): with extra convs, ``{"fpn_use_c5":
+    use_c5}`` (PaddleDetection v0.1's RetinaNet computes P6 from C5).
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class FPN(nn.Layer):
             self.outputs.append(make(f"fpn_res{stage}_sum", out_channel, 3, 1, out_channel * 9))
 
         self.extras: list[nn.Layer] = []
+        self.conventions = {"fpn_use_c5": bool(use_c5)} if has_extra_convs and extra_stage else {}
         if has_extra_convs:
             for j in range(extra_stage):
                 c_in = in_channels[-1] if j == 0 and use_c5 else out_channel
