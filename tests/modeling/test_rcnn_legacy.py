@@ -11,10 +11,11 @@ import paddle
 import pytest
 from paddle.vision import ops as vops
 
+from ppdet.modeling.anchors.anchor_generator import fluid_cell_anchors
 from ppdet.modeling.heads.bbox_head import Res5Head, RoIAlign
 from ppdet.modeling.heads.cascade_head import refine_rois
 from ppdet.modeling.heads.proposal_generator import ProposalGenerator
-from ppdet.modeling.heads.rpn_anchors import FluidAnchorGenerator, fluid_cell_anchors
+from ppdet.modeling.heads.rpn_anchors import FluidAnchorGenerator
 from ppdet.modeling.postprocess.mask import MaskPostProcess, paste_masks
 from ppdet.modeling.postprocess.rcnn import RCNNBox
 from ppdet.ops.nms import multiclass_nms
@@ -30,11 +31,16 @@ def t(x, dtype="float32"):
 # ---------------------------------------------------------------- anchors
 
 
+def cells_of_location_0(sizes, ratios, stride=16.0, offset=0.5):
+    """fluid's anchors of location (0, 0): the cells plus the centre offset (t - 1)."""
+    return fluid_cell_anchors(sizes, ratios, stride).numpy() + offset * (stride - 1)
+
+
 def test_fluid_anchor_of_one_cell_by_hand():
     # stride 16, size 32, ratio 0.5: base w = round(sqrt(256 / 0.5)) = round(22.63) = 23,
     # base h = round(23 * 0.5) = round(11.5) = 12 (C round), scaled by 32 / 16: 46 x 24;
     # centre 0.5 * (16 - 1) = 7.5; corners 7.5 -+ (46 - 1) / 2, 7.5 -+ (24 - 1) / 2
-    cells = fluid_cell_anchors([32.0], [0.5, 1.0, 2.0], 16.0, 0.5).numpy()
+    cells = cells_of_location_0([32.0], [0.5, 1.0, 2.0])
     np.testing.assert_allclose(cells[0], [-15.0, -4.0, 30.0, 19.0])
     # ratio 1: 16 x 16 -> 32 x 32; ratio 2: round(11.31) = 11, round(22) = 22 -> 22 x 44
     np.testing.assert_allclose(cells[1], [-8.0, -8.0, 23.0, 23.0])
@@ -48,7 +54,7 @@ def test_fluid_anchors_grid_and_order_are_2x():
     grid = anchors.numpy().reshape(2, 3, 6, 4)
     # index (y * W + x) * A + size_i * 3 + ratio_i; location (x, y) shifts by 16 px per cell
     np.testing.assert_allclose(grid[1, 2, 0], [-15.0 + 32, -4.0 + 16, 30.0 + 32, 19.0 + 16])
-    cells64 = fluid_cell_anchors([64.0], [0.5, 1.0, 2.0], 16.0, 0.5).numpy()
+    cells64 = cells_of_location_0([64.0], [0.5, 1.0, 2.0])
     np.testing.assert_allclose(grid[0, 0, 3:], cells64)
     assert gen.conventions == {"anchor_rounding": "fluid"}
 
@@ -322,7 +328,7 @@ def test_c4_proposals_are_made_in_fluid_anchor_order():
     s, d, a = reorder_anchors([scores], [deltas], anchors, order)
     # our anchor order[f] is fluid's anchor f: the permuted anchors are fluid's ratio-major ones
     grid = a[0].numpy().reshape(2, 3, 6, 4)
-    cells = [fluid_cell_anchors([sz], [r], 16.0, 0.5).numpy()[0] for r in ratios for sz in sizes]
+    cells = [cells_of_location_0([sz], [r])[0] for r in ratios for sz in sizes]
     np.testing.assert_allclose(grid[0, 0], np.stack(cells))
     expected, _, _ = vops.generate_proposals(
         s[0], d[0], window, a[0].reshape([2, 3, 6, 4]), paddle.ones([2, 3, 6, 4]),
