@@ -7,6 +7,7 @@ Against v0.1 itself (genuine v0.1 tarball, v0.1's detections): bench/compare_leg
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -202,10 +203,21 @@ def test_regression_targets_with_fluids_plus_one(plus_one, dw):
         "gt_class": T([[[1]]], "int32"),
         "pad_gt_mask": T([[[1.0]]]),
     }
-    _, reg, labels = head._targets(anchors, batch, 1)
+    _, gt_of, labels = head._targets(anchors, batch, 1)
     assert labels.numpy().tolist() == [[1, 0]]
     dx = 5 / 10 if plus_one else 5 / 9
-    np.testing.assert_allclose(reg.numpy()[0, 0], [dx, 0, dw, 0], rtol=1e-6, atol=1e-7)
+    # the head's box loss is zero exactly at the deltas of its convention
+    exact = T([[dx, 0, dw, 0]])
+    other = T([[5 / 9, 0, math.log(19 / 9), 0]] if plus_one else [[5 / 10, 0, math.log(2), 0]])
+    loss = functools.partial(
+        head.box_loss.per_anchor,
+        anchors=anchors[:1],
+        gt_boxes=gt_of[0, :1],
+        weights=head.weights,
+        plus_one=head.box_coder_plus_one,
+    )
+    np.testing.assert_allclose(loss(exact).numpy(), [0.0], atol=1e-6)
+    assert loss(other).numpy()[0] > 1e-3
 
 
 def test_v01_conventions_train_and_predict():
