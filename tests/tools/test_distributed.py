@@ -28,6 +28,9 @@ SYNC = [
     "epoch=null",
     "max_iters=14",
     "snapshot_iter=7",
+    # Adam moves every weight by ~LR per step whatever its gradient's size, so float-noise
+    # gradients (2 x 2 images summed vs 4) show up as LR-sized differences: keep LR small
+    "LearningRate.base_lr=0.005",
     "LearningRate.schedulers.0.max_epochs=14",
 ]
 TIMEOUT = 600  # s per launch: generous for a busy machine
