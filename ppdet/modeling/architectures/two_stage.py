@@ -253,17 +253,3 @@ class CascadeRCNN(TwoStageDetector):
     with a ``mask_head`` it is Cascade Mask R-CNN."""
 
     default_bbox_head = "CascadeHead"
-
-    def __init__(
-        self,
-        backbone: nn.Layer,
-        rpn_head: nn.Layer,
-        bbox_head: nn.Layer,
-        bbox_post_process: nn.Layer,
-        neck: nn.Layer | None = None,
-        mask_head: nn.Layer | None = None,
-        mask_post_process: nn.Layer | None = None,
-    ):
-        super().__init__(
-            backbone, rpn_head, bbox_head, bbox_post_process, neck, mask_head, mask_post_process
-        )
