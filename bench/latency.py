@@ -382,10 +382,14 @@ def table(results: dict) -> str:
         for mode, r in modes.items():
             if r and "error" in r:
                 notes.append(f"- {arch}, {mode}: fails: {r['error']}")
-        commands.setdefault(res.get("command", "?"), []).append(arch)
+        for mode, r in modes.items():  # each figure's own command (older records: the row's)
+            used = commands.setdefault((r or {}).get("command") or res.get("command", "?"), {})
+            used.setdefault(arch, []).append(mode)
     lines += ["", *notes] if notes else []
     lines += ["", "Commands (paddlepaddle " + paddle.__version__ + "):"]
-    lines += [f"- {', '.join(archs)}: `{command}`" for command, archs in commands.items()]
+    for command, used in commands.items():
+        which = "; ".join(f"{arch} ({', '.join(modes)})" for arch, modes in used.items())
+        lines.append(f"- `{command}`: {which}")
     return "\n".join(lines)
 
 
@@ -465,10 +469,15 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 res["modes"][mode] = {**run_child(mode, arch, out, args), "load": load}
                 res["modes"][mode]["date"] = time.strftime("%Y-%m-%d")
+                res["modes"][mode]["command"] = command
                 print(arch, mode, res["modes"][mode], flush=True)
             if not args.no_write:  # each architecture as soon as it is measured
                 # modes not run now keep their earlier figures
-                earlier = load_results().get(arch, {}).get("modes", {})
+                before = load_results().get(arch, {})
+                earlier = before.get("modes", {})
+                for r in earlier.values():  # an older record's command was the row's
+                    if r and before.get("command"):
+                        r.setdefault("command", before["command"])
                 res["modes"] = {**earlier, **res["modes"]}
                 results = {**load_results(), arch: res}
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
