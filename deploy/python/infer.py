@@ -104,6 +104,7 @@ def run_video(predictor, args: argparse.Namespace, threshold: float) -> int:
 
     if not os.path.isfile(args.video_file):
         raise DataError(f"--video_file: no such file: {args.video_file}")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines: quiet
     capture = cv2.VideoCapture(args.video_file)
     if not capture.isOpened():
         raise DataError(
