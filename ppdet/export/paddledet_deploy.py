@@ -28,7 +28,8 @@ How ppdet's TestReader operators map to 2.6's deploy operators:
 When an operator has no 2.6 counterpart, ``Preprocess`` is left out (2.6's deploy then stops at
 the missing key rather than feeding the model differently prepared images) and
 ``paddledet_deploy`` says which operator. Independently of this file, 2.6's deploy looks for
-``model.pdmodel``: an export by Paddle 3 (``model.json``, PIR) is not loadable by it.
+``model.pdmodel``: an export by Paddle 3 (``model.json``, PIR) is not loadable by it, and
+not by renaming either (Paddle 3.1.1 segfaults reading the JSON as an old-format program).
 """
 
 from __future__ import annotations
