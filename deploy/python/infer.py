@@ -75,7 +75,13 @@ def run_images(predictor, args: argparse.Namespace, threshold: float) -> int:
             predictor(images)
     results = predictor(images)
     if not results:
-        raise DataError(f"none of the {len(images)} images could be read (see the warnings above)")
+        from ppdet.data.image_io import IMAGE_EXTS
+
+        names = ", ".join(predictor.skipped[:3]) + (", ..." if len(predictor.skipped) > 3 else "")
+        raise DataError(
+            f"{names}: cannot be read as an image (the warning above says why); pass image files "
+            f"({' '.join(IMAGE_EXTS)})"
+        )
     labels = predictor.labels
     drawn = save_visualizations(results, labels, args.output_dir, threshold, predictor.max_pixels)
     json_path = os.path.join(args.output_dir, "bbox.json")
@@ -98,9 +104,13 @@ def run_video(predictor, args: argparse.Namespace, threshold: float) -> int:
 
     if not os.path.isfile(args.video_file):
         raise DataError(f"--video_file: no such file: {args.video_file}")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines: quiet
     capture = cv2.VideoCapture(args.video_file)
     if not capture.isOpened():
-        raise DataError(f"--video_file: OpenCV cannot open {args.video_file} as a video")
+        raise DataError(
+            f"--video_file: OpenCV cannot open {args.video_file} as a video: pass a video file "
+            "(e.g. .mp4, .avi) that OpenCV's FFmpeg backend decodes"
+        )
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     name = os.path.splitext(os.path.basename(args.video_file))[0] + ".mp4"
     os.makedirs(args.output_dir, exist_ok=True)

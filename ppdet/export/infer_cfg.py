@@ -20,6 +20,12 @@ Keys (docs/contracts.md, "Export"):
   thresholds, top-k), for information; ``python_postprocess``: the steps run in Python after the
   graph (``pipeline.unpack_results``).
 - ``weights``: the weights reference the model was exported with, for information.
+
+PaddleDetection 2.6's deploy keys ride along (``paddledet_deploy.py``): ``mode``, ``arch``,
+``min_subgraph_size``, ``mask``, ``Preprocess`` (its operator list, derived from ``TestReader``)
+and ``paddledet_deploy`` (whether its deploy/python/infer.py can run the export, and if not
+why); ``draw_threshold``, ``metric``, ``use_dynamic_shape`` and ``label_list`` are shared.
+They are written, never read back: ``TestReader`` stays what ppdet's Predictor runs.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import yaml
 
 from ppdet.config.errors import ConfigError
 
+from .paddledet_deploy import deploy_keys
 from .pipeline import MODEL_INPUTS
 
 VERSION = 1
@@ -84,6 +91,7 @@ class InferConfig:
                 f"{k}: {v}" for k, v in PYTHON_POSTPROCESS.items() if k in self.outputs
             ],
             "weights": self.weights,
+            **deploy_keys(self.architecture, self.reader, self.outputs, self.model_file),
         }
 
 
@@ -126,6 +134,11 @@ def read_infer_cfg(path: str | os.PathLike) -> InferConfig:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    if "version" not in data and "Preprocess" in data:
+        raise ConfigError(
+            f"{path}: a PaddleDetection export (no version, no TestReader): ppdet runs models "
+            "exported by its own tools/export_model.py; re-export the weights with it"
+        )
     for key, kind in REQUIRED.items():
         if key not in data:
             raise ConfigError(f"{path}: {key}: missing; re-export with tools/export_model.py")

@@ -85,8 +85,8 @@ def _require(module: str):
         return importlib.import_module(module)
     except ImportError:
         raise OnnxError(
-            f"{module} is not installed: the ONNX backend is an optional extra, "
-            f"install it with: {INSTALL_HINT}"
+            f"{module} is not installed: the ONNX backend (backend onnx) is an optional extra: "
+            f'install it with {INSTALL_HINT}, or run with backend "paddle"'
         ) from None
 
 

@@ -3,6 +3,7 @@ unreadable file, a video, a benchmark run, and one-line errors for bad input."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -183,3 +184,82 @@ def test_predictor_rejects_a_bad_array(model_dir):
 
     with pytest.raises(DataError, match="H x W x 3 BGR uint8"):
         Predictor(model_dir, threads=1)([np.zeros((10, 10), np.float32)])
+
+
+def only_line(proc: subprocess.CompletedProcess) -> str:
+    """The one ``error:`` line of a failed tool run (and nothing but warnings besides)."""
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+    assert all(line.startswith(("error: ", "warning: ")) for line in lines), proc.stderr
+    return errors[0]
+
+
+def test_deploy_model_dir_without_or_with_a_corrupt_infer_cfg(model_dir, photos, tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("model.json", "model.pdiparams"):
+        (folder / name).write_bytes(open(os.path.join(model_dir, name), "rb").read())
+    cfg = folder / "infer_cfg.yml"
+    line = only_line(deploy("--model_dir", str(folder), "--image_file", photos[0]))
+    assert f"{cfg}: not found" in line and "tools/export_model.py" in line
+    cfg.write_text("TestReader: [unclosed\n")
+    line = only_line(deploy("--model_dir", str(folder), "--image_file", photos[0]))
+    assert f"{cfg}: not valid YAML" in line
+    cfg.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00garbage\xff")
+    line = only_line(deploy("--model_dir", str(folder), "--image_file", photos[0]))
+    assert f"{cfg}: not valid YAML" in line
+    text = open(os.path.join(model_dir, "infer_cfg.yml")).read()
+    cfg.write_text(text[: text.index("label_list:")])  # cut short
+    line = only_line(deploy("--model_dir", str(folder), "--image_file", photos[0]))
+    assert f"{cfg}: label_list: missing; re-export with tools/export_model.py" in line
+
+
+def test_deploy_an_image_that_is_not_an_image(model_dir, tmp_path):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is text, not a JPEG")
+    proc = deploy(
+        "--model_dir", model_dir, "--image_file", str(fake), "--output_dir", str(tmp_path)
+    )
+    line = only_line(proc)
+    assert line.startswith(f"error: {fake}: cannot be read as an image") and ".jpg" in line
+    assert not (tmp_path / "bbox.json").exists()
+
+
+def test_deploy_a_video_that_cannot_be_opened(model_dir, tmp_path):
+    fake = tmp_path / "clip.mp4"
+    fake.write_bytes(b"\x00" * 64)
+    proc = deploy(
+        "--model_dir", model_dir, "--video_file", str(fake), "--output_dir", str(tmp_path)
+    )
+    line = only_line(proc)
+    assert f"--video_file: OpenCV cannot open {fake} as a video: pass a video file" in line
+
+
+def test_deploy_onnx_without_the_extra(model_dir, photos, tmp_path):
+    """paddle2onnx / onnxruntime made unimportable: one line saying how to install them."""
+    for module in ("paddle2onnx", "onnxruntime", "onnx"):
+        (tmp_path / module).mkdir()
+        (tmp_path / module / "__init__.py").write_text(f"raise ImportError('no {module}')\n")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "deploy", "python", "infer.py"), "--model_dir",
+         model_dir, "--image_file", photos[0], "--backend", "onnx"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env=dict(env_without_warnings(), PYTHONPATH=str(tmp_path)),
+    )  # fmt: skip
+    line = only_line(proc)
+    assert "is not installed" in line and 'pip install "ppdet[onnx]"' in line
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("paddle2onnx", "onnxruntime")),
+    reason='the onnx extra is not installed (pip install "ppdet[onnx]")',
+)
+def test_deploy_onnx_for_an_rcnn_says_it_does_not_convert(photos, tmp_path):
+    cfg = tiny_config("faster_rcnn")
+    out = export_model(cfg, "", tmp_path / "rcnn", model=tiny_model(cfg))
+    line = only_line(
+        deploy("--model_dir", str(out), "--image_file", photos[0], "--backend", "onnx")
+    )
+    assert f"{out} (FasterRCNN) does not convert to ONNX" in line
+    assert "pd_op.generate_proposals" in line and 'backend="paddle"' in line
