@@ -11,6 +11,10 @@ A strict load (eval, infer, resume) raises a one-line ``WeightsError`` naming th
 behaviour and the config that has it (the ``config:`` of the models.yml entry whose ``legacy:``
 is the checkpoint's key); a lenient load (``pretrain_weights``) logs the same text as a warning
 and goes on.
+
+When a strict load then fails because the parameters do not fit (e.g. a seed row whose link is
+another row's file: ``faster_rcnn_r101_vd_fpn_2x`` holds the R101-FPN model), ``config_hint``
+names the config that does fit: the zoo entry's ``config:`` or the legacy record's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ import logging
 from ppdet.checkpoint import WeightsError
 from ppdet.zoo.index import ZooEntry, ZooIndex, ZooIndexError, load_index
 
-__all__ = ["check_legacy", "check_planned", "config_for_legacy", "entry_for_ref"]
+__all__ = [
+    "check_legacy",
+    "check_planned",
+    "config_for_legacy",
+    "config_hint",
+    "entry_for_ref",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +137,20 @@ def check_legacy(
         strict,
         quiet,
     )
+
+
+def config_hint(entry: ZooEntry | None, legacy_key: str | None, index=None) -> str:
+    """Where weights that do not fit a model belong: "" when no config is known.
+
+    ``entry``: the zoo entry the weights were named by (None for a path); ``legacy_key``: the
+    v0.1 record the checkpoint converted as (None for 2.x weights)."""
+    if entry is not None and entry.config:
+        return f"zoo entry {entry.name} holds the model of {entry.config}: use -c {entry.config}"
+    if legacy_key:
+        config, name = config_for_legacy(legacy_key, index)
+        if config:
+            return (
+                f"these v0.1 weights ({legacy_key}) are the model of {config} (zoo entry "
+                f"{name}): use -c {config}"
+            )
+    return ""

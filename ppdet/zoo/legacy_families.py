@@ -79,6 +79,10 @@ BEHAVIOURS: dict[str, str] = {
         "dw/dh clamp, divided by the scale and clipped to the padded input / scale - 1; "
         "per-class NMS with +1 IoU, 100 kept"
     ),
+    "se_pool": (
+        '"fluid": squeeze-excitation averages over H x W as fluid\'s pool2d: one float32 running '
+        "sum in row-major order, then a division (SENet.se_pool: fluid)"
+    ),
     "extra_block_act": (
         '"relu": the SSD extra blocks of MobileNetV1 (conv7_*) use ReLU, not ReLU6'
     ),
@@ -254,6 +258,8 @@ def _rcnn_behaviour(arch: Arch) -> dict:
         out["distribute_fpn_pixel_offset"] = True
     elif arch.variant == "d":
         out["res5_shortcut_avgpool"] = True
+    if arch.backbone == "senet":
+        out["se_pool"] = "fluid"
     if arch.mask:
         out["mask_paste"] = "v0.1"
     if arch.cascade:

@@ -100,8 +100,9 @@ def load_weights(
     resolved (downloaded, verified, cached, extracted) by ``ppdet.zoo.fetch`` first. Weights the
     model cannot run as published (a ``planned`` zoo entry; a v0.1 checkpoint whose record needs
     fluid-era behaviour the model lacks, see ``ppdet.zoo.behaviour``) are refused by a strict
-    load and loaded with a warning by a lenient one. ``index``: the zoo index (default: the
-    package's).
+    load and loaded with a warning by a lenient one; a strict load whose parameters do not fit
+    names the config the weights belong to (the zoo entry's, or the v0.1 record's). ``index``:
+    the zoo index (default: the package's).
     """
     entry = None if _is_local(ref) else behaviour.entry_for_ref(ref, index)
     behaviour.check_planned(
@@ -109,8 +110,15 @@ def load_weights(
     )  # before a download of unusable weights
     path = _weights_file(resolve(ref, index))
     state, legacy_key = _read(path, quiet)
+    key = legacy_key
     if legacy_key is not None:
         key = entry.legacy if entry is not None and entry.legacy else legacy_key
         if entry is None or not entry.planned:  # a planned entry was judged above
             behaviour.check_legacy(model, key, path, strict, index, quiet)
-    return load_state_dict(model, state, path, strict=strict, quiet=quiet)
+    try:
+        return load_state_dict(model, state, path, strict=strict, quiet=quiet)
+    except WeightsError as e:  # the parameters do not fit: name the config that they fit
+        hint = behaviour.config_hint(entry, key, index)
+        if not hint:
+            raise
+        raise WeightsError(f"{e}: {hint}") from None

@@ -184,10 +184,8 @@ def test_a_planned_entry_of_an_unimplemented_architecture(tmp_path):
 
 def test_real_configs_and_the_real_index(legacy_tar):
     """The 2.x config of the seed row's architecture is refused its v0.1 weights, naming the
-    v0.1 config; that config runs every behaviour they need; X101 (never measured against
-    v0.1) stays planned."""
-    from ppdet.zoo.behaviour import check_legacy, check_planned
-    from ppdet.zoo.index import load_index
+    v0.1 config; that config runs every behaviour they need."""
+    from ppdet.zoo.behaviour import check_legacy
 
     def build(*parts):
         with paddle.LazyGuard():
@@ -198,9 +196,6 @@ def test_real_configs_and_the_real_index(legacy_tar):
     text = str(err.value)
     assert "fluid-era behaviour" in text and "use the config configs/faster_rcnn_r50_1x.yml" in text
     check_legacy(build("faster_rcnn_r50_1x.yml"), KEY, "x", strict=True)  # nothing missing
-    x101 = load_index().get("faster_rcnn_x101_vd_64x4d_fpn_1x")
-    with pytest.raises(WeightsError, match="is planned"):
-        check_planned(build("faster_rcnn_r50_fpn_1x.yml"), x101, strict=True)
 
 
 def test_a_local_file_named_like_a_planned_entry_is_not_looked_up(tmp_path, monkeypatch):
