@@ -1,9 +1,11 @@
 """Latency of every architecture on the CPU: eager, exported Paddle Inference (oneDNN on and
-off), ONNX Runtime; peak memory and GFLOPs. Writes the section ``latency`` of BENCHMARK.md.
+off, and oneDNN in bf16), ONNX Runtime; peak memory and GFLOPs. Writes the section ``latency``
+of BENCHMARK.md.
 
     MKL_DEBUG_CPU_TYPE=5 python bench/latency.py [--arch yolov3_mobilenet_v1 faster_rcnn_r50_fpn]
         [--repeats 5] [--warmup 1] [--threads 2]
-        [--modes eager paddle_mkldnn paddle onnx reference] [--ref-python /tmp/refvenv/bin/python]
+        [--modes eager paddle_mkldnn paddle_bf16 paddle onnx reference]
+        [--ref-python /tmp/refvenv/bin/python]
 
 Each architecture runs at its standard input size (YOLOv3 608x608, SSD 300x300, the FPN
 detectors 800x1216: a 4:3 photo resized to short side 800, padded to stride 32) on one fixed
@@ -14,6 +16,9 @@ architecture (no trained weights are reachable offline): the compute is the real
 NMS sees as many candidates as the thresholds let through. Every (architecture, mode) runs in
 its own process, so "peak RSS" is that mode's own high-water mark (model + runtime).
 GFLOPs = 2 x the multiply-adds counted by ``paddle.flops`` (conv, linear, norm layers).
+``paddle_bf16``: the Predictor's session with ``precision="bf16"`` (oneDNN bfloat16 kernels;
+it fails, rather than silently timing fp32, where bf16 cannot run); it is not a float32 path,
+so "best" and the compute-bound columns leave it out and it gets its own speed-up column.
 ``reference``: when PaddleDetection 2.6 is installed in its own venv (``bench/oracle.py`` says
 how), its eager eval forward on the same weights (saved from ours: 2.x parameter names) and
 input; eager runs with Paddle's default flags in both. Threads: ``OMP_NUM_THREADS`` and Paddle
@@ -93,7 +98,8 @@ ARCHS = {
 # Results of every run, per architecture: a run of some architectures keeps the others' rows.
 RESULTS = REPO / "bench" / "results" / "latency.json"
 MACHINE = "_machine"  # the results' record of the CPU's measured sgemm peak
-MODES = ("eager", "paddle_mkldnn", "paddle", "onnx", "reference")
+MODES = ("eager", "paddle_mkldnn", "paddle_bf16", "paddle", "onnx", "reference")
+FP32_EXPORTED = ("paddle_mkldnn", "paddle", "onnx")  # the float32 exported modes
 REF_PYTHON = "/tmp/refvenv/bin/python"  # bench/oracle.py: how to create it
 
 # Runs under the reference interpreter (paddledet 2.6): argv = config, weights, inputs.npz,
@@ -201,8 +207,11 @@ def child(mode: str, arch: str, model_dir: str, warmup: int, repeats: int, threa
             Path(model_dir) / "model.pdiparams",
             threads=threads,
             device="cpu",
-            use_onednn=mode == "paddle_mkldnn",
+            use_onednn=mode in ("paddle_mkldnn", "paddle_bf16"),
+            precision="bf16" if mode == "paddle_bf16" else "fp32",
         )
+        if mode == "paddle_bf16" and session.precision != "bf16":
+            raise SystemExit("bf16 cannot run here (see the warning above)")
 
         def run():
             bbox = session._run(feeds)[0]  # no fallback: a failing oneDNN run is reported
@@ -331,18 +340,23 @@ def table(results: dict) -> str:
     lines = [
         "## Latency per image (batch 1, CPU)",
         "",
-        f"Machine: {machine()}; {onnx_versions}. Each row: its threads, the median of its "
+        f"Machine: {machine()}, {bf16_support()}; {onnx_versions}. Each row: its threads, the "
+        "median of its "
         "repeats after its warm-up, the load average while it ran (the machine is shared: "
         "figures under load are upper bounds), and the command that made it.",
         "Seeded random weights, one fixed synthetic image (bench/latency.py docstring). "
-        "Paddle Inference: IR optimisation on, oneDNN on / off. Peak RSS: the highest of our "
+        "Paddle Inference: IR optimisation on, oneDNN on / off; bf16: oneDNN with "
+        '`enable_mkldnn_bfloat16()` (opt-in `precision="bf16"`, accuracy: section '
+        "`precision`), its speed-up over oneDNN fp32 in the next column; best and the compute "
+        "bound: float32 paths only. Peak RSS: the highest of our "
         "modes' own processes. Reference: paddledet 2.6.0's eager eval forward (its own venv, "
         "same Paddle) on the same weights and input; detections: count per mode (ours).",
         "",
-        "| architecture | input | GFLOPs | eager | Paddle Inference + oneDNN | Paddle Inference "
-        "| ONNX Runtime | best vs eager | compute bound | best / bound | peak RSS | detections "
-        "| reference eager | eager / reference | measured (load) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| architecture | input | GFLOPs | eager | Paddle Inference + oneDNN | oneDNN bf16 "
+        "| bf16 speed-up | Paddle Inference | ONNX Runtime | best vs eager | compute bound "
+        "| best / bound | peak RSS | detections | reference eager | eager / reference "
+        "| measured (load) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     peak = results.get(MACHINE, {}).get("sgemm_gflops")
     if peak:
@@ -361,16 +375,23 @@ def table(results: dict) -> str:
         modes = res["modes"]
         ok = {m: r["seconds"] for m, r in modes.items() if r and "seconds" in r}
         ref = ok.pop("reference", None)
-        best = min((s for m, s in ok.items() if m != "eager"), default=None)
+        best = min((s for m, s in ok.items() if m in FP32_EXPORTED), default=None)
+        bf16 = ok.get("paddle_bf16")
+        bf16_gain = f"{ok['paddle_mkldnn'] / bf16:.2f}x" if bf16 and "paddle_mkldnn" in ok else "-"
         speedup = f"{ok['eager'] / best:.1f}x" if best and "eager" in ok else "-"
         ratio = f"{ok['eager'] / ref:.2f}" if ref and "eager" in ok else "-"
         ours = {m: r for m, r in modes.items() if m != "reference" and r}
         rss = max((r.get("peak_rss_mb", 0) for r in ours.values()), default=0)
-        dets = sorted({r["detections"] for r in ours.values() if "detections" in r})
+        # float32 modes only: bf16's count is in bench/results/latency.json (with random
+        # weights it may differ; accuracy on trained weights: the precision section)
+        dets = sorted(
+            {r["detections"] for m, r in ours.items() if "detections" in r and m != "paddle_bf16"}
+        )
         no_ref = "no such model" if not ARCHS[arch][3] else "-"
         lines.append(
             f"| {arch} | {h}x{w} | {res['gflops']:.1f} | {cell(modes.get('eager'))} "
-            f"| {cell(modes.get('paddle_mkldnn'))} | {cell(modes.get('paddle'))} "
+            f"| {cell(modes.get('paddle_mkldnn'))} | {cell(modes.get('paddle_bf16'))} "
+            f"| {bf16_gain} | {cell(modes.get('paddle'))} "
             f"| {cell(modes.get('onnx')) if not res['onnx_error'] else 'does not convert'} "
             f"| {speedup} | {bound_cells(res['gflops'], best, peak)} | {rss:.0f} MB "
             f"| {'/'.join(map(str, dets))} "
@@ -383,10 +404,21 @@ def table(results: dict) -> str:
             if r and "error" in r:
                 notes.append(f"- {arch}, {mode}: fails: {r['error']}")
         commands.setdefault(res.get("command", "?"), []).append(arch)
+        for mode, r in modes.items():  # modes measured by a later run of their own
+            if r and r.get("command"):
+                commands.setdefault(r["command"], []).append(f"{arch} ({mode})")
     lines += ["", *notes] if notes else []
     lines += ["", "Commands (paddlepaddle " + paddle.__version__ + "):"]
     lines += [f"- {', '.join(archs)}: `{command}`" for command, archs in commands.items()]
     return "\n".join(lines)
+
+
+def bf16_support() -> str:
+    """'bf16: native' / 'emulated' / 'none': what Paddle reports for this CPU."""
+    from ppdet.export.paddle_backend import cpu_bf16_support
+
+    supported, fast = cpu_bf16_support()
+    return "bf16: " + ("native (AVX512-BF16/AMX)" if fast else "emulated" if supported else "none")
 
 
 def bound_cells(gflops: float, best: float | None, peak: float | None) -> str:
@@ -444,6 +476,8 @@ def main() -> None:
         f"bench/latency.py --arch ARCH --repeats {args.repeats} --warmup {args.warmup} "
         f"--threads {args.threads}"
     )
+    # a run of some modes only: each of its records names its own command (the row's stays)
+    mode_command = "" if args.modes == list(MODES) else f"{command} --modes {' '.join(args.modes)}"
     results = load_results()
     peak = run_child("peak", "-", REPO, args)
     print("sgemm peak", peak, flush=True)
@@ -465,11 +499,15 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 res["modes"][mode] = {**run_child(mode, arch, out, args), "load": load}
                 res["modes"][mode]["date"] = time.strftime("%Y-%m-%d")
+                if mode_command:
+                    res["modes"][mode]["command"] = mode_command
                 print(arch, mode, res["modes"][mode], flush=True)
             if not args.no_write:  # each architecture as soon as it is measured
                 # modes not run now keep their earlier figures
-                earlier = load_results().get(arch, {}).get("modes", {})
-                res["modes"] = {**earlier, **res["modes"]}
+                earlier = load_results().get(arch, {})
+                res["modes"] = {**earlier.get("modes", {}), **res["modes"]}
+                if mode_command and "command" in earlier:
+                    res["command"] = earlier["command"]  # the command of the other columns
                 results = {**load_results(), arch: res}
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
