@@ -403,13 +403,14 @@ def table(results: dict) -> str:
         for mode, r in modes.items():
             if r and "error" in r:
                 notes.append(f"- {arch}, {mode}: fails: {r['error']}")
-        commands.setdefault(res.get("command", "?"), []).append(arch)
-        for mode, r in modes.items():  # modes measured by a later run of their own
-            if r and r.get("command"):
-                commands.setdefault(r["command"], []).append(f"{arch} ({mode})")
+        for mode, r in modes.items():  # each figure's own command (older records: the row's)
+            used = commands.setdefault((r or {}).get("command") or res.get("command", "?"), {})
+            used.setdefault(arch, []).append(mode)
     lines += ["", *notes] if notes else []
     lines += ["", "Commands (paddlepaddle " + paddle.__version__ + "):"]
-    lines += [f"- {', '.join(archs)}: `{command}`" for command, archs in commands.items()]
+    for command, used in commands.items():
+        which = "; ".join(f"{arch} ({', '.join(modes)})" for arch, modes in used.items())
+        lines.append(f"- `{command}`: {which}")
     return "\n".join(lines)
 
 
@@ -476,8 +477,6 @@ def main() -> None:
         f"bench/latency.py --arch ARCH --repeats {args.repeats} --warmup {args.warmup} "
         f"--threads {args.threads}"
     )
-    # a run of some modes only: each of its records names its own command (the row's stays)
-    mode_command = "" if args.modes == list(MODES) else f"{command} --modes {' '.join(args.modes)}"
     results = load_results()
     peak = run_child("peak", "-", REPO, args)
     print("sgemm peak", peak, flush=True)
@@ -499,15 +498,16 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 res["modes"][mode] = {**run_child(mode, arch, out, args), "load": load}
                 res["modes"][mode]["date"] = time.strftime("%Y-%m-%d")
-                if mode_command:
-                    res["modes"][mode]["command"] = mode_command
+                res["modes"][mode]["command"] = command
                 print(arch, mode, res["modes"][mode], flush=True)
             if not args.no_write:  # each architecture as soon as it is measured
                 # modes not run now keep their earlier figures
-                earlier = load_results().get(arch, {})
-                res["modes"] = {**earlier.get("modes", {}), **res["modes"]}
-                if mode_command and "command" in earlier:
-                    res["command"] = earlier["command"]  # the command of the other columns
+                before = load_results().get(arch, {})
+                earlier = before.get("modes", {})
+                for r in earlier.values():  # an older record's command was the row's
+                    if r and before.get("command"):
+                        r.setdefault("command", before["command"])
+                res["modes"] = {**earlier, **res["modes"]}
                 results = {**load_results(), arch: res}
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
