@@ -20,15 +20,19 @@ from ppdet.export.infer_cfg import read_infer_cfg
 from ppdet.export.paddle_backend import BackendError, PaddleSession, cpu_bf16_support
 from tests.conftest import ROOT
 
-from .conftest import box_iou, env_without_warnings, photo, tiny_config, tiny_model
+from .conftest import env_without_warnings, photo, tiny_config, tiny_model
 
 BF16, BF16_FAST = cpu_bf16_support()
 needs_bf16 = pytest.mark.skipif(
     not BF16, reason="Paddle reports no bf16 support on this CPU (core.supports_bfloat16())"
 )
 TOP = 5  # fp32 detections per image compared
-MIN_IOU = 0.9  # bf16 keeps ~3 significant digits: boxes move by a fraction of a pixel
-MAX_SCORE_DIFF = 0.05
+# bf16 keeps 8 significant bits (~0.4%): a box corner may move by that share of the image. With
+# random weights the box regression amplifies it (measured here: up to 0.47% of the image's
+# longer side; IoU down to 0.87 on 8 px boxes), so the tolerance is on coordinates, with 2x
+# margin; scores moved by at most 0.003. (On the trained demo model: IoU >= 0.98, BENCHMARK.md.)
+MAX_SHIFT = 0.01  # of the image's longer side
+MAX_SCORE_DIFF = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +76,14 @@ def test_bf16_detections_agree_with_fp32(model_dir):
     # bf16 really ran: the arithmetic differs from fp32's
     assert any(not np.array_equal(a["bbox"], b["bbox"]) for a, b in zip(fp32, bf16))
     compared = 0
-    for want, got in zip(fp32, bf16):
+    for image, want, got in zip(images(), fp32, bf16):
         assert len(got["bbox"]) > 0
+        tolerance = MAX_SHIFT * max(image.shape[:2])
         for row in want["bbox"][np.argsort(-want["bbox"][:, 1], kind="stable")[:TOP]]:
-            same = got["bbox"][got["bbox"][:, 0] == row[0]]
-            assert len(same), f"image {want['im_id']}: no bf16 detection of class {row[0]}"
-            j = int(np.argmax(box_iou(row[2:], same[:, 2:])))
-            assert box_iou(row[2:], same[j : j + 1, 2:])[0] > MIN_IOU, row.tolist()
-            assert abs(same[j, 1] - row[1]) < MAX_SCORE_DIFF, (row.tolist(), same[j].tolist())
+            shift = np.abs(got["bbox"][:, 2:] - row[2:]).max(axis=1)
+            ok = (got["bbox"][:, 0] == row[0]) & (shift < tolerance)
+            ok &= np.abs(got["bbox"][:, 1] - row[1]) < MAX_SCORE_DIFF
+            assert ok.any(), f"image {want['im_id']}: no bf16 partner for {row.tolist()}"
             compared += 1
     assert compared == TOP * len(fp32)
 
