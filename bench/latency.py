@@ -390,7 +390,7 @@ def table(results: dict) -> str:
         best = min((s for m, s in ok.items() if m in FP32_EXPORTED), default=None)
         bf16 = ok.get("paddle_bf16")
         fp32 = (modes.get("paddle_bf16") or {}).get("fp32_seconds")
-        bf16_gain = f"{fp32 / bf16:.2f}x" if bf16 and fp32 else "-"
+        bf16_gain = f"{fp32 / bf16:.2f}x (fp32 {fp32 * 1000:.0f} ms)" if bf16 and fp32 else "-"
         speedup = f"{ok['eager'] / best:.1f}x" if best and "eager" in ok else "-"
         ratio = f"{ok['eager'] / ref:.2f}" if ref and "eager" in ok else "-"
         ours = {m: r for m, r in modes.items() if m != "reference" and r}
