@@ -128,6 +128,15 @@ def test_bf16_where_it_cannot_run_warns_once_and_runs_fp32(model_dir, monkeypatc
     assert session.precision == "fp32" and not records
 
 
+@needs_bf16
+def test_bf16_without_native_instructions_warns_and_still_runs_bf16(model_dir, monkeypatch):
+    monkeypatch.setattr(paddle_backend, "cpu_bf16_support", lambda: (True, False))
+    with backend_warnings() as records:
+        session = PaddleSession(*session_files(model_dir), threads=1, precision="bf16")
+    assert session.precision == "bf16"
+    assert len(records) == 1 and "emulates" in records[0].getMessage()
+
+
 def deploy(*args: str) -> subprocess.CompletedProcess:
     script = os.path.join(ROOT, "deploy", "python", "infer.py")
     return subprocess.run(
