@@ -3,6 +3,7 @@
     python deploy/python/infer.py --model_dir output_inference/NAME --image_file x.jpg
     python deploy/python/infer.py --model_dir D --image_dir photos/ --threads 2 --run_benchmark
     python deploy/python/infer.py --model_dir D --video_file clip.mp4 --backend onnx
+    python deploy/python/infer.py --model_dir D --image_dir photos/ --precision bf16
 
 Images: drawn results and bbox.json go to --output_dir (as tools/infer.py writes them); images
 that cannot be read are skipped with a warning. Video: the drawn frames go to
@@ -35,6 +36,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or gpu (paddle backend)")
     parser.add_argument("--use_tensorrt", action="store_true", help="TensorRT on GPU (paddle)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16"),
+        help="bf16: oneDNN bfloat16 kernels on CPUs with AVX512-BF16/AMX (paddle backend)",
+    )
     parser.add_argument(
         "--draw_threshold", type=float, default=None, help="default: infer_cfg.yml's"
     )
@@ -158,6 +165,7 @@ def main() -> int:
         threads=args.threads,
         device=args.device,
         use_tensorrt=args.use_tensorrt,
+        precision=args.precision,
     )
     threshold = predictor.draw_threshold if args.draw_threshold is None else args.draw_threshold
     if args.video_file:

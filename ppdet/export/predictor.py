@@ -13,7 +13,8 @@ read are skipped with a warning (``predictor.skipped``).
 
 Backends: ``"paddle"`` (Paddle Inference, ``paddle_backend.py``: oneDNN + IR optimisation on the
 CPU, GPU/TensorRT when available) and ``"onnx"`` (ONNX Runtime on ``model.onnx``, converted from
-the Paddle model with paddle2onnx on first use, ``onnx_backend.py``).
+the Paddle model with paddle2onnx on first use, ``onnx_backend.py``). ``precision="bf16"``
+(Paddle backend, CPU with oneDNN): bfloat16 kernels, opt-in (``paddle_backend.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .infer_cfg import INFER_CFG, InferConfig, read_infer_cfg, reader_config
-from .paddle_backend import BackendError, PaddleSession
+from .paddle_backend import BackendError, PaddleSession, check_precision
 from .pipeline import ImageInput, Preprocess, unpack_results
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Predictor:
         device: ``"auto"``, ``"cpu"`` or ``"gpu"`` (Paddle backend; CPU when no GPU is usable).
         use_tensorrt: TensorRT on GPU (Paddle backend).
         batch_size: images per run (default: the exported TestReader's ``batch_size``).
+        precision: ``"fp32"`` or ``"bf16"`` (Paddle backend on the CPU: oneDNN bfloat16
+            kernels; ``session.precision`` says what runs).
     Attributes:
         info: the ``InferConfig`` read from infer_cfg.yml; ``labels``: class names by id;
         draw_threshold: infer_cfg.yml's; skipped: unreadable files of the latest call;
@@ -61,10 +64,17 @@ class Predictor:
         device: str = "auto",
         use_tensorrt: bool = False,
         batch_size: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         model_dir = Path(model_dir)
         if backend not in BACKENDS:
             raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        check_precision(precision)
+        if backend == "onnx" and precision != "fp32":
+            raise BackendError(
+                f"precision {precision} runs on the paddle backend only (oneDNN); use "
+                'backend="paddle" (--backend paddle) or precision fp32 with onnx'
+            )
         if not model_dir.is_dir():
             raise BackendError(
                 f"--model_dir {model_dir}: no such folder (write one with tools/export_model.py)"
@@ -76,13 +86,13 @@ class Predictor:
         self.labels: list[str] = list(self.info.label_list)
         self.draw_threshold = self.info.draw_threshold
         self.preprocess = Preprocess(reader_config(self.info, cfg_path), batch_size)
-        self.session = self._session(backend, threads, device, use_tensorrt)
+        self.session = self._session(backend, threads, device, use_tensorrt, precision)
         missing = [n for n in self.session.input_names if n not in self.info.inputs]
         if missing:
             raise BackendError(f"{model_dir}: the model reads {missing}, not in {INFER_CFG}")
         self.timings: dict[str, list[float]] = {s: [] for s in STAGES}
 
-    def _session(self, backend: str, threads: int, device: str, use_tensorrt: bool):
+    def _session(self, backend: str, threads: int, device: str, use_tensorrt: bool, precision: str):
         files = [self.model_dir / self.info.model_file, self.model_dir / self.info.params_file]
         for path in files:
             if not path.is_file():
@@ -91,7 +101,13 @@ class Predictor:
                     "tools/export_model.py)"
                 )
         if backend == "paddle":
-            return PaddleSession(*files, threads=threads, device=device, use_tensorrt=use_tensorrt)
+            return PaddleSession(
+                *files,
+                threads=threads,
+                device=device,
+                use_tensorrt=use_tensorrt,
+                precision=precision,
+            )
         from . import onnx_backend  # says how to install the onnx extra when it is missing
 
         onnx_path = onnx_backend.onnx_model(self.model_dir)  # (re)converted when stale
