@@ -81,7 +81,18 @@ ARCHS = {
         1216,
         "cascade_rcnn_r50_fpn",
     ),
+    "cascade_mask_rcnn_r50_fpn": (
+        "configs/cascade_rcnn/cascade_mask_rcnn_r50_fpn_1x_coco.yml",
+        800,
+        1216,
+        "cascade_mask_rcnn_r50_fpn",
+    ),
+    "ssd_vgg16": ("configs/ssd/ssd_vgg16_300_240e_voc.yml", 300, 300, "ssd_vgg16_300"),
+    "efficientdet_d0": ("configs/efficientdet/efficientdet_d0_coco.yml", 512, 512, None),
 }
+# Results of every run, per architecture: a run of some architectures keeps the others' rows.
+RESULTS = REPO / "bench" / "results" / "latency.json"
+MACHINE = "_machine"  # the results' record of the CPU's measured sgemm peak
 MODES = ("eager", "paddle_mkldnn", "paddle", "onnx", "reference")
 REF_PYTHON = "/tmp/refvenv/bin/python"  # bench/oracle.py: how to create it
 
@@ -171,7 +182,6 @@ def timed(run, warmup: int, repeats: int) -> tuple[float, int]:
 
 def child(mode: str, arch: str, model_dir: str, warmup: int, repeats: int, threads: int) -> dict:
     """Measure one (architecture, mode) in this process; returns the result record."""
-    import numpy as np
     import paddle
 
     _, h, w, _ = ARCHS[arch]
@@ -182,29 +192,21 @@ def child(mode: str, arch: str, model_dir: str, warmup: int, repeats: int, threa
         batch = {k: paddle.to_tensor(v) for k, v in feeds.items()}
         seconds, dets = timed(lambda: model.predict(batch)["bbox"].shape[0], warmup, repeats)
     elif mode.startswith("paddle"):
-        from paddle import inference
+        from ppdet.export.paddle_backend import PaddleSession
 
+        # the session the Predictor uses: the same passes, workarounds and thread settings
         info = json.loads((Path(model_dir) / "io.json").read_text())
-        config = inference.Config(
-            str(Path(model_dir) / info["model_file"]), str(Path(model_dir) / "model.pdiparams")
+        session = PaddleSession(
+            Path(model_dir) / info["model_file"],
+            Path(model_dir) / "model.pdiparams",
+            threads=threads,
+            device="cpu",
+            use_onednn=mode == "paddle_mkldnn",
         )
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(threads)
-        config.switch_ir_optim(True)
-        if mode == "paddle_mkldnn":
-            config.enable_mkldnn()
-        else:
-            config.disable_mkldnn()
-        config.disable_glog_info()
-        predictor = inference.create_predictor(config)
-        names = predictor.get_input_names()
-        for name in names:
-            predictor.get_input_handle(name).copy_from_cpu(np.ascontiguousarray(feeds[name]))
-        out_name = predictor.get_output_names()[0]
 
         def run():
-            predictor.run()
-            return predictor.get_output_handle(out_name).shape()[0]
+            bbox = session._run(feeds)[0]  # no fallback: a failing oneDNN run is reported
+            return bbox.shape[0]
 
         seconds, dets = timed(run, warmup, repeats)
     else:
@@ -213,6 +215,23 @@ def child(mode: str, arch: str, model_dir: str, warmup: int, repeats: int, threa
         session = onnx_backend.OnnxSession(Path(model_dir) / "model.onnx", threads=threads)
         seconds, dets = timed(lambda: session.run(feeds)[0].shape[0], warmup, repeats)
     return {"seconds": seconds, "detections": dets, "peak_rss_mb": peak_rss_mb()}
+
+
+def sgemm_peak(threads: int, n: int = 4096, repeats: int = 10) -> float:
+    """GFLOP/s of Paddle's float32 matrix product (MKL) of two n x n matrices on ``threads``
+    threads, the best of ``repeats``: the practical compute bound of this CPU for dense
+    float32 layers (conv kernels reach at most about this)."""
+    import paddle
+
+    paddle.set_device("cpu")
+    a, b = paddle.randn([n, n]), paddle.randn([n, n])
+    paddle.matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        paddle.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def peak_rss_mb() -> float:
@@ -239,10 +258,14 @@ def prepare(arch: str, out: Path) -> dict:
     (out / "io.json").write_text(json.dumps({"model_file": model_file}))
     paddle.save(model.state_dict(), str(out / "weights.pdparams"))  # for the reference
     np.savez(out / "inputs.npz", **fixed_inputs(h, w))
-    base = (REPO / "configs" / "_base_" / f"{ARCHS[arch][3]}.yml").read_text(encoding="utf-8")
-    # our one key 2.x does not know (as in bench/compare_with_paddledet.py)
-    base = re.sub(r"YOLOv3FPN:\n  base_channels: 512\n\n", "", base)
-    (out / "reference.yml").write_text(base, encoding="utf-8")
+    if ARCHS[arch][3]:  # PaddleDetection 2.6 has this architecture
+        # the model's base config and the bases it names (_BASE_ paths are relative)
+        for path in (REPO / "configs" / "_base_").glob("*.yml"):
+            text = path.read_text(encoding="utf-8")
+            # our one key 2.x does not know (as in bench/compare_with_paddledet.py)
+            text = re.sub(r"YOLOv3FPN:\n  base_channels: 512\n\n", "", text)
+            name = "reference.yml" if path.stem == ARCHS[arch][3] else path.name
+            (out / name).write_text(text, encoding="utf-8")
     onnx_error = ""
     try:
         onnx_backend.convert(out)
@@ -283,7 +306,8 @@ def run_child(mode, arch, model_dir, args) -> dict:
     return json.loads(lines[-1])
 
 
-def table(results: dict, args, load: str) -> str:
+def table(results: dict) -> str:
+    """The BENCHMARK.md section from the stored results of every architecture."""
     import paddle
     from report import machine
 
@@ -307,22 +331,32 @@ def table(results: dict, args, load: str) -> str:
     lines = [
         "## Latency per image (batch 1, CPU)",
         "",
-        f"Machine: {machine()}; {onnx_versions}. {args.threads} threads, median of "
-        f"{args.repeats} runs after {args.warmup} warm-up; MKL_DEBUG_CPU_TYPE="
-        f"{os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset')}. Load average during the run: {load} "
-        "(the machine is shared: other jobs were running, figures are upper bounds).",
+        f"Machine: {machine()}; {onnx_versions}. Each row: its threads, the median of its "
+        "repeats after its warm-up, the load average while it ran (the machine is shared: "
+        "figures under load are upper bounds), and the command that made it.",
         "Seeded random weights, one fixed synthetic image (bench/latency.py docstring). "
         "Paddle Inference: IR optimisation on, oneDNN on / off. Peak RSS: the highest of our "
         "modes' own processes. Reference: paddledet 2.6.0's eager eval forward (its own venv, "
         "same Paddle) on the same weights and input; detections: count per mode (ours).",
         "",
         "| architecture | input | GFLOPs | eager | Paddle Inference + oneDNN | Paddle Inference "
-        "| ONNX Runtime | best vs eager | peak RSS | detections | reference eager "
-        "| eager / reference |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ONNX Runtime | best vs eager | compute bound | best / bound | peak RSS | detections "
+        "| reference eager | eager / reference | measured (load) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    notes = []
-    for arch, res in results.items():
+    peak = results.get(MACHINE, {}).get("sgemm_gflops")
+    if peak:
+        m = results[MACHINE]
+        lines.insert(
+            4,
+            f"Compute bound: GFLOPs / the CPU's float32 matrix-product peak, {peak:.0f} GFLOP/s "
+            f"measured on {m['threads']} threads (Paddle's MKL sgemm 4096 x 4096, best of 10; "
+            f"{m['date']}, load {m['load']:.1f}; it varied from 139 to 183 GFLOP/s between runs on "
+            "this shared host): no float32 path can beat it by much.",
+        )
+    notes, commands = [], {}
+    for arch in [a for a in ARCHS if a in results]:  # the _machine record is not a row
+        res = results[arch]
         _, h, w, _ = ARCHS[arch]
         modes = res["modes"]
         ok = {m: r["seconds"] for m, r in modes.items() if r and "seconds" in r}
@@ -333,25 +367,54 @@ def table(results: dict, args, load: str) -> str:
         ours = {m: r for m, r in modes.items() if m != "reference" and r}
         rss = max((r.get("peak_rss_mb", 0) for r in ours.values()), default=0)
         dets = sorted({r["detections"] for r in ours.values() if "detections" in r})
+        no_ref = "no such model" if not ARCHS[arch][3] else "-"
         lines.append(
             f"| {arch} | {h}x{w} | {res['gflops']:.1f} | {cell(modes.get('eager'))} "
             f"| {cell(modes.get('paddle_mkldnn'))} | {cell(modes.get('paddle'))} "
             f"| {cell(modes.get('onnx')) if not res['onnx_error'] else 'does not convert'} "
-            f"| {speedup} | {rss:.0f} MB | {'/'.join(map(str, dets))} "
-            f"| {cell(modes.get('reference'))} | {ratio} |"
+            f"| {speedup} | {bound_cells(res['gflops'], best, peak)} | {rss:.0f} MB "
+            f"| {'/'.join(map(str, dets))} "
+            f"| {cell(modes.get('reference')) if 'reference' in modes else no_ref} | {ratio} "
+            f"| {measured(res)} |"
         )
         if res["onnx_error"]:
             notes.append(f"- {arch}, ONNX: {res['onnx_error']}")
         for mode, r in modes.items():
             if r and "error" in r:
                 notes.append(f"- {arch}, {mode}: fails: {r['error']}")
+        for mode, r in modes.items():  # each figure's own command (older records: the row's)
+            used = commands.setdefault((r or {}).get("command") or res.get("command", "?"), {})
+            used.setdefault(arch, []).append(mode)
     lines += ["", *notes] if notes else []
-    lines += [
-        "",
-        f"Command: `MKL_DEBUG_CPU_TYPE=5 python bench/latency.py --arch {' '.join(results)} "
-        f"--repeats {args.repeats} --warmup {args.warmup}` (paddlepaddle {paddle.__version__}).",
-    ]
+    lines += ["", "Commands (paddlepaddle " + paddle.__version__ + "):"]
+    for command, used in commands.items():
+        which = "; ".join(f"{arch} ({', '.join(modes)})" for arch, modes in used.items())
+        lines.append(f"- `{command}`: {which}")
     return "\n".join(lines)
+
+
+def bound_cells(gflops: float, best: float | None, peak: float | None) -> str:
+    """'bound ms | best / bound' (the table's two compute-bound cells)."""
+    if not peak:
+        return "- | -"
+    bound = gflops / peak
+    ratio = f"{best / bound:.2f}" if best else "-"
+    return f"{bound * 1000:.0f} ms | {ratio}"
+
+
+def measured(res: dict) -> str:
+    """'date (load a-b)' over the modes of one row."""
+    modes = res["modes"]
+    if not any(r and "load" in r for r in modes.values()):  # an older record: per row
+        return f"{res.get('date', '?')} (load {res.get('load', '?')})"
+    loads = [r["load"] for r in modes.values() if r and "load" in r]
+    dates = sorted({r["date"] for r in modes.values() if r and "date" in r})
+    span = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
+    return f"{'/'.join(dates) or '?'} (load {span})"
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.is_file() else {}
 
 
 def main() -> None:
@@ -363,31 +426,65 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ref-python", default=REF_PYTHON, help="paddledet 2.6's python")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARK.md")
+    parser.add_argument(
+        "--peak-only", action="store_true", help="measure the sgemm peak only, rewrite the table"
+    )
     parser.add_argument("--child", nargs=3, metavar=("MODE", "ARCH", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.child:
-        print(json.dumps(child(*args.child, args.warmup, args.repeats, args.threads)))
+        if args.child[0] == "peak":
+            print(json.dumps({"sgemm_gflops": sgemm_peak(args.threads)}))
+        else:
+            print(json.dumps(child(*args.child, args.warmup, args.repeats, args.threads)))
         return
 
     from report import write_section
 
-    results, loads = {}, []
+    from ppdet.atomic_io import atomic_write_text
+
+    command = (
+        f"MKL_DEBUG_CPU_TYPE={os.environ.get('MKL_DEBUG_CPU_TYPE', 'unset')} python "
+        f"bench/latency.py --arch ARCH --repeats {args.repeats} --warmup {args.warmup} "
+        f"--threads {args.threads}"
+    )
+    results = load_results()
+    peak = run_child("peak", "-", REPO, args)
+    print("sgemm peak", peak, flush=True)
+    if "sgemm_gflops" in peak:
+        peak.update(load=os.getloadavg()[0], date=time.strftime("%Y-%m-%d"), threads=args.threads)
+        results = {**load_results(), MACHINE: peak}
+        if not args.no_write:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
     with tempfile.TemporaryDirectory(prefix="ppdet_latency_") as work:
-        for arch in args.arch:
+        for arch in [] if args.peak_only else args.arch:
             out = Path(work) / arch
-            res = {**prepare(arch, out), "modes": {}}
+            res = {**prepare(arch, out), "modes": {}, "command": command}
             for mode in args.modes:
                 if mode == "onnx" and res["onnx_error"]:
                     continue
-                if mode == "reference" and not Path(args.ref_python).is_file():
+                if mode == "reference" and not (Path(args.ref_python).is_file() and ARCHS[arch][3]):
                     continue
-                loads.append(os.getloadavg()[0])
-                res["modes"][mode] = run_child(mode, arch, out, args)
+                load = os.getloadavg()[0]
+                res["modes"][mode] = {**run_child(mode, arch, out, args), "load": load}
+                res["modes"][mode]["date"] = time.strftime("%Y-%m-%d")
+                res["modes"][mode]["command"] = command
                 print(arch, mode, res["modes"][mode], flush=True)
-            results[arch] = res
-    load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
-    text = table(results, args, load)
+            if not args.no_write:  # each architecture as soon as it is measured
+                # modes not run now keep their earlier figures
+                before = load_results().get(arch, {})
+                earlier = before.get("modes", {})
+                for r in earlier.values():  # an older record's command was the row's
+                    if r and before.get("command"):
+                        r.setdefault("command", before["command"])
+                res["modes"] = {**earlier, **res["modes"]}
+                results = {**load_results(), arch: res}
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
+            else:
+                results[arch] = res
+    text = table(results)
     print(text)
     if not args.no_write:
         write_section("latency", text)

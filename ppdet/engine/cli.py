@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 
 from ppdet.engine.cpu_math import configure_cpu_math
+from ppdet.engine.stop import TrainingStopped
 
 warnings.filterwarnings("ignore", message="No ccache found")
 
@@ -129,6 +130,9 @@ def run(main: Callable[[], int | None]) -> None:
         code = main()
     except known as e:
         _fail(str(e))
+    except TrainingStopped as e:
+        print(str(e), file=sys.stderr, flush=True)
+        sys.exit(e.exit_status)
     except KeyboardInterrupt:
         print("interrupted; checkpoints already written are intact", file=sys.stderr)
         sys.exit(130)

@@ -41,6 +41,7 @@ from ppdet.engine.ema import ModelEMA
 from ppdet.engine.history import TrainingHistory
 from ppdet.engine.hooks import build_hooks
 from ppdet.engine.logger import TrainLogger
+from ppdet.engine.stop import StopRequest, TrainingStopped
 from ppdet.errors import PpdetError
 from ppdet.modeling.postprocess import original_size
 from ppdet.zoo.weights import load_weights
@@ -107,6 +108,8 @@ class Trainer:
         self.weights_source: str | None = None  # what eval_metrics.json says was evaluated
         self.iteration: int | None = None
         self.ema: ModelEMA | None = None
+        self._stop: StopRequest | None = None  # set while train() runs
+        self._stop_now = False  # some process asked to stop after this step
 
     @property
     def is_main(self) -> bool:
@@ -246,41 +249,52 @@ class Trainer:
         iteration = start_iter
         start_epoch = start_iter // steps_per_epoch
         self.model.train()
-        for epoch in range(start_epoch, epochs):
-            first = start_iter - epoch * steps_per_epoch if epoch == start_epoch else 0
-            set_loader_epoch(loader, epoch, first)
-            batches = iter(loader)
-            tic = time.time()
-            for step in range(first, steps_per_epoch):
-                micro_batches = [next(batches) for _ in range(accumulate)]
-                data_time = time.time() - tic
-                losses = self._train_step(micro_batches, optimizer, lr, iteration, last_saved)
-                iteration += 1
-                self.iteration = iteration
-                if self.is_main:
-                    logger_.step(epoch, epochs, iteration, optimizer.get_lr(), losses, data_time)
-                ends_epoch = step + 1 == steps_per_epoch
-                due = snapshot_iter and iteration % snapshot_iter == 0
-                if (due and not (epoch_based and ends_epoch)) or (
-                    not epoch_based and iteration == total
-                ):
+        self._stop = StopRequest()  # SIGTERM / Ctrl-C: finish the step, save, exit
+        self._stop_now = False
+        with self._stop:
+            for epoch in range(start_epoch, epochs):
+                first = start_iter - epoch * steps_per_epoch if epoch == start_epoch else 0
+                set_loader_epoch(loader, epoch, first)
+                batches = iter(loader)
+                tic = time.time()
+                for step in range(first, steps_per_epoch):
+                    micro_batches = [next(batches) for _ in range(accumulate)]
+                    data_time = time.time() - tic
+                    losses = self._train_step(micro_batches, optimizer, lr, iteration, last_saved)
+                    iteration += 1
+                    self.iteration = iteration
+                    if self.is_main:
+                        logger_.step(
+                            epoch, epochs, iteration, optimizer.get_lr(), losses, data_time
+                        )
+                    ends_epoch = step + 1 == steps_per_epoch
+                    due = snapshot_iter and iteration % snapshot_iter == 0
+                    if (due and not (epoch_based and ends_epoch)) or (
+                        not epoch_based and iteration == total
+                    ):
+                        metrics, best = self._maybe_validate(
+                            validate, iteration, metrics, best, logger_
+                        )
+                        last_saved = self._save(
+                            f"iter_{iteration}", optimizer, epoch, iteration, config_text, best
+                        )
+                    if self._stop_now:
+                        self._stop_after(
+                            iteration, total, last_saved, optimizer, epoch, config_text, best
+                        )
+                    tic = time.time()
+                    if iteration >= total:
+                        break
+                del batches  # ends its worker processes before the next epoch's start
+                if epoch_based and ((epoch + 1) % snapshot_epoch == 0 or epoch + 1 == epochs):
                     metrics, best = self._maybe_validate(
                         validate, iteration, metrics, best, logger_
                     )
                     last_saved = self._save(
-                        f"iter_{iteration}", optimizer, epoch, iteration, config_text, best
+                        f"epoch_{epoch + 1}", optimizer, epoch + 1, iteration, config_text, best
                     )
-                tic = time.time()
                 if iteration >= total:
                     break
-            del batches  # ends its worker processes before the next epoch's start
-            if epoch_based and ((epoch + 1) % snapshot_epoch == 0 or epoch + 1 == epochs):
-                metrics, best = self._maybe_validate(validate, iteration, metrics, best, logger_)
-                last_saved = self._save(
-                    f"epoch_{epoch + 1}", optimizer, epoch + 1, iteration, config_text, best
-                )
-            if iteration >= total:
-                break
         if self.is_main:
             path = checkpoint.save_weights(
                 self.model, os.path.join(self.output_dir, "model_final"), self.ema
@@ -320,7 +334,10 @@ class Trainer:
             for hook in self.hooks:
                 hook.after_batch(outputs)
         names = sorted(sums)
-        reduced = distributed.all_reduce_sum([sums[n] for n in names])
+        # the stop request rides along: every process stops after the same step
+        stop = float(self._stop is not None and self._stop.requested)
+        *reduced, stops = distributed.all_reduce_sum([sums[n] for n in names] + [stop])
+        self._stop_now = stops > 0
         values = {n: v / self.world_size for n, v in zip(names, reduced, strict=True)}
         if not all(math.isfinite(v) for v in values.values()):
             named = ", ".join(f"{k}={v}" for k, v in values.items())
@@ -341,6 +358,22 @@ class Trainer:
         for hook in self.hooks:
             hook.after_step(done + 1)
         return values
+
+    def _stop_after(
+        self, iteration, total, last_saved, optimizer, epoch, config_text, best
+    ) -> None:
+        """A stop was requested (SIGTERM / Ctrl-C here or in another process): write the
+        checkpoint of ``iteration`` unless it was just written, then raise TrainingStopped."""
+        prefix = os.path.join(self.output_dir, f"iter_{iteration}")
+        if last_saved != prefix:
+            prefix = self._save(f"iter_{iteration}", optimizer, epoch, iteration, config_text, best)
+        if self.world_size > 1:  # no process exits before rank 0 has written the checkpoint
+            distributed.all_reduce_sum([0.0])
+        raise TrainingStopped(
+            f"training stopped on request after iteration {iteration}/{total}; checkpoint "
+            f"{prefix}; continue with the same command and --resume auto",
+            self._stop.exit_status,
+        )
 
     def _save(
         self, name: str, optimizer, epoch: int, iteration: int, config_text: str, best: float

@@ -21,6 +21,15 @@ from tests.conftest import ROOT
 EVAL_KEYS = ("image", "im_shape", "scale_factor")
 
 
+def state_lines(model) -> list[str]:
+    """``name<TAB>[shape]<TAB>dtype`` of every parameter and buffer, sorted: the layout of the
+    name lists in tests/fixtures/compat/."""
+    return sorted(
+        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
+        for k, v in model.state_dict().items()
+    )
+
+
 def eval_inputs(batch: dict) -> dict:
     """The inputs of `batch` an eval forward reads (image, im_shape, scale_factor)."""
     return {k: v for k, v in batch.items() if k in EVAL_KEYS}

@@ -21,6 +21,7 @@ from tests.modeling.detector_checks import (
     predict,
     rcnn_batch,
     run_tools,
+    state_lines,
     tiny_detector,
     train_steps,
 )
@@ -48,10 +49,7 @@ def test_names_and_shapes_equal_paddledetection():
     with paddle.LazyGuard():
         model = ppdet.build_model(cfg)
     assert isinstance(model, CascadeRCNN) and isinstance(model.bbox_head, CascadeHead)
-    lines = sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
-        for k, v in model.state_dict().items()
-    )
+    lines = state_lines(model)
     assert lines == (COMPAT / "cascade_mask_rcnn_r50_fpn.txt").read_text().splitlines()
     assert model.mask_head.mask_assigner.mask_resolution == 28
     assert model.bbox_post_process.decode.prior_box_var == [30, 30, 15, 15]

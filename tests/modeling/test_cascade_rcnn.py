@@ -26,6 +26,7 @@ from tests.modeling.detector_checks import (
     predict,
     rcnn_batch,
     run_tools,
+    state_lines,
     tiny_detector,
     train_steps,
 )
@@ -45,10 +46,7 @@ def test_names_and_shapes_equal_paddledetection():
         str(REPO / "configs" / "cascade_rcnn" / "cascade_rcnn_r50_fpn_1x_coco.yml")
     )
     model = ppdet.build_model(cfg)
-    lines = sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
-        for k, v in model.state_dict().items()
-    )
+    lines = state_lines(model)
     assert lines == (COMPAT / "cascade_rcnn_r50_fpn.txt").read_text().splitlines()
     head = model.bbox_head
     assert head.bbox_weight == [[10, 10, 5, 5], [20, 20, 10, 10], [30, 30, 15, 15]]

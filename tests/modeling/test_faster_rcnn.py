@@ -29,6 +29,7 @@ from tests.modeling.detector_checks import (
     predict,
     rcnn_batch,
     run_tools,
+    state_lines,
     tiny_detector,
     train_steps,
 )
@@ -39,13 +40,6 @@ DEMO = str(REPO / "configs" / "faster_rcnn" / "faster_rcnn_r18_fpn_demo.yml")
 TINY = ["num_classes=3", "FPN.out_channel=32", "TwoFCHead.out_channel=64"]
 SIZE = 96
 T = paddle.to_tensor
-
-
-def state_lines(model):
-    return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
-        for k, v in model.state_dict().items()
-    )
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from tests.modeling.detector_checks import (
     predict,
     rcnn_batch,
     run_tools,
+    state_lines,
     tiny_detector,
     train_steps,
 )
@@ -43,13 +44,6 @@ TINY = [
 ]
 SIZE = 96
 T = paddle.to_tensor
-
-
-def state_lines(model):
-    return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
-        for k, v in model.state_dict().items()
-    )
 
 
 @pytest.mark.parametrize(

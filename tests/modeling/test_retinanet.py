@@ -21,6 +21,7 @@ from tests.modeling.detector_checks import (
     eval_inputs,
     predict,
     run_tools,
+    state_lines,
     train_steps,
 )
 
@@ -34,13 +35,6 @@ TINY = [  # ResNet-18, 32-channel FPN/towers, 3 classes
     "RetinaHead.conv_feat.num_convs=1",
 ]
 SIZE = 96
-
-
-def state_lines(model):
-    return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
-        for k, v in model.state_dict().items()
-    )
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from tests.modeling.detector_checks import (
     eval_inputs,
     predict,
     run_tools,
+    state_lines,
     train_steps,
 )
 
@@ -33,13 +34,6 @@ COMPAT = REPO / "tests" / "fixtures" / "compat"
 DEMO = str(REPO / "configs" / "ssd" / "ssd_mobilenet_v1_demo.yml")
 TINY = ["num_classes=3", "MobileNet.scale=0.25"]
 SIZE = 96
-
-
-def state_lines(model):
-    return sorted(
-        f"{k}\t{list(v.shape)}\t{str(v.dtype).split('.')[-1]}"
-        for k, v in model.state_dict().items()
-    )
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,41 @@ def test_sigkill_mid_epoch_and_resume_auto_continue_exactly(
             assert again[it][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (it, key)
 
 
+def test_sigterm_to_one_rank_stops_both_after_one_step_with_a_checkpoint(
+    two_process_run, tiny_demo_data, tmp_path
+):
+    opts = options(tiny_demo_data, str(tmp_path), "TrainReader.batch_size=2")
+    args = ["-c", DEMO_CONFIG, "-o", *opts, "--output_dir", str(tmp_path / "run")]
+    with launched(train_script(), args, str(tmp_path / "log1")) as launch:
+        deadline = time.time() + TIMEOUT
+        while "iter [3/14]" not in launch.log(0):
+            assert launch.proc.poll() is None and time.time() < deadline, launch.output()[-4000:]
+            time.sleep(0.05)
+        os.kill(launch.worker_pids()[1], signal.SIGTERM)  # rank 1: not the one that writes
+        launch.wait(TIMEOUT)
+        stopped = [
+            [ln for ln in launch.log(r).splitlines() if "training stopped on request" in ln]
+            for r in (0, 1)
+        ]
+    assert stopped[0] and stopped[1], launch.output()[-4000:]
+    iteration = int(stopped[0][0].split("after iteration ")[1].split("/")[0])
+    assert f"after iteration {iteration}/14" in stopped[1][0]  # the same step on both
+    assert 3 <= iteration < 14
+    assert (tmp_path / "run" / f"iter_{iteration}.pdopt").is_file()
+
+    resumed = run_launch(train_script(), [*args, "--resume", "auto"], str(tmp_path / "log2"))
+    assert resumed.proc.returncode == 0, resumed.output()[-4000:]
+    assert f"at iteration {iteration}" in resumed.log(0)
+    straight, again = (
+        history(two_process_run / "history.jsonl"),
+        history(tmp_path / "run" / "history.jsonl"),
+    )
+    assert sorted(again) == list(range(1, 15))
+    for it in range(iteration + 1, 15):
+        for key, value in straight[it].items():
+            assert again[it][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (it, key)
+
+
 @pytest.mark.parametrize("metric, batch_size", [("COCO", 1), ("VOC", 3)])
 def test_distributed_eval_equals_single_process(
     metric, batch_size, two_process_run, tiny_demo_data, tmp_path
