@@ -1,11 +1,11 @@
 """A miniature of seed 001's RetinaNet study on the demo set: one small RetinaNet
 (``configs/retinanet/retinanet_mobilenet_v1_fpn_demo.yml``, trained from scratch with the
-demo's recipe) with each FPN / head norm and with GIoU vs smooth-L1, every variant with the
-same steps, data and seeds, then COCO AP on the demo val split.
+YOLOv3 demo's recipe) with each FPN / head norm and with GIoU vs smooth-L1, every variant with
+the same steps, data and seeds, then COCO AP on the demo val split.
 
     MKL_DEBUG_CPU_TYPE=5 nice -n 5 python bench/norm_study.py [--seeds 0 1] [--jobs 2]
-        [--steps 1200] [--only NAME ...] [--results FILE] [--write]
-    python bench/norm_study.py --render [--results FILE] [--write]   # table from saved results
+        [--steps 1200] [--lr LR] [--max-minutes M] [--only NAME ...] [--results FILE] [--write]
+    python bench/norm_study.py --render [--results FILE] [--write [--note TEXT]]
 
 Each (variant, seed) run is a child process (``--jobs`` at a time, each on one math thread,
 ``ppdet.engine.cpu_math``) that trains ``--steps`` iterations and evaluates; its numbers are
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -266,7 +267,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=DEMO_STEPS, help="iterations per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds per variant")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one core each)")
-    parser.add_argument("--lr", type=float, help="base LR (default: the config's, 0.04)")
+    parser.add_argument("--lr", type=float, help="base LR (default: the config's)")
     parser.add_argument(
         "--max-minutes", type=float, help="start no run later than this after the first"
     )
@@ -274,6 +275,7 @@ def main() -> int:
     parser.add_argument("--results", default=DEFAULT_RESULTS, help="JSON of the finished runs")
     parser.add_argument("--render", action="store_true", help="only tabulate --results")
     parser.add_argument("--write", action="store_true", help="write BENCHMARK.md's section")
+    parser.add_argument("--note", help="a paragraph appended to the BENCHMARK.md section")
     parser.add_argument("--run-one", metavar="VARIANT", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -292,6 +294,8 @@ def main() -> int:
             json.dump(result, f)
         return 0
 
+    # SIGTERM (e.g. a scheduler) like Ctrl-C: run_all's cleanup stops the children it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chosen = [v[0] for v in VARIANTS if not args.only or v[0] in args.only]
     if not chosen:
         parser.error(f"--only: no such variant; known: {[v[0] for v in VARIANTS]}")
@@ -332,11 +336,11 @@ def main() -> int:
             "numbers are not: a run is deterministic for its seed).\n\n"
             "Every variant is the same RetinaNet (MobileNetV1 x0.25 C3-C5, 64-channel FPN "
             "P3-P6, 2-conv towers, `configs/retinanet/retinanet_mobilenet_v1_fpn_demo.yml`) "
-            "trained from scratch with the demo's recipe"
-            + (" and budget" if args.steps == DEMO_STEPS else "")
-            + f": {args.steps} iterations of batch 8 at 192 x 192 ({args.steps * 8 / 400:g} "
-            "epochs of the 400 demo training images), Adam LR "
-            f"{lr_text} with cosine decay and 100 warmup iterations, EMA 0.998; only the FPN norm, "
+            "trained from scratch with the YOLOv3 demo's recipe (batch 8 at 192 x 192, Adam, "
+            "cosine decay with a linear warmup over the first 1/12 of the run, EMA 0.998, no "
+            f"weight decay) for {args.steps} iterations ({args.steps * 8 / 400:g} epochs of the "
+            f"400 demo training images; the demo trains {DEMO_STEPS}) at Adam LR {lr_text}; "
+            "only the FPN norm, "
             "the head-tower norm and the box loss change. Seeds "
             + ", ".join(map(str, args.seeds))
             + "; COCO AP of the EMA weights on the 80 demo val images. 'spread' is max - min "
@@ -347,7 +351,8 @@ def main() -> int:
             "at 192 px says little about COCO (seed 001's own differences are 0.1-5 AP).\n\n"
             + table
             + "\n\n"
-            + summary,
+            + summary
+            + ("\n\n" + args.note if args.note else ""),
         )
     return 0
 

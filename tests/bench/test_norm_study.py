@@ -44,7 +44,7 @@ def test_study_config_builds_each_variant_and_trains(tiny_demo_data, tmp_path, m
     for _name, fpn_norm, head_norm, loss in (norm_study.VARIANTS[0], norm_study.VARIANTS[-1]):
         opts = norm_study.overrides(fpn_norm, head_norm, loss, 20, 0, str(tmp_path))
         cfg = ppdet.load_config(norm_study.CONFIG, opts + ["TrainReader.batch_size=2"])
-        assert cfg["max_iters"] == 20 and cfg["LearningRate"]["base_lr"] == 0.04
+        assert cfg["max_iters"] == 20 and cfg["LearningRate"]["base_lr"] == 0.001
         assert cfg["LearningRate"]["schedulers"][1]["steps"] == 2  # 100 of 1200, scaled
         paddle.seed(0)
         model = ppdet.build_model(cfg)
