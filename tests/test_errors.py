@@ -7,8 +7,13 @@ import pkgutil
 import ppdet
 from ppdet.errors import PpdetError
 
-# Exception classes that are not user errors: internal signals, never shown to a user.
-INTERNAL = {"ppdet.zoo.download._Retryable", "ppdet.zoo.__main__._Fail"}
+# Exception classes that are not user errors: internal signals, never shown to a user as an
+# error (TrainingStopped: a requested stop, printed by engine/cli.run with its own status).
+INTERNAL = {
+    "ppdet.zoo.download._Retryable",
+    "ppdet.zoo.__main__._Fail",
+    "ppdet.engine.stop.TrainingStopped",
+}
 
 
 def test_every_error_class_is_a_ppdet_error():

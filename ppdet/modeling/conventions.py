@@ -12,6 +12,11 @@ Contract: a sublayer that runs a fluid-era convention declares it in a dict attr
 sublayers that declare one key with different values are an error. Weights that need such
 behaviour (a legacy v0.1 checkpoint's record, ``LegacyModel.behaviour``) are checked against it
 with :func:`missing_conventions` before they load.
+
+Training-side conventions (how a v0.1 config builds its training targets, so that it trains
+with the conventions it infers with) are declared the same way, by the target assigners
+through the heads that own them; :data:`TRAINING_CONVENTIONS` names them and what they mean.
+Converted weights never require them (they matter only when training).
 """
 
 from __future__ import annotations
@@ -21,7 +26,35 @@ from typing import Any
 
 from ppdet.errors import PpdetError
 
-__all__ = ["ConventionError", "missing_conventions", "model_conventions"]
+__all__ = ["TRAINING_CONVENTIONS", "ConventionError", "missing_conventions", "model_conventions"]
+
+# fluid-era training behaviour key -> what its value means (declared by the assigners in
+# ppdet/modeling/assigners/ through their heads; "box_coder_plus_one", a test-time key, is
+# also declared by a box head whose training targets are coded with +1 widths)
+TRAINING_CONVENTIONS: dict[str, str] = {
+    "rpn_target_assign": (
+        '"fluid": RPN targets as fluid\'s rpn_target_assign: IoU with +1 widths, positives at '
+        "IoU >= positive_overlap or within 1e-5 of a gt box's best, sampled before the "
+        "negatives (which win), deltas coded with +1 widths"
+    ),
+    "rpn_straddle_thresh": (
+        "t >= 0: RPN anchors reaching more than t pixels beyond the resized image get no "
+        "label (fluid's straddle filter; v0.1: 0)"
+    ),
+    "proposal_labels": (
+        '"fluid": R-CNN RoI labels as fluid\'s generate_proposal_labels: gt boxes put before '
+        "the proposals, IoU with +1 widths, a RoI matched to the first gt within 1e-5 of its "
+        "best IoU (Cascade: every stage, each with the gt boxes before its RoIs)"
+    ),
+    "mask_labels": (
+        '"fluid": mask targets as fluid\'s generate_mask_labels: a RoI takes the object whose '
+        "polygons' bounding box has the highest +1 IoU with it; RoI sizes clamped at 1 pixel"
+    ),
+    "anchor_target_assign": (
+        '"fluid": RetinaNet anchor labels as fluid\'s retinanet_target_assign: IoU with +1 '
+        "widths, low-quality matches within 1e-5 of a gt box's best, negatives win over them"
+    ),
+}
 
 
 class ConventionError(PpdetError, ValueError):

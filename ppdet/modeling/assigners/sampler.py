@@ -11,6 +11,14 @@ are any) are matched to the gt boxes by IoU (``fg_thresh``: foreground with the 
 gt's class, below ``bg_thresh``: background = class ``num_classes``, in between ignored;
 no low-quality rescue), then ``batch_size_per_im`` of them are sampled with ``fg_fraction``
 foreground. These are the numbers of PaddleDetection 2.x's BBoxAssigner.
+
+``fluid: true`` is PaddleDetection v0.1's ``generate_proposal_labels`` (fluid-era convention
+``proposal_labels: "fluid"``, declared in ``conventions``): the gt boxes are put *before* the
+proposals, IoUs count widths with +1 pixel (``fluid_iou``), and a foreground RoI is matched to
+the first gt box whose IoU is within 1e-5 of its best. The thresholds and the sampling are
+the same (fg >= ``fg_thresh``, bg < ``bg_thresh``, at most ``batch_size_per_im *
+fg_fraction`` foreground); the box head codes the regression targets with +1 widths
+(``BBoxHead.plus_one``). Cascade R-CNN's later stages label with the same IoU (``label``).
 """
 
 from __future__ import annotations
@@ -21,10 +29,19 @@ import numpy as np
 import paddle
 
 from ppdet.config.registry import register
-from ppdet.modeling.assigners.max_iou import max_iou_assign
+from ppdet.modeling.assigners.max_iou import FLUID_EPS, fluid_iou, max_iou_assign
 from ppdet.ops.boxes import box_iou
 
-__all__ = ["BBoxAssigner", "split_rois", "subsample_labels"]
+__all__ = ["BBoxAssigner", "pick", "split_rois", "subsample_labels"]
+
+
+def pick(indices: paddle.Tensor, num: int, use_random: bool) -> paddle.Tensor:
+    """At most ``num`` of ``indices`` [K] int64: a uniformly random subset with ``use_random``
+    (Paddle's RNG), else the first ``num``. Returns [min(K, num)]."""
+    num = max(min(int(num), int(indices.shape[0])), 0)
+    if use_random and indices.shape[0] > 0:
+        indices = paddle.gather(indices, paddle.randperm(indices.shape[0]))
+    return indices[:num]
 
 
 def subsample_labels(
@@ -39,14 +56,8 @@ def subsample_labels(
     """
     positive = paddle.nonzero((labels != -1) & (labels != bg_label)).flatten()  # [P]
     negative = paddle.nonzero(labels == bg_label).flatten()  # [Q]
-    fg_num = min(int(positive.shape[0]), int(num_samples * fg_fraction))
-    bg_num = min(int(negative.shape[0]), int(num_samples) - fg_num)
-    if use_random:
-        if positive.shape[0] > 0:
-            positive = paddle.gather(positive, paddle.randperm(positive.shape[0]))
-        if negative.shape[0] > 0:
-            negative = paddle.gather(negative, paddle.randperm(negative.shape[0]))
-    return positive[:fg_num], negative[:bg_num]
+    fg = pick(positive, int(num_samples * fg_fraction), use_random)
+    return fg, pick(negative, int(num_samples) - fg.shape[0], use_random)
 
 
 @register("head")
@@ -61,7 +72,8 @@ class BBoxAssigner:
     labelled -1 (ignored).
     ``ignore_thresh`` is accepted for config compatibility (only -1, i.e. no crowd handling,
     is implemented). ``cascade_iou`` holds the per-stage IoU thresholds Cascade R-CNN's later
-    stages label with (``label``, fg = bg threshold, no sampling).
+    stages label with (``label``, fg = bg threshold, no sampling). ``fluid``: v0.1's
+    ``generate_proposal_labels`` (module docstring).
     """
 
     __shared__ = ["num_classes"]
@@ -76,6 +88,7 @@ class BBoxAssigner:
         use_random: bool = True,
         cascade_iou: Sequence[float] = (0.5, 0.6, 0.7),
         num_classes: int = 80,
+        fluid: bool = False,
     ) -> None:
         if ignore_thresh > 0:
             raise ValueError("BBoxAssigner: ignore_thresh > 0 (crowd boxes) is not implemented")
@@ -90,6 +103,8 @@ class BBoxAssigner:
         self.use_random = bool(use_random)
         self.num_classes = int(num_classes)
         self.cascade_iou = [float(v) for v in cascade_iou]
+        self.fluid = bool(fluid)
+        self.conventions = {"proposal_labels": "fluid"} if self.fluid else {}
 
     @paddle.no_grad()
     def label(
@@ -107,9 +122,15 @@ class BBoxAssigner:
             return paddle.zeros([rois.shape[0]], "int64"), paddle.full(
                 [rois.shape[0]], self.num_classes, "int32"
             )
-        matched, match = max_iou_assign(
-            box_iou(rois, gt_boxes), fg_thresh, bg_thresh, allow_low_quality=False
-        )  # [N], [N]
+        if self.fluid:
+            iou = fluid_iou(rois, gt_boxes)  # [N, M]
+            near = (iou.max(axis=1, keepdim=True) - iou) < FLUID_EPS  # [N, M]
+            matched = near.astype("int32").argmax(axis=1)  # the first gt near the best
+            _, match = max_iou_assign(iou, fg_thresh, bg_thresh, allow_low_quality=False)
+        else:
+            matched, match = max_iou_assign(
+                box_iou(rois, gt_boxes), fg_thresh, bg_thresh, allow_low_quality=False
+            )  # [N], [N]
         labels = paddle.gather(gt_classes.astype("int32"), matched)  # [N]
         labels = paddle.where(match == 0, paddle.full_like(labels, self.num_classes), labels)
         labels = paddle.where(match == -1, paddle.full_like(labels, -1), labels)
@@ -120,8 +141,8 @@ class BBoxAssigner:
         self, rois: paddle.Tensor, gt_boxes: paddle.Tensor, gt_classes: paddle.Tensor
     ) -> tuple[paddle.Tensor, paddle.Tensor, paddle.Tensor]:
         """One image: (sampled rois [S, 4], labels [S] int32, matched gt boxes [S, 4])."""
-        if gt_boxes.shape[0] > 0:
-            rois = paddle.concat([rois, gt_boxes])  # gt boxes are proposals too
+        if gt_boxes.shape[0] > 0:  # gt boxes are proposals too (fluid: the first ones)
+            rois = paddle.concat([gt_boxes, rois] if self.fluid else [rois, gt_boxes])
         matched, labels = self.label(rois, gt_boxes, gt_classes, self.fg_thresh, self.bg_thresh)
         fg, bg = subsample_labels(
             labels, self.batch_size_per_im, self.fg_fraction, self.num_classes, self.use_random
@@ -138,6 +159,18 @@ class BBoxAssigner:
         else:
             gt = paddle.zeros_like(sampled)
         return sampled, paddle.gather(labels, keep), gt
+
+    def with_gt_first(
+        self, rois: paddle.Tensor, rois_num: paddle.Tensor, gt_boxes: Sequence[paddle.Tensor]
+    ) -> tuple[paddle.Tensor, paddle.Tensor]:
+        """rois [R, 4] stacked image by image (rois_num [B]) with each image's gt boxes
+        gt_boxes[b] [M_b, 4] put before its RoIs -> (rois [R + sum M_b, 4], rois_num [B] int32):
+        v0.1's Cascade R-CNN labels every stage's RoIs so (fluid's generate_proposal_labels)."""
+        out = []
+        for r, g in zip(split_rois(rois, rois_num), gt_boxes, strict=True):
+            out += [g.astype(rois.dtype), r]
+        nums = [int(g.shape[0]) + int(r.shape[0]) for r, g in zip(out[1::2], out[::2])]
+        return paddle.concat(out), paddle.to_tensor(nums, "int32")
 
     def __call__(
         self,

@@ -177,6 +177,8 @@ class BBoxHead(nn.Layer):
     Args (2.x keys): head (TwoFCHead / Res5Head), roi_extractor (``RoIAlign`` arguments),
     bbox_assigner (``BBoxAssigner``), with_pool (global average pool after the head: C4),
     num_classes, bbox_weight; in_channels / spatial_scales are filled from the feature maps.
+    ``plus_one`` (v0.1): the regression targets are coded with fluid's +1 widths, the inverse
+    of ``RCNNBox(plus_one=True)``'s decoding (declared as ``box_coder_plus_one``).
     """
 
     __shared__ = ["num_classes"]
@@ -192,6 +194,7 @@ class BBoxHead(nn.Layer):
         in_channel: int | None = None,
         spatial_scales: Sequence[float] = (0.0625,),
         in_channels: Sequence[int] | None = None,
+        plus_one: bool = False,
     ):
         super().__init__()
         self.head = head
@@ -203,6 +206,10 @@ class BBoxHead(nn.Layer):
         if bbox_assigner is None:
             bbox_assigner = BBoxAssigner(num_classes=num_classes)
         self.bbox_assigner = bbox_assigner
+        self.conventions.update(getattr(bbox_assigner, "conventions", {}))
+        self.plus_one = bool(plus_one)
+        if self.plus_one:
+            self.conventions["box_coder_plus_one"] = True
         self.with_pool = with_pool
         self.num_classes = num_classes
         self.bbox_weight = [float(w) for w in bbox_weight]
@@ -279,6 +286,7 @@ class BBoxHead(nn.Layer):
             stage["gt_boxes"],
             self.num_classes,
             self.bbox_weight,
+            self.plus_one,
         )
         return {"loss_bbox_cls": loss_cls, "loss_bbox_reg": loss_reg}
 
@@ -291,11 +299,12 @@ def rcnn_box_loss(
     gt_boxes: paddle.Tensor,
     num_classes: int,
     bbox_weight: Sequence[float],
+    plus_one: bool = False,
 ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """The R-CNN box losses (module docstring): scores [R, C+1], deltas [R, 4C] class-specific
     or [R, 4] class-agnostic, rois / gt_boxes [R, 4], labels [R] (-1 ignored, ``num_classes``
     background) -> (softmax cross-entropy mean over the labelled RoIs, summed L1 of the
-    foreground deltas against ``encode_deltas(roi, gt, bbox_weight)`` / R)."""
+    foreground deltas against ``encode_deltas(roi, gt, bbox_weight, plus_one)`` / R)."""
     labels = labels.astype("int64")
     valid = paddle.nonzero(labels >= 0).flatten()
     if valid.shape[0]:
@@ -312,6 +321,6 @@ def rcnn_box_loss(
         cols = (4 * paddle.gather(labels, fg)).unsqueeze(1) + paddle.arange(4, dtype="int64")
         pred = paddle.take_along_axis(pred, cols, axis=1)  # [F, 4]
     target = encode_deltas(
-        paddle.gather(rois, fg), paddle.gather(gt_boxes, fg), bbox_weight
+        paddle.gather(rois, fg), paddle.gather(gt_boxes, fg), bbox_weight, plus_one
     )  # [F, 4]
     return loss_cls, (pred - target.detach()).abs().sum() / labels.shape[0]

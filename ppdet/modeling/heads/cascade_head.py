@@ -25,6 +25,9 @@ PaddleDetection v0.1's test path (fluid-era conventions, for converted v0.1 weig
 ``refine_unclipped`` leaves the refined RoIs unclipped (``cascade_refine_unclipped``), and
 ``scores_on_last_rois`` averages the softmax of all stage heads run on the *last* stage's RoI
 features (``cascade_scores_on_last_rois``; 2.x: each head on its own stage's RoIs).
+In training, ``plus_one`` also codes every stage's targets with +1 widths, and a
+``BBoxAssigner`` with ``fluid`` (v0.1's generate_proposal_labels) puts the gt boxes before the
+RoIs of every stage, not only the first.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ class CascadeHead(nn.Layer):
         if self.scores_on_last_rois:
             self.conventions["cascade_scores_on_last_rois"] = True
         self.bbox_assigner = bbox_assigner or BBoxAssigner(num_classes=num_classes)
+        self.conventions.update(getattr(self.bbox_assigner, "conventions", {}))
         if len(self.bbox_assigner.cascade_iou) < n:
             raise ValueError(f"CascadeHead: BBoxAssigner.cascade_iou needs {n} thresholds")
         self.num_classes = int(num_classes)
@@ -265,6 +269,8 @@ class CascadeHead(nn.Layer):
                     )
                 else:
                     iou = self.bbox_assigner.cascade_iou[k]
+                    if self.bbox_assigner.fluid:  # v0.1: the gt boxes join every stage
+                        rois, rois_num = self.bbox_assigner.with_gt_first(rois, rois_num, gt[0])
                     labels, gt_boxes = self._label_all(rois, rois_num, gt, iou)
             pooled = self.roi_extractor(feats, rois, rois_num)  # [R, C, s, s]
             feat, scores, deltas = self._stage(pooled, k)
@@ -301,6 +307,7 @@ class CascadeHead(nn.Layer):
                 stage["gt_boxes"],
                 self.num_classes,
                 self.bbox_weight[k],
+                self.plus_one,  # v0.1: targets coded with +1 widths, as the stages decode
             )
             losses[f"loss_bbox_cls_stage{k}"] = loss_cls * self.stage_loss_weights[k]
             losses[f"loss_bbox_reg_stage{k}"] = loss_reg * self.stage_loss_weights[k]

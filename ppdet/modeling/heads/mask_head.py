@@ -112,6 +112,7 @@ class MaskHead(nn.Layer):
         self.roi_extractor = RoIAlign(**spec)
         self.conventions = dict(self.roi_extractor.conventions)  # fluid-era ones, if any
         self.mask_assigner = mask_assigner or MaskAssigner(num_classes=num_classes)
+        self.conventions.update(getattr(self.mask_assigner, "conventions", {}))
         self.num_classes = int(num_classes)
         self.share_bbox_feat = bool(share_bbox_feat)
         self.mask_fcn_logits = nn.Conv2D(

@@ -380,6 +380,7 @@ class RetinaHead(nn.Layer):
         self.weights = [float(w) for w in weights]
         self.box_coder_plus_one = bool(box_coder_plus_one)
         self.conventions = {"box_coder_plus_one": self.box_coder_plus_one}
+        self.conventions.update(getattr(self.bbox_assigner, "conventions", {}))  # training
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.build_predictors(self.conv_feat.feat_out, self.anchor_generator.num_anchors, bias)
 

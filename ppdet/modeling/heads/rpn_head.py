@@ -99,7 +99,8 @@ class RPNHead(nn.Layer):
     forward(feats, im_shape) with feats[i]: [B, C, H_i, W_i] (shallowest first; FPN P2-P6 or
     the C4 map) and im_shape [B, 2] -> raw {"scores": [B, A, H_i, W_i] objectness logits,
     "deltas": [B, 4A, H_i, W_i], "anchors": [H_i*W_i*A, 4] (per level), "rois": [R, 4]
-    proposals in input pixels (image by image), "rois_num": [B] int32}; ``im_info`` [B, 2]
+    proposals in input pixels (image by image), "rois_num": [B] int32, "im_shape": the input
+    im_shape (the image border of ``rpn_target_assign.straddle_thresh``)}; ``im_info`` [B, 2]
     (h, w: v0.1's ``im_info``, ``two_stage.fluid_im_info``) is the clip window of a proposal
     generator with ``pixel_offset``;
     ``get_loss(raw, gt_boxes)`` -> {"loss_rpn_cls", "loss_rpn_reg"}.
@@ -146,6 +147,7 @@ class RPNHead(nn.Layer):
         self.conventions = dict(getattr(self.anchor_generator, "conventions", {}))
         if self.test_proposal.pixel_offset:
             self.conventions["pixel_offset"] = True
+        self.conventions.update(self.rpn_target_assign.conventions)  # training-side ones
         num_anchors = self.anchor_generator.num_anchors
         self.rpn_feat = RPNFeat(channels, channels)
         self.rpn_rois_score = _conv(channels, num_anchors, 1)
@@ -185,20 +187,24 @@ class RPNHead(nn.Layer):
             "anchors": anchors,
             "rois": rois,
             "rois_num": rois_num,
+            "im_shape": im_shape,
         }
 
     def get_loss(
         self, raw: dict[str, Any], gt_boxes: Sequence[paddle.Tensor]
     ) -> dict[str, paddle.Tensor]:
         """{"loss_rpn_cls", "loss_rpn_reg"} of the raw outputs (``scores``, ``deltas``,
-        ``anchors`` per level); gt_boxes[b]: [M_b, 4] real boxes of image b."""
+        ``anchors`` per level, ``im_shape``); gt_boxes[b]: [M_b, 4] real boxes of image b."""
         scores, deltas, anchors = raw["scores"], raw["deltas"], raw["anchors"]
         anchors = paddle.concat(list(anchors))  # [N, 4]
         logits = paddle.concat([flatten_level(s, 1) for s in scores], axis=1).flatten()  # [B*N]
         pred = paddle.concat([flatten_level(d, 4) for d in deltas], axis=1).reshape([-1, 4])
         labels, targets = [], []
-        for boxes in gt_boxes:
-            lab, tgt = self.rpn_target_assign(anchors, boxes)
+        im_shape = raw.get("im_shape")  # [B, 2]: the border of straddling anchors
+        for b, boxes in enumerate(gt_boxes):
+            lab, tgt = self.rpn_target_assign(
+                anchors, boxes, None if im_shape is None else im_shape[b]
+            )
             labels.append(lab)
             targets.append(tgt)
         labels = paddle.concat(labels)  # [B*N]
