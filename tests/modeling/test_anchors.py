@@ -1,6 +1,7 @@
 """Anchor and SSD prior generators: hand values, order, and numbers from PaddleDetection 2.6.0."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import paddle
@@ -418,3 +419,95 @@ def test_fluid_anchors_static_graph_and_2x_unchanged():
     # not fluid: the 2.x anchors (area s^2, centre (x + offset) * stride, no -1)
     plain = RetinaAnchorGenerator(offset=0.5)([(1, 1)] * 5)[0].numpy()
     np.testing.assert_allclose(plain[1], [4 - 16, 4 - 16, 4 + 16, 4 + 16])
+
+
+def test_wh_factor_anchors_hand_values():
+    """EfficientDet's (w, h) pairs: w = size * fw, h = size * fh, size-major, centres at
+    (x + 0.5) * stride (the official implementation and PaddleDetection 0.5's AnchorGrid)."""
+    gen = RetinaAnchorGenerator(
+        octave_base_scale=4,
+        scales_per_octave=3,
+        wh_factors=[[1.0, 1.0], [1.4, 0.7], [0.7, 1.4]],
+        offset=0.5,
+        strides=[8, 16],
+    )
+    assert gen.num_anchors == 9
+    p3, p4 = (a.numpy() for a in gen([(1, 2), (1, 1)]))
+    assert p3.shape == (2 * 9, 4) and p4.shape == (9, 4)
+    # stride 8, location (0, 0) centred at (4, 4); sizes 32, 32 * 2^(1/3), 32 * 2^(2/3)
+    s1 = 32 * 2 ** (1 / 3)  # 40.3175
+    expected_first = [
+        [4 - 16, 4 - 16, 4 + 16, 4 + 16],  # (1, 1): 32 x 32
+        [4 - 22.4, 4 - 11.2, 4 + 22.4, 4 + 11.2],  # (1.4, 0.7): 44.8 x 22.4
+        [4 - 11.2, 4 - 22.4, 4 + 11.2, 4 + 22.4],  # (0.7, 1.4): 22.4 x 44.8
+        [4 - s1 / 2, 4 - s1 / 2, 4 + s1 / 2, 4 + s1 / 2],  # next size, (1, 1)
+        [4 - 0.7 * s1, 4 - 0.35 * s1, 4 + 0.7 * s1, 4 + 0.35 * s1],
+    ]
+    np.testing.assert_allclose(p3[:5], expected_first, rtol=1e-5)
+    # the second location (x = 1) is the same cell shifted by one stride in x
+    np.testing.assert_allclose(p3[9:], p3[:9] + [8, 0, 8, 0], rtol=1e-6)
+    # stride 16: centre (8, 8), largest size 64 * 2^(2/3) = 101.59 as (0.7, 1.4)
+    s2 = 64 * 2 ** (2 / 3)
+    np.testing.assert_allclose(
+        p4[8], [8 - 0.35 * s2, 8 - 0.7 * s2, 8 + 0.35 * s2, 8 + 0.7 * s2], rtol=1e-5
+    )
+
+
+def test_wh_factors_equal_paddledetection_0_5_anchor_grid():
+    """Against PaddleDetection 0.5's AnchorGrid formulas (configs/efficientdet_d0.yml values)
+    restated in NumPy: cell = outer(scales, w / h factors) * stride * 4, centres stride // 2 +
+    k * stride, scale-major, row-major locations."""
+    ratios = np.array([[1, 1], [1.4, 0.7], [0.7, 1.4]])
+    scales = np.array([2 ** (i / 3) for i in range(3)])
+    ws = np.outer(scales, ratios[:, 0]).reshape(-1, 1)
+    hs = np.outer(scales, ratios[:, 1]).reshape(-1, 1)
+    cell = np.hstack((-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs))
+    image = 128
+    gen = RetinaAnchorGenerator(
+        octave_base_scale=4,
+        scales_per_octave=3,
+        wh_factors=ratios.tolist(),
+        offset=0.5,
+        strides=[8, 16, 32, 64, 128],
+    )
+    strides = [8, 16, 32, 64, 128]
+    ours = gen([(image // t, image // t) for t in strides])
+    for level, stride in enumerate(strides):
+        steps = np.arange(stride // 2, image, stride)
+        ox, oy = np.meshgrid(steps, steps)
+        offsets = np.stack([ox.ravel(), oy.ravel(), ox.ravel(), oy.ravel()], -1)[:, None, :]
+        ref = (cell * stride * 4 + offsets).reshape(-1, 4)
+        np.testing.assert_allclose(ours[level].numpy(), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_wh_factors_errors_and_retina_default_unchanged():
+    with pytest.raises(ValueError, match="wh_factors"):
+        RetinaAnchorGenerator(wh_factors=[[1.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="wh_factors"):
+        RetinaAnchorGenerator(wh_factors=[[1.0, 0.0]])
+    with pytest.raises(ValueError, match="fluid"):
+        RetinaAnchorGenerator(wh_factors=[[1.0, 1.0]], fluid=True)
+    # RetinaNet's anchors (aspect ratios h / w, area size^2, offset 0) are what they were
+    a = RetinaAnchorGenerator(strides=[8])([(1, 1)])[0].numpy()
+    np.testing.assert_allclose(
+        a,
+        reference_anchors([32, 32 * 2 ** (1 / 3), 32 * 2 ** (2 / 3)], [0.5, 1, 2], 8, 1, 1),
+        rtol=1e-6,
+    )
+
+
+def test_efficientdet_configs_use_the_published_anchors():
+    import ppdet
+
+    repo = Path(__file__).resolve().parents[2]
+    for rel in ("efficientdet_d0_coco.yml", "efficientdet_d0_evonorm_giou_120k_coco.yml"):
+        cfg = ppdet.load_config(str(repo / "configs" / "efficientdet" / rel))
+        spec = dict(cfg["EfficientDetHead"]["anchor_generator"])
+        spec.pop("name")
+        gen = RetinaAnchorGenerator(**spec)
+        assert gen.wh_factors == [[1.0, 1.0], [1.4, 0.7], [0.7, 1.4]] and gen.offset == 0.5
+        assert gen.num_anchors == 9 and gen.strides == [8.0, 16.0, 32.0, 64.0, 128.0]
+    retina = ppdet.load_config(
+        str(repo / "configs" / "retinanet" / "retinanet_r50_fpn_1x_coco.yml")
+    )
+    assert "wh_factors" not in retina["RetinaHead"]["anchor_generator"]

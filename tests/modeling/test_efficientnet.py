@@ -231,3 +231,30 @@ def test_export_matches_eager():
     x = paddle.rand([1, 3, 97, 131])
     for got, want in zip(static(x), model(x), strict=True):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_v05_named_tarball_is_refused_as_pretrain_weights(tmp_path):
+    """What is true today about PaddleDetection 0.5's ImageNet tarball: a v0.1-format tar with
+    exactly v0.5's EfficientNet variable names (built here from our state with the suffix rule,
+    the real file is not available offline) is refused with a clear error, because
+    ppdet.zoo.legacy has no EfficientNet rule (efficientdet_d0_coco.yml says so)."""
+    from ppdet.checkpoint.report import WeightsError
+    from ppdet.zoo.legacy import write_legacy_tar
+    from ppdet.zoo.weights import load_weights
+
+    model = EfficientNet("b0")
+    tensors = {}
+    for name, value in model.state_dict().items():
+        base, suffix = name.rsplit(".", 1)
+        if suffix in ("_mean", "_variance"):
+            fluid = f"{base}{suffix}"
+        elif suffix == "weight":
+            fluid = base + ("_scale" if base.split(".")[-1].startswith("_bn") else "_weights")
+        else:
+            fluid = f"{base}_offset"
+        tensors[fluid] = value.numpy()
+    assert set(V05_SAMPLE) <= set(tensors)  # the v0.5 names written out above
+    path = str(tmp_path / "EfficientNetB0_pretrained.tar")
+    write_legacy_tar(tensors, path)
+    with pytest.raises(WeightsError, match="no known v0.1 backbone variables"):
+        load_weights(model, path, strict=False, quiet=True)

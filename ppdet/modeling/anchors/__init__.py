@@ -7,5 +7,6 @@ from .anchor_generator import (  # noqa: F401
     fluid_cell_anchors,
     grid_anchors,
     grid_size,
+    wh_cell_anchors,
 )
 from .prior_box import AnchorGeneratorSSD  # noqa: F401

@@ -14,6 +14,11 @@ numbers and order of PaddleDetection 2.x (so its weights predict for the same an
 RetinaNet uses octave scales: at stride t, sizes ``octave_base_scale * t * 2^(k / n)`` for
 k = 0..n-1 (n = ``scales_per_octave``), e.g. 32, 40.3, 50.8 at stride 8.
 
+Shapes as (w, h) factor pairs instead of ratios (``wh_factors``, EfficientDet's "aspect
+ratios" [(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)] in the official implementation and in
+PaddleDetection 0.5's ``AnchorGrid``): a size s with pair (fw, fh) gives ``w = s * fw``,
+``h = s * fh`` (area s^2 * fw * fh, e.g. 0.98 s^2 for (1.4, 0.7)); same size-major order.
+
 ``fluid=True`` gives the anchors of fluid's ``anchor_generator`` op (PaddleDetection v0.1, the
 ``anchor_rounding: "fluid"`` convention), computed in float32 as its kernel does:
 
@@ -43,6 +48,7 @@ __all__ = [
     "RetinaAnchorGenerator",
     "fluid_cell_anchors",
     "grid_size",
+    "wh_cell_anchors",
 ]
 
 FeatureLike = paddle.Tensor | Sequence[int]
@@ -104,6 +110,37 @@ def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> padd
             h = w * r
             rows.append([-0.5 * w, -0.5 * h, 0.5 * w, 0.5 * h])
     return paddle.to_tensor(rows, dtype="float32")
+
+
+def wh_cell_anchors(sizes: Sequence[float], wh_factors: Sequence[Sequence[float]]) -> paddle.Tensor:
+    """Anchors of one location centred at (0, 0) from (w, h) factor pairs.
+
+    sizes: anchor base sizes in pixels; wh_factors: [(fw, fh), ...], the anchor is
+    ``s * fw`` wide and ``s * fh`` high. Returns float32 [len(sizes) * len(wh_factors), 4]
+    x1y1x2y2, size-major.
+    """
+    rows = []
+    for s in sizes:
+        for pair in wh_factors:
+            fw, fh = _wh_pair(pair)
+            if s <= 0:
+                raise ValueError(f"AnchorGenerator: sizes must be > 0, got {s}")
+            w, h = s * fw, s * fh
+            rows.append([-0.5 * w, -0.5 * h, 0.5 * w, 0.5 * h])
+    return paddle.to_tensor(rows, dtype="float32")
+
+
+def _wh_pair(pair) -> tuple[float, float]:
+    """(fw, fh) of one ``wh_factors`` entry, both > 0, or a clear error."""
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise ValueError(
+            f"AnchorGenerator.wh_factors: each entry must be a (w, h) pair like [1.4, 0.7], "
+            f"got {pair!r}"
+        )
+    fw, fh = float(pair[0]), float(pair[1])
+    if fw <= 0 or fh <= 0:
+        raise ValueError(f"AnchorGenerator.wh_factors: factors must be > 0, got {list(pair)}")
+    return fw, fh
 
 
 def fluid_cell_anchors(
@@ -186,6 +223,9 @@ class AnchorGenerator:
     fluid: fluid's ``anchor_generator`` geometry (module docstring; v0.1 checkpoints, with
         offset 0.5); declared as ``conventions = {"anchor_rounding": "fluid"}``, which the
         detector that owns the generator reports (``ppdet.modeling.conventions``).
+    wh_factors: anchor shapes as (w, h) factor pairs of the size, shared by all levels
+        (EfficientDet: [[1.0, 1.0], [1.4, 0.7], [0.7, 1.4]]); when given it replaces
+        ``aspect_ratios`` (module docstring). None: the shapes come from ``aspect_ratios``.
 
     ``generator(features)`` takes one entry per level, a feature map [B, C, H, W] or an (H, W)
     pair, and returns one float32 [H * W * num_anchors, 4] tensor per level (module docstring
@@ -201,6 +241,7 @@ class AnchorGenerator:
         variance: list[float] = (1.0, 1.0, 1.0, 1.0),
         offset: float = 0.0,
         fluid: bool = False,
+        wh_factors: list[list[float]] | None = None,
     ) -> None:
         self.strides = [float(s) for s in strides]
         if not self.strides or any(s <= 0 for s in self.strides):
@@ -214,7 +255,18 @@ class AnchorGenerator:
         self.offset = float(offset)
         self.fluid = bool(fluid)
         self.conventions = {"anchor_rounding": "fluid"} if self.fluid else {}
-        if self.fluid:
+        self.wh_factors = None
+        if wh_factors is not None:
+            if self.fluid:
+                raise ValueError(
+                    "AnchorGenerator: wh_factors and fluid cannot be combined (fluid's op "
+                    "only knows aspect ratios); drop one of them"
+                )
+            if not list(wh_factors):
+                raise ValueError("AnchorGenerator: wh_factors is empty; give (w, h) pairs")
+            self.wh_factors = [list(_wh_pair(p)) for p in wh_factors]
+            self.cell_anchors = [wh_cell_anchors(s, self.wh_factors) for s in self.anchor_sizes]
+        elif self.fluid:
             self.cell_anchors = [
                 fluid_cell_anchors(s, r, t)
                 for s, r, t in zip(self.anchor_sizes, self.aspect_ratios, self.strides)
@@ -257,7 +309,12 @@ class AnchorGenerator:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(anchor_sizes={self.anchor_sizes}, "
-            f"aspect_ratios={self.aspect_ratios}, strides={self.strides}, offset={self.offset}"
+            + (
+                f"wh_factors={self.wh_factors}, "
+                if self.wh_factors is not None
+                else f"aspect_ratios={self.aspect_ratios}, "
+            )
+            + f"strides={self.strides}, offset={self.offset}"
             + (", fluid=True)" if self.fluid else ")")
         )
 
@@ -268,7 +325,8 @@ class RetinaAnchorGenerator(AnchorGenerator):
     At stride t the sizes are ``octave_base_scale * t * 2^(k / scales_per_octave)``,
     k = 0..scales_per_octave-1; defaults give 9 anchors per location on P3-P7
     (strides 8..128, sizes 32..812.7). Other arguments as in ``AnchorGenerator`` (v0.1's
-    RetinaNet: ``fluid: true, offset: 0.5``).
+    RetinaNet: ``fluid: true, offset: 0.5``; EfficientDet: ``wh_factors: [[1.0, 1.0],
+    [1.4, 0.7], [0.7, 1.4]], offset: 0.5``).
     """
 
     def __init__(
@@ -280,6 +338,7 @@ class RetinaAnchorGenerator(AnchorGenerator):
         variance: list[float] = (1.0, 1.0, 1.0, 1.0),
         offset: float = 0.0,
         fluid: bool = False,
+        wh_factors: list[list[float]] | None = None,
     ) -> None:
         if scales_per_octave < 1 or octave_base_scale <= 0:
             raise ValueError(
@@ -295,4 +354,4 @@ class RetinaAnchorGenerator(AnchorGenerator):
             ]
             for t in strides
         ]
-        super().__init__(sizes, aspect_ratios, strides, variance, offset, fluid)
+        super().__init__(sizes, aspect_ratios, strides, variance, offset, fluid, wh_factors)

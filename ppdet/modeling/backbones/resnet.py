@@ -37,6 +37,7 @@ from paddle import nn
 
 from ppdet.config.registry import register
 from ppdet.modeling.layers.conv_norm import ConvNormLayer
+from ppdet.modeling.layers.norms import EPS, MOMENTUM
 
 __all__ = [
     "ResNet",
@@ -286,6 +287,8 @@ class ResStage(nn.Layer):
         norm_type: str = "bn",
         norm_decay: float = 0.0,
         freeze_norm: bool = True,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         variant = _normalize_variant(variant)
@@ -295,7 +298,13 @@ class ResStage(nn.Layer):
                 raise ValueError(f"ResStage {name!r}: give ch_out (known names: {list(known)})")
             ch_out = known[name]
         block_cls = BottleNeck if bottleneck else BasicBlock
-        norm_kw = dict(norm_type=norm_type, norm_decay=norm_decay, freeze_norm=freeze_norm)
+        norm_kw = dict(
+            norm_type=norm_type,
+            norm_decay=norm_decay,
+            freeze_norm=freeze_norm,
+            norm_momentum=norm_momentum,
+            norm_eps=norm_eps,
+        )
         self.blocks: list[nn.Layer] = []
         for j in range(count):
             block = block_cls(
@@ -358,6 +367,8 @@ class ResNet(nn.Layer):
         groups, base_width: ResNeXt cardinality and width per group (64x4d: 64, 4).
         norm_type, norm_decay, freeze_norm: the norm of every conv unit (freeze_norm: fixed
             statistics and affine parameters).
+        norm_momentum, norm_eps: running-statistics momentum and epsilon of every norm
+            (Paddle's 0.9 / 1e-5; e.g. 0.99 / 1e-3 for a Keras-trained recipe).
         freeze_at: the stem and stages 0..freeze_at get no gradient; -1 freezes nothing.
         return_idx: stages (0..num_stages-1) whose outputs are returned.
         num_stages: stages built (3 for C4 detectors, whose head holds res5).
@@ -382,6 +393,8 @@ class ResNet(nn.Layer):
         return_idx: Sequence[int] = (0, 1, 2, 3),
         num_stages: int = 4,
         std_senet: bool = False,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         if depth not in RESNET_BLOCKS:
@@ -407,7 +420,13 @@ class ResNet(nn.Layer):
                 f"ResNet depth {depth} (basic blocks) needs groups=1 and base_width=64"
             )
         self.depth, self.variant, self.freeze_at = depth, variant, freeze_at
-        norm_kw = dict(norm_type=norm_type, norm_decay=norm_decay, freeze_norm=freeze_norm)
+        norm_kw = dict(
+            norm_type=norm_type,
+            norm_decay=norm_decay,
+            freeze_norm=freeze_norm,
+            norm_momentum=norm_momentum,
+            norm_eps=norm_eps,
+        )
 
         if variant in ("c", "d"):
             half = ch_in // 2

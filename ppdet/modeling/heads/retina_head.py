@@ -35,7 +35,7 @@ from ppdet.engine.stitcher import losses_by_scale
 from ppdet.modeling.anchors import AnchorGenerator, RetinaAnchorGenerator
 from ppdet.modeling.assigners import MaxIoUAssigner
 from ppdet.modeling.coders.delta_bbox import decode_deltas, encode_deltas
-from ppdet.modeling.layers.norms import NORM_TYPES, build_norm, fit_num_groups
+from ppdet.modeling.layers.norms import EPS, MOMENTUM, NORM_TYPES, build_norm, fit_num_groups
 from ppdet.modeling.losses.focal_loss import FocalLoss
 from ppdet.modeling.losses.iou_loss import DIouLoss, GIoULoss, IoULoss, box_iou_loss
 from ppdet.modeling.postprocess.bbox import MultiClassNMS
@@ -79,6 +79,8 @@ class _TowerConv(nn.Layer):
         norm_per_level: bool = False,
         norm_groups: int = 32,
         norm_decay: float = 0.0,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         self.conv = _conv3x3(in_channels, out_channels)
@@ -89,7 +91,14 @@ class _TowerConv(nn.Layer):
         groups = fit_num_groups(out_channels, norm_groups)
 
         def make() -> nn.Layer:
-            return build_norm(out_channels, norm_type, norm_decay, num_groups=groups)
+            return build_norm(
+                out_channels,
+                norm_type,
+                norm_decay,
+                num_groups=groups,
+                eps=norm_eps,
+                momentum=norm_momentum,
+            )
 
         if norm_per_level:
             self.norms = nn.LayerList([make() for _ in range(num_levels)])
@@ -133,6 +142,8 @@ class RetinaFeat(nn.Layer):
         num_levels: pyramid levels (only read when norm_per_level).
         norm_groups: groups of gn / evonorm_s0, lowered to a divisor of feat_out.
         norm_decay: L2 decay of the norm parameters.
+        norm_momentum, norm_eps: running-statistics momentum and epsilon of the norms (Paddle's
+            0.9 / 1e-5 by default; ``build_norm``'s ``momentum`` / ``eps``).
         use_dcn: only false (deformable convs are not implemented).
     """
 
@@ -147,6 +158,8 @@ class RetinaFeat(nn.Layer):
         num_levels: int = 5,
         norm_groups: int = 32,
         norm_decay: float = 0.0,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         if use_dcn:
@@ -172,6 +185,8 @@ class RetinaFeat(nn.Layer):
             norm_per_level=norm_per_level,
             norm_groups=norm_groups,
             norm_decay=norm_decay,
+            norm_momentum=norm_momentum,
+            norm_eps=norm_eps,
         )
         for i in range(num_convs):
             channels = feat_in if i == 0 else feat_out

@@ -23,7 +23,7 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
-from ppdet.modeling.layers.norms import NORM_TYPES, build_norm
+from ppdet.modeling.layers.norms import EPS, MOMENTUM, NORM_TYPES, build_norm
 
 __all__ = [
     "NORM_TYPES",
@@ -88,6 +88,8 @@ class ConvNormLayer(nn.Layer):
     conv_decay: L2 decay on the conv weight; None leaves it to the optimizer's global decay.
     norm_type, norm_decay, freeze_norm, num_groups: as in ``build_norm``; norm_type None: no
     norm sublayer, the conv gets a bias instead.
+    norm_momentum, norm_eps: the norm's running-statistics momentum and epsilon (``build_norm``'s
+    ``momentum`` / ``eps``; Paddle's 0.9 / 1e-5 by default).
     The sublayer names are the checkpoint format; subclasses change them via ``sublayer_names``.
     """
 
@@ -106,6 +108,8 @@ class ConvNormLayer(nn.Layer):
         conv_decay: float | None = None,
         freeze_norm: bool = False,
         num_groups: int = 32,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         act = _check_act(act)
@@ -124,6 +128,8 @@ class ConvNormLayer(nn.Layer):
                 freeze_norm,
                 num_groups,
                 nonlinear=act is not None,
+                eps=norm_eps,
+                momentum=norm_momentum,
             )
             self.add_sublayer(norm_name, norm)
             self.act = None if getattr(norm, "fuses_activation", False) else act

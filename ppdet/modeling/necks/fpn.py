@@ -18,7 +18,8 @@ then ``extra_stage`` coarser levels, each stride 2 below the previous one:
 
 Every conv has a bias, initialised to 0, and an XavierUniform weight whose fan-out is taken
 as its input size (in_channels * k * k; the extra convs: out_channel * 9). With ``norm_type``
-each conv becomes ``<name>.conv`` (no bias) + ``<name>.norm`` with no activation.
+each conv becomes ``<name>.conv`` (no bias) + ``<name>.norm`` with no activation (the
+lateral 1x1 convs too, unless ``norm_laterals`` is false).
 Parameter names are the PaddleDetection 2.x checkpoint format (``neck.fpn_res3_sum.weight``).
 """
 
@@ -32,7 +33,7 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, XavierUniform
 
 from ppdet.config.registry import register
-from ppdet.modeling.layers.norms import build_norm, fit_num_groups
+from ppdet.modeling.layers.norms import EPS, MOMENTUM, build_norm, fit_num_groups
 
 __all__ = ["FPN"]
 
@@ -69,11 +70,21 @@ class FPNConvNorm(nn.Layer):
         norm_decay: float,
         freeze_norm: bool,
         norm_groups: int = 32,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         self.conv = _conv(in_channels, out_channels, kernel_size, stride, fan_out, bias=False)
         groups = fit_num_groups(out_channels, norm_groups)
-        self.norm = build_norm(out_channels, norm_type, norm_decay, freeze_norm, groups)
+        self.norm = build_norm(
+            out_channels,
+            norm_type,
+            norm_decay,
+            freeze_norm,
+            groups,
+            eps=norm_eps,
+            momentum=norm_momentum,
+        )
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.norm(self.conv(x))
@@ -116,6 +127,11 @@ class FPN(nn.Layer):
             statistics; 2.x's FPN only zeroes the norm's learning rate).
         norm_groups: groups of "gn" / "evonorm_s0", lowered to a divisor of out_channel
             (``fit_num_groups``: 256 -> 32, 88 -> 22).
+        norm_momentum, norm_eps: running-statistics momentum and epsilon of the norms (Paddle's
+            0.9 / 1e-5 by default; ``build_norm``'s ``momentum`` / ``eps``).
+        norm_laterals: with norm_type, also the lateral 1x1 convs get a norm (2.x); False
+            keeps them plain convs with bias and normalises only the 3x3 output and extra
+            convs (seed 000's TF2 RetinaNet).
         relu_before_extra_convs: ReLU on the input of every extra conv but the first.
 
     Attributes: out_channels, out_strides (ints), spatial_scales (floats) of the outputs;
@@ -136,6 +152,9 @@ class FPN(nn.Layer):
         freeze_norm: bool = False,
         relu_before_extra_convs: bool = True,
         norm_groups: int = 32,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
+        norm_laterals: bool = True,
     ):
         super().__init__()
         in_channels = [int(c) for c in in_channels]
@@ -160,8 +179,10 @@ class FPN(nn.Layer):
         self.use_c5 = use_c5
         self.relu_before_extra_convs = relu_before_extra_convs
 
-        def make(name: str, c_in: int, k: int, stride: int, fan_out: int) -> nn.Layer:
-            if norm_type is None:
+        def make(
+            name: str, c_in: int, k: int, stride: int, fan_out: int, norm: bool = True
+        ) -> nn.Layer:
+            if norm_type is None or not norm:
                 layer = _conv(c_in, out_channel, k, stride, fan_out, bias=True)
             else:
                 layer = FPNConvNorm(
@@ -174,6 +195,8 @@ class FPN(nn.Layer):
                     norm_decay,
                     freeze_norm,
                     norm_groups,
+                    norm_momentum,
+                    norm_eps,
                 )
             return self.add_sublayer(name, layer)
 
@@ -183,7 +206,7 @@ class FPN(nn.Layer):
         for i, c_in in enumerate(in_channels):
             stage = first_stage + i
             lateral = f"fpn_inner_res{stage}_sum" + ("" if i == self.num_levels - 1 else "_lateral")
-            self.laterals.append(make(lateral, c_in, 1, 1, c_in))
+            self.laterals.append(make(lateral, c_in, 1, 1, c_in, norm=norm_laterals))
             self.outputs.append(make(f"fpn_res{stage}_sum", out_channel, 3, 1, out_channel * 9))
 
         self.extras: list[nn.Layer] = []
