@@ -5,7 +5,7 @@ objects.
 
 Two parts, both independent of any architecture:
 
-- ``losses_by_scale(per_box_loss, areas)``: a head's regression loss of its positive samples
+- ``losses_by_scale(per_box_loss, areas)`` (``ppdet/modeling/losses/by_scale.py``): a head's regression loss of its positive samples
   summed by the area of their ground-truth boxes (COCO's bounds, in input pixels: small
   < 32^2 <= medium < 96^2 <= large). A head that supports stitching returns it in training
   as ``outputs["reg_loss_by_scale"]`` (a dict of detached scalar tensors).
@@ -36,39 +36,15 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-__all__ = ["MEDIUM_AREA", "SMALL_AREA", "Stitcher", "losses_by_scale", "stitch_batch"]
+from ppdet.modeling.losses.by_scale import MEDIUM_AREA, SMALL_AREA, losses_by_scale
 
-SMALL_AREA = 32.0**2  # COCO: small < 32^2 <= medium < 96^2 <= large (pixels^2)
-MEDIUM_AREA = 96.0**2
+# losses_by_scale and the areas are re-exported: they are what the hook reads
+__all__ = ["MEDIUM_AREA", "SMALL_AREA", "Stitcher", "losses_by_scale", "stitch_batch"]
 
 # per-box batch fields [B, M, k] (docs/contracts.md), moved row by row with the boxes
 PER_BOX_FIELDS = ("gt_bbox", "gt_class", "gt_score", "is_crowd", "difficult", "pad_gt_mask")
 PER_IMAGE_FIELDS = ("image", "im_shape", "scale_factor", "im_id")
 POLY_FIELD = "gt_poly"
-
-
-def losses_by_scale(
-    per_box_loss: paddle.Tensor,
-    areas: paddle.Tensor,
-    small_area: float = SMALL_AREA,
-    medium_area: float = MEDIUM_AREA,
-) -> dict[str, paddle.Tensor]:
-    """Regression loss summed by object size.
-
-    per_box_loss: [N] loss of each positive sample (e.g. per anchor); areas: [N] area in
-    pixels^2 of the ground-truth box each sample regresses to. Returns {"small", "medium",
-    "large"}: detached float32 scalar tensors (0 when no sample falls in a range).
-    """
-    loss = per_box_loss.detach().astype("float32").reshape([-1])
-    areas = areas.detach().astype("float32").reshape([-1])
-    small = (areas < small_area).astype("float32")
-    large = (areas >= medium_area).astype("float32")
-    medium = 1.0 - small - large
-    return {
-        "small": (loss * small).sum(),
-        "medium": (loss * medium).sum(),
-        "large": (loss * large).sum(),
-    }
 
 
 def _roll(x: paddle.Tensor, k: int) -> paddle.Tensor:

@@ -31,11 +31,11 @@ from paddle import ParamAttr, nn
 from paddle.nn.initializer import Constant, Normal
 
 from ppdet.config.registry import register
-from ppdet.engine.stitcher import losses_by_scale
 from ppdet.modeling.anchors import AnchorGenerator, RetinaAnchorGenerator
 from ppdet.modeling.assigners import MaxIoUAssigner
 from ppdet.modeling.coders.delta_bbox import decode_deltas, encode_deltas
 from ppdet.modeling.layers.norms import EPS, MOMENTUM, NORM_TYPES, build_norm, fit_num_groups
+from ppdet.modeling.losses.by_scale import losses_by_scale
 from ppdet.modeling.losses.focal_loss import FocalLoss
 from ppdet.modeling.losses.iou_loss import DIouLoss, GIoULoss, IoULoss, box_iou_loss
 from ppdet.modeling.postprocess.bbox import MultiClassNMS
@@ -449,7 +449,7 @@ class RetinaHead(nn.Layer):
         ``gt_bbox`` [B, M, 4], ``gt_class`` [B, M, 1] and ``pad_gt_mask`` [B, M, 1] (rows with
         mask 0 are padding). ``reg_loss_by_scale`` ({"small", "medium", "large"}, detached) is
         the regression loss split by the area of the positives' gt boxes, the Stitcher's
-        feedback (``ppdet.engine.stitcher.losses_by_scale``)."""
+        feedback (``ppdet.modeling.losses.by_scale.losses_by_scale``)."""
         cls_logits, bbox_deltas = raw["cls_logits"], raw["bbox_deltas"]
         anchors = paddle.concat(list(raw["anchors"]), axis=0)  # [N, 4]
         logits = paddle.concat(
