@@ -45,6 +45,24 @@ def history(path) -> dict[int, dict]:
     return {r["iter"]: r for r in rows if "eval" not in r}
 
 
+def wait_for_rank0(launch, text: str) -> None:
+    """Until rank 0's log shows ``text`` (the launch must still run, within TIMEOUT)."""
+    deadline = time.time() + TIMEOUT
+    while text not in launch.log(0):
+        assert launch.proc.poll() is None and time.time() < deadline, launch.output()[-4000:]
+        time.sleep(0.05)
+
+
+def assert_continues_exactly(straight_dir, run_dir, after: int) -> None:
+    """The resumed run's history has every step, and the steps after ``after`` equal those
+    of the uninterrupted run."""
+    straight, again = history(straight_dir / "history.jsonl"), history(run_dir / "history.jsonl")
+    assert sorted(again) == list(range(1, 15))  # rows after the stop of the first run replaced
+    for it in range(after + 1, 15):
+        for key, value in straight[it].items():
+            assert again[it][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (it, key)
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tiny_demo_data, tmp_path_factory):
     """14 steps on 2 processes x 2 images; each rank's final parameters in params_rank<r>.npz."""
@@ -102,10 +120,7 @@ def test_sigkill_mid_epoch_and_resume_auto_continue_exactly(
     opts = options(tiny_demo_data, str(tmp_path), "TrainReader.batch_size=2")
     args = ["-c", DEMO_CONFIG, "-o", *opts, "--output_dir", str(tmp_path / "run")]
     with launched(train_script(), args, str(tmp_path / "log1")) as launch:
-        deadline = time.time() + TIMEOUT
-        while "iter [8/14]" not in launch.log(0):  # step 8 done: iter_7 saved, iter_14 not
-            assert launch.proc.poll() is None and time.time() < deadline, launch.output()[-4000:]
-            time.sleep(0.05)
+        wait_for_rank0(launch, "iter [8/14]")  # step 8 done: iter_7 saved, iter_14 not
         pid = launch.worker_pids()[victim]
         os.kill(pid, signal.SIGKILL)
         code = launch.wait(TIMEOUT)
@@ -118,14 +133,7 @@ def test_sigkill_mid_epoch_and_resume_auto_continue_exactly(
     resumed = run_launch(train_script(), [*args, "--resume", "auto"], str(tmp_path / "log2"))
     assert resumed.proc.returncode == 0, resumed.output()[-4000:]
     assert f"resumed from {tmp_path / 'run' / 'iter_7'} at iteration 7" in resumed.log(0)
-    straight, again = (
-        history(two_process_run / "history.jsonl"),
-        history(tmp_path / "run" / "history.jsonl"),
-    )
-    assert sorted(again) == list(range(1, 15))  # rows after step 7 of the killed run replaced
-    for it in range(8, 15):
-        for key, value in straight[it].items():
-            assert again[it][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (it, key)
+    assert_continues_exactly(two_process_run, tmp_path / "run", after=7)
 
 
 def test_sigterm_to_one_rank_stops_both_after_one_step_with_a_checkpoint(
@@ -134,10 +142,7 @@ def test_sigterm_to_one_rank_stops_both_after_one_step_with_a_checkpoint(
     opts = options(tiny_demo_data, str(tmp_path), "TrainReader.batch_size=2")
     args = ["-c", DEMO_CONFIG, "-o", *opts, "--output_dir", str(tmp_path / "run")]
     with launched(train_script(), args, str(tmp_path / "log1")) as launch:
-        deadline = time.time() + TIMEOUT
-        while "iter [3/14]" not in launch.log(0):
-            assert launch.proc.poll() is None and time.time() < deadline, launch.output()[-4000:]
-            time.sleep(0.05)
+        wait_for_rank0(launch, "iter [3/14]")
         os.kill(launch.worker_pids()[1], signal.SIGTERM)  # rank 1: not the one that writes
         launch.wait(TIMEOUT)
         stopped = [
@@ -153,14 +158,7 @@ def test_sigterm_to_one_rank_stops_both_after_one_step_with_a_checkpoint(
     resumed = run_launch(train_script(), [*args, "--resume", "auto"], str(tmp_path / "log2"))
     assert resumed.proc.returncode == 0, resumed.output()[-4000:]
     assert f"at iteration {iteration}" in resumed.log(0)
-    straight, again = (
-        history(two_process_run / "history.jsonl"),
-        history(tmp_path / "run" / "history.jsonl"),
-    )
-    assert sorted(again) == list(range(1, 15))
-    for it in range(iteration + 1, 15):
-        for key, value in straight[it].items():
-            assert again[it][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (it, key)
+    assert_continues_exactly(two_process_run, tmp_path / "run", after=iteration)
 
 
 @pytest.mark.parametrize("metric, batch_size", [("COCO", 1), ("VOC", 3)])
