@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 
 from ppdet.zoo.legacy_format import LegacyError
 from ppdet.zoo.legacy_rules import (
+    EFFICIENTNET_B0_BLOCKS,
     SSD_FIRST_AUTO,
     SSD_PRIORS,
     Arch,
@@ -297,7 +298,21 @@ RCNN = LegacyFamily(
 # ---------------------------------------------------------------- ImageNet-pretrained backbones
 
 
+def _efficientnet_arch(has: Has, shapes: Shapes) -> Arch:
+    """EfficientNet-B0 (PaddleClas / PaddleDetection v0.5 names); B1-B7 are refused."""
+    last = f"_blocks.{EFFICIENTNET_B0_BLOCKS - 1}._project_conv_weights"
+    widths = shapes.get(last, (320,))
+    if has(f"_blocks.{EFFICIENTNET_B0_BLOCKS}._project_conv_weights") or widths[0] != 320:
+        raise LegacyError(
+            "an EfficientNet larger than B0 (more than 16 blocks or wider than 320 channels): "
+            "only EfficientNetB0_pretrained converts; use EfficientNet scale b0"
+        )
+    return Arch("backbone", "efficientnet", 0, affine=False)
+
+
 def _backbone_arch(has: Has, shapes: Shapes) -> Arch:
+    if has("_conv_stem_weights"):
+        return _efficientnet_arch(has, shapes)
     if has("yolo_input.conv.weights"):
         return Arch("backbone", "darknet", 53, affine=False)
     if has("conv2_1_dw_weights"):
@@ -313,8 +328,8 @@ def _backbone_arch(has: Has, shapes: Shapes) -> Arch:
         return Arch("backbone", kind, depth, "d" if vd else "b", affine=False)
     raise LegacyError(
         "no known v0.1 backbone variables (res2a_branch2a_weights, yolo_input.conv.weights, "
-        "conv2_1_dw_weights, conv4_1_x1_weights); pass model= explicitly or check that this "
-        "is a v0.1 checkpoint"
+        "conv2_1_dw_weights, conv4_1_x1_weights, _conv_stem_weights); pass model= explicitly "
+        "or check that this is a v0.1 checkpoint"
     )
 
 

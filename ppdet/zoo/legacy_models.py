@@ -155,6 +155,13 @@ def _backbones() -> list[LegacyModel]:
         ),
         b("DarkNet53_pretrained", "backbone_darknet53", "darknet", 53),
         b("MobileNetV1_pretrained", "backbone_mobilenet_v1", "mobilenet_v1", 1, notes="scale 1"),
+        b(
+            "EfficientNetB0_pretrained",
+            "backbone_efficientnet_b0",
+            "efficientnet",
+            0,
+            notes="PaddleClas / PaddleDetection v0.5 names (EfficientDet-D0's backbone)",
+        ),
     ]
     return rows
 
@@ -162,12 +169,16 @@ def _backbones() -> list[LegacyModel]:
 LEGACY_MODELS: dict[str, LegacyModel] = {m.key: m for m in _detectors() + _backbones()}
 
 # ImageNet classifiers of the image_classification models: fc_0.w_0 / fc_0.b_0 (ResNet),
-# fc_weights / fc_offset (ResNet-vd, ResNeXt-vd, DarkNet), fc6_* (SE-ResNeXt), fc7_* (MobileNetV1)
-_CLASSIFIER = re.compile(r"^fc(\d*|_\d+)(_weights|_offset|\.[wb]_\d+)$")
+# fc_weights / fc_offset (ResNet-vd, ResNeXt-vd, DarkNet), fc6_* (SE-ResNeXt), fc7_* (MobileNetV1);
+# PaddleClas's EfficientNet head: _conv_head_weights, the top-level _bn1_*, _fc_weights/_offset
+_CLASSIFIER = re.compile(
+    r"^fc(\d*|_\d+)(_weights|_offset|\.[wb]_\d+)$"
+    r"|^(_conv_head_weights|_bn1_(scale|offset|mean|variance)|_fc_(weights|offset))$"
+)
 
 
 def is_classifier(name: str) -> bool:
-    """Whether a legacy variable is an ImageNet classifier weight/bias (``fc_0.w_0``, ...)."""
+    """Whether a legacy variable belongs to an ImageNet classifier (``fc_0.w_0``, ...)."""
     return bool(_CLASSIFIER.match(name))
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "Arch",
     "Rule",
     "backbone_rules",
+    "efficientnet_rules",
     "rcnn_rules",
     "retinanet_rules",
     "ssd_rules",
@@ -49,8 +50,8 @@ class Arch:
     ImageNet-pretrained backbone alone, real BN, 2.x names prefixed ``backbone.``)."""
 
     family: str
-    backbone: str = "resnet"  # resnet | resnext | senet | darknet | mobilenet_v1
-    depth: int = 50
+    backbone: str = "resnet"  # resnet | resnext | senet | darknet | mobilenet_v1 | efficientnet
+    depth: int = 50  # EfficientNet: the scale (0 for B0)
     variant: str = "b"
     fpn: bool = False
     mask: bool = False
@@ -316,8 +317,40 @@ def ssd_rules() -> list[Rule]:
     return out
 
 
+# ---------------------------------------------------------------- EfficientNet-B0
+
+EFFICIENTNET_B0_BLOCKS = 16  # blocks 1..15 expand (ratio 6); block 0 does not (ratio 1)
+
+
+def efficientnet_rules() -> list[Rule]:
+    """EfficientNet-B0 as PaddleDetection v0.5 / PaddleClas name it (``_conv_stem_weights``,
+    ``_bn0_scale``, ``_blocks.{n}._se_reduce_offset``, ...): our parameters have the same names
+    with the fluid suffixes written the 2.x way (``_conv_stem.weight``, ``_bn0.weight``, ...)."""
+
+    def conv(name: str) -> list[Rule]:
+        return [Rule(f"{name}_weights", f"backbone.{name}.weight")]
+
+    def bn(name: str) -> list[Rule]:
+        stats = tuple(f"{name}_{s}" for s in ("scale", "offset", "mean", "variance"))
+        return _bn(stats, f"backbone.{name}", affine=False)
+
+    out = conv("_conv_stem") + bn("_bn0")
+    for i in range(EFFICIENTNET_B0_BLOCKS):
+        block = f"_blocks.{i}."
+        if i > 0:
+            out += conv(block + "_expand_conv") + bn(block + "_bn0")
+        out += conv(block + "_depthwise_conv") + bn(block + "_bn1")
+        for se in ("_se_reduce", "_se_expand"):
+            out += _lin(block + se, f"backbone.{block}{se}", w="_weights", b="_offset")
+        out += conv(block + "_project_conv") + bn(block + "_bn2")
+    return out
+
+
 def backbone_rules(arch: Arch) -> list[Rule]:
-    """A pretrained backbone alone (all 4 ResNet stages; MobileNetV1 without extra blocks)."""
+    """A pretrained backbone alone (all 4 ResNet stages; MobileNetV1 without extra blocks;
+    EfficientNet-B0 without its classifier head)."""
+    if arch.backbone == "efficientnet":
+        return efficientnet_rules()
     if arch.backbone == "darknet":
         return darknet_rules()
     if arch.backbone == "mobilenet_v1":

@@ -165,7 +165,7 @@ def test_every_seed_row_round_trips_names_and_shapes(key):
     """Rows without a legacy list: legacy names derived by the naming rules cover the 2.x list
     exactly, are detected back, and map back to the same shapes."""
     model = LEGACY_MODELS[key]
-    target = read_list(FIXTURES / "compat" / f"{model.target}.txt")
+    target = target_list(model)
     rules = model.rules()
     assert sorted(r.target for r in rules) == sorted(target)
     legacy = legacy_shapes(key, target)
@@ -223,8 +223,15 @@ def test_family_records_are_self_consistent():
     assert {m.family.name for m in LEGACY_MODELS.values()} == set(FAMILIES)
 
 
+def target_file(model) -> Path:
+    """The 2.x name list a legacy model converts to: PaddleDetection 2.x's (compat/), or ours
+    where 2.x has no such model (legacy_v05/: EfficientNet-B0)."""
+    compat = FIXTURES / "compat" / f"{model.target}.txt"
+    return compat if compat.is_file() else FIXTURES / "legacy_v05" / f"{model.target}.txt"
+
+
 def target_list(model) -> dict[str, tuple[int, ...]]:
-    return read_list(FIXTURES / "compat" / f"{model.target}.txt")
+    return read_list(target_file(model))
 
 
 def test_detect_model_errors():
@@ -470,22 +477,33 @@ CLASSIFIER = {
     "darknet": ("fc_weights", "fc_offset"),
     "mobilenet_v1": ("fc7_weights", "fc7_offset"),
 }
+# PaddleClas's EfficientNet-B0 head: 1x1 conv to 1280, BN, pool, fc (tests/fixtures/legacy_v05)
+EFFICIENTNET_HEAD = {
+    "_conv_head_weights": (1280, 320, 1, 1),
+    **{f"_bn1_{s}": (1280,) for s in ("scale", "offset", "mean", "variance")},
+    "_fc_weights": (1280, 1000),
+    "_fc_offset": (1000,),
+}
 OPTIMIZER = ["learning_rate", "@LR_DECAY_COUNTER@"]
 
 
-def pretrained_names(key: str) -> tuple[dict[str, tuple[int, ...]], tuple[str, str]]:
+def pretrained_names(key: str) -> tuple[dict[str, tuple[int, ...]], tuple[str, ...]]:
     """{legacy name: shape} of a v0.1 pretrained tarball derived from the backbone list, with a
-    classifier and optimizer state; and the classifier's two names."""
+    classifier and optimizer state; and the classifier's names."""
     arch = LEGACY_MODELS[key].arch
-    legacy = legacy_shapes(key, read_list(FIXTURES / "compat" / f"{LEGACY_MODELS[key].target}.txt"))
-    kind = arch.backbone + ("_vd" if arch.backbone == "resnet" and arch.variant == "d" else "")
-    weight, bias = CLASSIFIER[kind]
-    features = {"darknet": 1024, "mobilenet_v1": 1024}.get(arch.backbone, 2048)
-    features = 512 if arch.depth in (18, 34) else features
-    legacy.update({weight: (features, 1000), bias: (1000,)})
+    legacy = legacy_shapes(key, target_list(LEGACY_MODELS[key]))
+    if arch.backbone == "efficientnet":
+        head = EFFICIENTNET_HEAD
+    else:
+        kind = arch.backbone + ("_vd" if arch.backbone == "resnet" and arch.variant == "d" else "")
+        weight, bias = CLASSIFIER[kind]
+        features = {"darknet": 1024, "mobilenet_v1": 1024}.get(arch.backbone, 2048)
+        features = 512 if arch.depth in (18, 34) else features
+        head = {weight: (features, 1000), bias: (1000,)}
+    legacy.update(head)
     first = next(iter(legacy))
     legacy.update({f"{first}_velocity_0": legacy[first], **{n: (1,) for n in OPTIMIZER}})
-    return legacy, (weight, bias)
+    return legacy, tuple(head)
 
 
 def test_pretrained_entries():
@@ -493,10 +511,11 @@ def test_pretrained_entries():
     expected |= {f"ResNet{d}_vd_pretrained" for d in (18, 34, 50, 101, 152)}
     expected |= {"ResNet50_cos_pretrained", "ResNeXt101_vd_64x4d_pretrained"}
     expected |= {"SENet154_vd_pretrained", "DarkNet53_pretrained", "MobileNetV1_pretrained"}
+    expected |= {"EfficientNetB0_pretrained"}
     assert set(PRETRAINED) == expected
     for key in PRETRAINED:
         target = LEGACY_MODELS[key].target
-        assert target.startswith("backbone_") and (FIXTURES / "compat" / f"{target}.txt").is_file()
+        assert target.startswith("backbone_") and target_file(LEGACY_MODELS[key]).is_file()
         assert not LEGACY_MODELS[key].arch.affine  # real BN statistics
     assert LEGACY_MODELS["ResNet50_cos_pretrained"].target == "backbone_resnet50"
     assert LEGACY_MODELS["ResNeXt101_vd_64x4d_pretrained"].target == "backbone_resnext101_vd_64x4d"
@@ -507,7 +526,7 @@ def test_pretrained_names_convert_to_the_backbone_list(key):
     from ppdet.zoo.legacy import convert_shapes
 
     legacy, classifier = pretrained_names(key)
-    target = read_list(FIXTURES / "compat" / f"{LEGACY_MODELS[key].target}.txt")
+    target = target_list(LEGACY_MODELS[key])
     shapes, report = convert_shapes(legacy, source=f"/cache/{key}.tar")
     assert shapes == target  # exactly the 2.x names and shapes, prefixed backbone.
     assert report.model == key  # the file name picks among same-architecture keys
@@ -516,7 +535,10 @@ def test_pretrained_names_convert_to_the_backbone_list(key):
     assert sorted(report.dropped) == sorted(optimizer) and len(optimizer) == 3
     assert not report.synthesized  # _mean/_variance come from the file
     assert len(report.converted) == len(target)
-    assert f"classifier skipped 2 [{', '.join(sorted(classifier))}]" in report.summary()
+    shown = sorted(classifier)[:6] + (
+        [f"... (+{len(classifier) - 6})"] if len(classifier) > 6 else []
+    )
+    assert f"classifier skipped {len(classifier)} [{', '.join(shown)}]" in report.summary()
     assert "unmapped 0" in report.summary()
 
 
@@ -632,5 +654,84 @@ def test_pretrained_resnet18_tarball_loads_into_our_resnet(tmp_path, monkeypatch
         got, expected = fresh(x), reference(x)
     assert len(got) == 4 and got[-1].shape == [2, 32, 1, 1]
     assert not np.array_equal(before, expected[-1].numpy())  # the load changed the outputs
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g.numpy(), e.numpy())
+
+
+# ---------------------------------------------------------------- EfficientNet-B0 (v0.5 names)
+
+
+def test_efficientnet_b0_v05_variables_convert_to_our_backbone():
+    """The variables v0.5's own EfficientNet('b0') saves (plus PaddleClas's head) become exactly
+    our EfficientNet('b0') parameters; the head is skipped as a classifier."""
+    from ppdet.modeling.backbones import EfficientNet
+    from ppdet.zoo.legacy import convert_shapes
+
+    v05 = read_list(FIXTURES / "legacy_v05" / "EfficientNetB0_pretrained.txt")
+    shapes, report = convert_shapes(v05, source="/cache/EfficientNetB0_pretrained.tar")
+    assert report.model == "EfficientNetB0_pretrained"
+    assert shapes == target_list(LEGACY_MODELS["EfficientNetB0_pretrained"])
+    assert report.classifier == sorted(EFFICIENTNET_HEAD)
+    assert not report.unmapped and not report.missing and not report.synthesized
+    with paddle.LazyGuard():
+        ours = EfficientNet("b0").state_dict()
+    assert {f"backbone.{k}": tuple(v.shape) for k, v in ours.items()} == shapes
+
+
+def test_efficientnet_larger_than_b0_is_refused_in_one_line():
+    v05 = read_list(FIXTURES / "legacy_v05" / "EfficientNetB0_pretrained.txt")
+    b1 = {**v05, "_blocks.16._project_conv_weights": (320, 1152, 1, 1)}
+    with pytest.raises(LegacyError, match="larger than B0.*scale b0"):
+        detect_model(b1, b1)
+    wide = {**v05, "_blocks.15._project_conv_weights": (352, 1152, 1, 1)}
+    with pytest.raises(LegacyError, match="larger than B0"):
+        detect_model(wide, wide)
+
+
+class _WrappedEfficientNet(paddle.nn.Layer):
+    """EfficientNet-B0 under ``backbone.``, as inside EfficientDet."""
+
+    def __init__(self):
+        super().__init__()
+        from ppdet.modeling.backbones import EfficientNet
+
+        self.backbone = EfficientNet("b0", drop_connect_rate=0.0)
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+def test_efficientnet_b0_tarball_loads_and_gives_the_same_features(tmp_path, capsys):
+    from ppdet.zoo.weights import load_weights
+
+    paddle.seed(0)
+    reference = _WrappedEfficientNet()
+    rng = np.random.default_rng(3)
+    state = {}
+    for name, value in reference.state_dict().items():
+        array = rng.normal(scale=0.1, size=value.shape).astype(np.float32)
+        state[name] = np.abs(array) + 0.5 if name.endswith("_variance") else array
+    reference.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
+    reference.eval()
+    legacy = to_legacy(state, "EfficientNetB0_pretrained")
+    assert (
+        legacy["_blocks.3._se_reduce_offset"].tobytes()
+        == state["backbone._blocks.3._se_reduce.bias"].tobytes()
+    )
+    legacy.update({n: np.zeros(s, np.float32) for n, s in EFFICIENTNET_HEAD.items()})
+    path = str(tmp_path / "EfficientNetB0_pretrained.tar")
+    write_legacy_tar(legacy, path)
+
+    fresh = _WrappedEfficientNet()
+    fresh.eval()
+    report = load_weights(fresh, path, strict=False)
+    out = capsys.readouterr().out
+    assert "(EfficientNetB0_pretrained -> backbone_efficientnet_b0, 1000 classes)" in out
+    assert "classifier skipped 7" in out and "unmapped 0" in out and "missing 0" in out
+    assert sorted(report.loaded) == sorted(state) and not report.missing
+    x = paddle.to_tensor(rng.normal(size=(1, 3, 37, 45)).astype(np.float32))
+    with paddle.no_grad():
+        got, expected = fresh(x), reference(x)
+    assert [tuple(g.shape) for g in got] == [(1, 40, 5, 6), (1, 112, 3, 3), (1, 320, 2, 2)]
     for g, e in zip(got, expected):
         np.testing.assert_array_equal(g.numpy(), e.numpy())
