@@ -1,7 +1,8 @@
 """BN momentum and epsilon as config keys (``norm_momentum`` / ``norm_eps``) of the ResNet
-backbone, the FPN and the RetinaNet towers: the values reach Paddle's BatchNorm /
-SyncBatchNorm layers and act there (running statistics, eval output); seed 000's configs set
-its 0.99 / 1e-3 everywhere."""
+backbone, the FPN, TwoWayFPN, PConvFPN, BiFPN and the RetinaNet towers: the values reach
+Paddle's BatchNorm / SyncBatchNorm layers and act there (running statistics, eval output); seed
+000's configs set its 0.99 / 1e-3 everywhere; BiFPN defaults to PaddleDetection 0.5's 0.997 /
+1e-4."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ppdet.modeling.backbones.resnet import ResNet
 from ppdet.modeling.heads import RetinaFeat
 from ppdet.modeling.layers.conv_norm import ConvNormLayer
 from ppdet.modeling.layers.norms import SyncBatchNorm2D
+from ppdet.modeling.necks import BiFPN, PConvFPN, TwoWayFPN
 from ppdet.modeling.necks.fpn import FPN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +87,26 @@ def test_resnet_fpn_and_towers_take_the_settings():
         )
         assert len(bn_layers(towers)) == 4 * (5 if per_level else 1)
         assert settings(towers) == {(0.99, 0.001)}
+
+
+@pytest.mark.parametrize("neck_cls", [TwoWayFPN, PConvFPN])
+def test_two_way_fpn_and_pconv_take_the_settings_in_every_norm(neck_cls):
+    kw = dict(out_channel=16, norm_type="bn", fpn_norm_type="bn")
+    default = neck_cls([8, 16, 32], **kw)
+    assert settings(default) == {(0.9, 1e-5)}
+    neck = neck_cls([8, 16, 32], norm_momentum=0.99, norm_eps=1e-3, **kw)
+    inner = bn_layers(neck.fpn)
+    assert len(inner) == 8 and len(bn_layers(neck)) > len(inner)  # the FPN's and its own
+    assert settings(neck) == {(0.99, 0.001)}
+
+
+def test_bifpn_norms_follow_paddledetection_05_by_default():
+    neck = BiFPN([8, 16, 32], out_channel=16, num_stacks=2)
+    # laterals 3, P6 resample 1, and 2 x (4 up + 4 down) separable convs
+    assert len(bn_layers(neck)) == 3 + 1 + 16
+    assert settings(neck) == {(0.997, 1e-4)}
+    other = BiFPN([8, 16, 32], out_channel=16, norm_momentum=0.99, norm_eps=1e-3)
+    assert settings(other) == {(0.99, 0.001)}
 
 
 def test_frozen_resnet_norm_keeps_eps():

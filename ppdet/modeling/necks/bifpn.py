@@ -38,6 +38,9 @@ from ppdet.modeling.layers.conv_norm import ACTIVATIONS, ConvNorm, activate
 from ppdet.modeling.layers.norms import build_norm, fit_num_groups
 from ppdet.modeling.layers.resize import resize_to
 
+BN_MOMENTUM = 0.997  # PaddleDetection 0.5's BiFPN norms (Paddle convention: running weight)
+BN_EPS = 1e-4
+
 __all__ = ["BiFPN", "BiFPNCell", "SeparableConvLayer"]
 
 RETINA_SCALES = (0.125, 0.0625, 0.03125)  # C3-C5
@@ -63,6 +66,8 @@ class SeparableConvLayer(nn.Layer):
         norm_decay: float = 0.0,
         freeze_norm: bool = False,
         num_groups: int = 32,
+        norm_momentum: float = BN_MOMENTUM,
+        norm_eps: float = BN_EPS,
     ):
         super().__init__()
         if act not in ACTIVATIONS:
@@ -76,7 +81,14 @@ class SeparableConvLayer(nn.Layer):
         if norm_type is not None:
             groups = fit_num_groups(channels, num_groups)
             self.norm = build_norm(
-                channels, norm_type, norm_decay, freeze_norm, groups, nonlinear=False
+                channels,
+                norm_type,
+                norm_decay,
+                freeze_norm,
+                groups,
+                nonlinear=False,
+                eps=norm_eps,
+                momentum=norm_momentum,
             )
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -165,6 +177,8 @@ class BiFPN(nn.Layer):
         norm_type: norm of every conv (None: convs with bias only); norm_decay, freeze_norm as
             in ``build_norm``; norm_groups: "gn" / "evonorm_s0" groups, lowered to a divisor of
             out_channel (64 -> 32, 88 -> 22).
+        norm_momentum, norm_eps: running-statistics momentum (Paddle's convention) and epsilon
+            of those norms: 0.997 / 1e-4 as PaddleDetection 0.5's BiFPN.
         act: activation before each separable conv: "swish" (EfficientDet), "relu" or None.
         eps: the fusion's epsilon (EfficientDet: 1e-4).
 
@@ -185,6 +199,8 @@ class BiFPN(nn.Layer):
         norm_decay: float = 0.0,
         freeze_norm: bool = False,
         eps: float = 1e-4,
+        norm_momentum: float = BN_MOMENTUM,
+        norm_eps: float = BN_EPS,
     ):
         super().__init__()
         in_channels = [int(c) for c in in_channels]
@@ -210,6 +226,8 @@ class BiFPN(nn.Layer):
             norm_decay=norm_decay,
             freeze_norm=freeze_norm,
             num_groups=fit_num_groups(out_channel, norm_groups),
+            norm_momentum=norm_momentum,
+            norm_eps=norm_eps,
         )
         self.lateral_convs = nn.LayerList(
             [ConvNorm(c, out_channel, 1, **norm_kw) for c in in_channels]

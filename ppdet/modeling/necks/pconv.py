@@ -28,7 +28,7 @@ from paddle.nn.initializer import Constant, Normal
 
 from ppdet.config.registry import register
 from ppdet.modeling.layers.conv_norm import activate
-from ppdet.modeling.layers.norms import build_norm, fit_num_groups
+from ppdet.modeling.layers.norms import EPS, MOMENTUM, build_norm, fit_num_groups
 from ppdet.modeling.layers.resize import resize_to
 from ppdet.modeling.necks.fpn import FPN
 
@@ -79,6 +79,8 @@ class PConvModule(nn.Layer):
         norm_decay: float = 0.0,
         freeze_norm: bool = False,
         num_groups: int = 32,
+        momentum: float = MOMENTUM,
+        eps: float = EPS,
     ):
         super().__init__()
         bias = norm_type is None
@@ -90,7 +92,9 @@ class PConvModule(nn.Layer):
         self.act: str | None = "relu"
         if norm_type is not None:
             groups = fit_num_groups(channels, num_groups)
-            self.norm = build_norm(channels, norm_type, norm_decay, freeze_norm, groups)
+            self.norm = build_norm(
+                channels, norm_type, norm_decay, freeze_norm, groups, eps=eps, momentum=momentum
+            )
             if getattr(self.norm, "fuses_activation", False):
                 self.act = None
 
@@ -130,6 +134,8 @@ class PConvFPN(nn.Layer):
         fpn_norm_type: norm of the inner FPN's convs (None: as PaddleDetection's FPN).
         norm_decay, freeze_norm: as in ``build_norm``.
         norm_groups: "gn" / "evonorm_s0" groups, lowered to a divisor of out_channel.
+        norm_momentum, norm_eps: running-statistics momentum (Paddle's convention) and epsilon
+            of every norm, the inner FPN's included (Paddle's 0.9 / 1e-5 by default).
 
     Attributes: out_channels, out_strides, spatial_scales of the outputs (as ``FPN``).
     """
@@ -150,6 +156,8 @@ class PConvFPN(nn.Layer):
         norm_decay: float = 0.0,
         freeze_norm: bool = False,
         norm_groups: int = 32,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         if num_stacks < 1:
@@ -166,11 +174,20 @@ class PConvFPN(nn.Layer):
             freeze_norm=freeze_norm,
             relu_before_extra_convs=relu_before_extra_convs,
             norm_groups=norm_groups,
+            norm_momentum=norm_momentum,
+            norm_eps=norm_eps,
         )
         self.pconvs = nn.LayerList(
             [
                 PConvModule(
-                    out_channel, norm_type, integrated_norm, norm_decay, freeze_norm, norm_groups
+                    out_channel,
+                    norm_type,
+                    integrated_norm,
+                    norm_decay,
+                    freeze_norm,
+                    norm_groups,
+                    momentum=norm_momentum,
+                    eps=norm_eps,
                 )
                 for _ in range(num_stacks)
             ]

@@ -26,7 +26,7 @@ from paddle import nn
 
 from ppdet.config.registry import register
 from ppdet.modeling.layers.conv_norm import ConvNorm
-from ppdet.modeling.layers.norms import fit_num_groups
+from ppdet.modeling.layers.norms import EPS, MOMENTUM, fit_num_groups
 from ppdet.modeling.layers.resize import resize_to
 from ppdet.modeling.necks.fpn import FPN
 
@@ -52,6 +52,8 @@ class TwoWayFPN(nn.Layer):
         fpn_norm_type: norm of the inner FPN's convs (None: as PaddleDetection's FPN).
         norm_decay, freeze_norm: as in ``build_norm`` (both pathways).
         norm_groups: "gn" / "evonorm_s0" groups, lowered to a divisor of out_channel.
+        norm_momentum, norm_eps: running-statistics momentum (Paddle's convention) and epsilon
+            of every norm, the inner FPN's included (Paddle's 0.9 / 1e-5 by default).
 
     Attributes: out_channels, out_strides, spatial_scales of the outputs (as ``FPN``).
     """
@@ -70,6 +72,8 @@ class TwoWayFPN(nn.Layer):
         norm_decay: float = 0.0,
         freeze_norm: bool = False,
         norm_groups: int = 32,
+        norm_momentum: float = MOMENTUM,
+        norm_eps: float = EPS,
     ):
         super().__init__()
         self.fpn = FPN(
@@ -84,6 +88,8 @@ class TwoWayFPN(nn.Layer):
             freeze_norm=freeze_norm,
             relu_before_extra_convs=relu_before_extra_convs,
             norm_groups=norm_groups,
+            norm_momentum=norm_momentum,
+            norm_eps=norm_eps,
         )
         num_out = len(self.fpn.out_channels)
         conv_kw = dict(
@@ -92,6 +98,8 @@ class TwoWayFPN(nn.Layer):
             norm_decay=norm_decay,
             freeze_norm=freeze_norm,
             num_groups=fit_num_groups(out_channel, norm_groups),
+            norm_momentum=norm_momentum,
+            norm_eps=norm_eps,
         )
         self.downsample_convs = nn.LayerList(
             [ConvNorm(out_channel, out_channel, 3, stride=2, **conv_kw) for _ in range(num_out - 1)]
