@@ -593,16 +593,32 @@ def test_pretrained_unknown_extras_are_reported_not_fatal():
 
 
 class _Wrapped(paddle.nn.Layer):
-    """A ResNet whose parameter names carry the ``backbone.`` prefix, as inside a detector."""
+    """A backbone whose parameter names carry the ``backbone.`` prefix, as inside a detector."""
 
-    def __init__(self):
+    def __init__(self, backbone: paddle.nn.Layer):
         super().__init__()
-        from ppdet.modeling.backbones import ResNet
-
-        self.backbone = ResNet(depth=18, ch_in=4, variant="b")
+        self.backbone = backbone
 
     def forward(self, x):
         return self.backbone(x)
+
+
+def randomise(model: paddle.nn.Layer, rng, scale: float) -> dict[str, np.ndarray]:
+    """Give every parameter and BN statistic of ``model`` random values (variances > 0.5);
+    returns them; the model is put in eval mode."""
+    state = {}
+    for name, value in model.state_dict().items():
+        array = rng.normal(scale=scale, size=value.shape).astype(np.float32)
+        state[name] = np.abs(array) + 0.5 if name.endswith("_variance") else array
+    model.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
+    model.eval()
+    return state
+
+
+def _resnet18():
+    from ppdet.modeling.backbones import ResNet
+
+    return _Wrapped(ResNet(depth=18, ch_in=4, variant="b"))
 
 
 def test_pretrained_resnet18_tarball_loads_into_our_resnet(tmp_path, monkeypatch, capsys):
@@ -611,17 +627,12 @@ def test_pretrained_resnet18_tarball_loads_into_our_resnet(tmp_path, monkeypatch
 
     monkeypatch.setattr(resnet, "STAGE_WIDTHS", (4, 8, 16, 32))  # tiny widths, R18 structure
     paddle.seed(0)
-    reference = _Wrapped()
+    reference = _resnet18()
     rng = np.random.default_rng(6)
-    state = {}
-    for name, value in reference.state_dict().items():
-        array = rng.normal(scale=0.3, size=value.shape).astype(np.float32)
-        state[name] = np.abs(array) + 0.5 if name.endswith("_variance") else array
+    state = randomise(reference, rng, scale=0.3)
     assert sorted(state) == sorted(
         n for n in read_list(FIXTURES / "compat" / "backbone_resnet18.txt")
     )  # the 2.x names, tiny shapes
-    reference.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
-    reference.eval()
 
     legacy = to_legacy(state, "ResNet18_pretrained")
     variance = state["backbone.conv1.conv1.norm._variance"]
@@ -636,7 +647,7 @@ def test_pretrained_resnet18_tarball_loads_into_our_resnet(tmp_path, monkeypatch
     write_legacy_tar(legacy, path, extra=extra)
 
     paddle.seed(1)
-    fresh = _Wrapped()
+    fresh = _resnet18()
     x = paddle.to_tensor(rng.normal(size=(2, 3, 32, 32)).astype(np.float32))
     fresh.eval()
     with paddle.no_grad():
@@ -688,31 +699,19 @@ def test_efficientnet_larger_than_b0_is_refused_in_one_line():
         detect_model(wide, wide)
 
 
-class _WrappedEfficientNet(paddle.nn.Layer):
-    """EfficientNet-B0 under ``backbone.``, as inside EfficientDet."""
+def _efficientnet_b0():
+    from ppdet.modeling.backbones import EfficientNet
 
-    def __init__(self):
-        super().__init__()
-        from ppdet.modeling.backbones import EfficientNet
-
-        self.backbone = EfficientNet("b0", drop_connect_rate=0.0)
-
-    def forward(self, x):
-        return self.backbone(x)
+    return _Wrapped(EfficientNet("b0", drop_connect_rate=0.0))
 
 
 def test_efficientnet_b0_tarball_loads_and_gives_the_same_features(tmp_path, capsys):
     from ppdet.zoo.weights import load_weights
 
     paddle.seed(0)
-    reference = _WrappedEfficientNet()
+    reference = _efficientnet_b0()
     rng = np.random.default_rng(3)
-    state = {}
-    for name, value in reference.state_dict().items():
-        array = rng.normal(scale=0.1, size=value.shape).astype(np.float32)
-        state[name] = np.abs(array) + 0.5 if name.endswith("_variance") else array
-    reference.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
-    reference.eval()
+    state = randomise(reference, rng, scale=0.1)
     legacy = to_legacy(state, "EfficientNetB0_pretrained")
     assert (
         legacy["_blocks.3._se_reduce_offset"].tobytes()
@@ -722,7 +721,7 @@ def test_efficientnet_b0_tarball_loads_and_gives_the_same_features(tmp_path, cap
     path = str(tmp_path / "EfficientNetB0_pretrained.tar")
     write_legacy_tar(legacy, path)
 
-    fresh = _WrappedEfficientNet()
+    fresh = _efficientnet_b0()
     fresh.eval()
     report = load_weights(fresh, path, strict=False)
     out = capsys.readouterr().out
