@@ -50,6 +50,21 @@ TRAINING_CONVENTIONS: dict[str, str] = {
         '"fluid": mask targets as fluid\'s generate_mask_labels: a RoI takes the object whose '
         "polygons' bounding box has the highest +1 IoU with it; RoI sizes clamped at 1 pixel"
     ),
+    "rpn_loss_beta": (
+        "beta > 0: loss_rpn_reg is smooth L1 with this beta (v0.1: fluid's sigma 3, 1/9), not L1"
+    ),
+    "rpn_loss_norm": (
+        '"sampled": both RPN losses divided by the number of anchors actually sampled '
+        "(v0.1's mean), not by batch_size_per_im * images"
+    ),
+    "rcnn_loss_beta": (
+        "beta > 0: the R-CNN box regression loss (every cascade stage) is smooth L1 with "
+        "this beta (v0.1: fluid's sigma 1, beta 1), not L1"
+    ),
+    "retina_num_pos_plus_one": (
+        "True: RetinaNet's losses divided by each image's positives + 1, summed (fluid's "
+        "retinanet_target_assign fg_num)"
+    ),
     "anchor_target_assign": (
         '"fluid": RetinaNet anchor labels as fluid\'s retinanet_target_assign: IoU with +1 '
         "widths, low-quality matches within 1e-5 of a gt box's best, negatives win over them"

@@ -310,23 +310,24 @@ def _build(name, overrides=()):
         return ppdet.build_model(ppdet.load_config(str(REPO / "configs" / name), list(overrides)))
 
 
+RCNN_V01 = {
+    "rpn_target_assign",
+    "rpn_straddle_thresh",
+    "proposal_labels",
+    "rpn_loss_beta",
+    "rpn_loss_norm",
+    "rcnn_loss_beta",
+}
+
+
 @pytest.mark.parametrize(
     "config, expected",
     [
-        (
-            "faster_rcnn_r50_fpn_1x.yml",
-            {"rpn_target_assign", "rpn_straddle_thresh", "proposal_labels"},
-        ),
-        ("faster_rcnn_r50_1x.yml", {"rpn_target_assign", "rpn_straddle_thresh", "proposal_labels"}),
-        (
-            "mask_rcnn_r50_fpn_1x.yml",
-            {"rpn_target_assign", "rpn_straddle_thresh", "proposal_labels", "mask_labels"},
-        ),
-        (
-            "cascade_rcnn_r50_fpn_1x.yml",
-            {"rpn_target_assign", "rpn_straddle_thresh", "proposal_labels"},
-        ),
-        ("retinanet_r50_fpn_1x.yml", {"anchor_target_assign"}),
+        ("faster_rcnn_r50_fpn_1x.yml", RCNN_V01),
+        ("faster_rcnn_r50_1x.yml", RCNN_V01),
+        ("mask_rcnn_r50_fpn_1x.yml", RCNN_V01 | {"mask_labels"}),
+        ("cascade_rcnn_r50_fpn_1x.yml", RCNN_V01),
+        ("retinanet_r50_fpn_1x.yml", {"anchor_target_assign", "retina_num_pos_plus_one"}),
     ],
 )
 def test_v01_configs_train_with_the_conventions_they_infer_with(config, expected):
@@ -335,6 +336,9 @@ def test_v01_configs_train_with_the_conventions_they_infer_with(config, expected
     assert declared["box_coder_plus_one"] is True  # the decoder and the training targets agree
     if "rpn_straddle_thresh" in expected:
         assert declared["rpn_straddle_thresh"] == 0.0  # v0.1's rpn_straddle_thresh
+        # v0.1's losses: RPN smooth L1 sigma 3 averaged over the sampled anchors, R-CNN sigma 1
+        assert declared["rpn_loss_beta"] == pytest.approx(1 / 9)
+        assert declared["rpn_loss_norm"] == "sampled" and declared["rcnn_loss_beta"] == 1.0
 
 
 @pytest.mark.parametrize(

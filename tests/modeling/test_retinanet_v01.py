@@ -165,8 +165,12 @@ def test_v01_configs_run_every_behaviour_their_checkpoints_need(config, depth):
     needed = RETINANET.behaviour(Arch("retinanet", depth=depth, fpn=True))
     declared = model_conventions(model)
     assert missing_conventions(needed, declared) == []
-    # and, for training, fluid's retinanet_target_assign (weights never require it)
-    assert declared == {**needed, "anchor_target_assign": "fluid"}
+    # and, for training, fluid's retinanet_target_assign and fg_num (weights never require them)
+    assert declared == {
+        **needed,
+        "anchor_target_assign": "fluid",
+        "retina_num_pos_plus_one": True,
+    }
     assert model.neck.state_dict()["fpn_6.weight"].shape == [256, 2048, 3, 3]  # P6 from C5
     # the 2.x config runs none of them
     plain = ppdet.build_model(

@@ -10,6 +10,7 @@ Training (``BBoxHead.forward`` with gt): ``BBoxAssigner`` samples the RoIs (gt b
 ``loss_bbox_cls`` is the softmax cross-entropy averaged over the sampled RoIs,
 ``loss_bbox_reg`` the summed L1 between the deltas of each foreground RoI's own class and
 ``encode_deltas(roi, gt, bbox_weight)`` ([10, 10, 5, 5]), divided by the number of sampled RoIs.
+PaddleDetection v0.1 (fluid) used smooth L1 with sigma 1 there: ``loss_bbox_beta: 1.0``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from ppdet.config.registry import register
 from ppdet.modeling.assigners.sampler import BBoxAssigner
 from ppdet.modeling.backbones.resnet import ResConvNorm, ResStage
 from ppdet.modeling.coders.delta_bbox import encode_deltas
+from ppdet.modeling.losses.smooth_l1 import smooth_l1
 from ppdet.ops.roi import distribute_fpn_proposals, roi_align
 
-__all__ = ["BBoxHead", "RoIAlign", "Res5Head", "TwoFCHead", "rcnn_box_loss"]
+__all__ = ["BBoxHead", "RoIAlign", "Res5Head", "TwoFCHead", "check_loss_beta", "rcnn_box_loss"]
 
 
 class RoIAlign:
@@ -179,6 +181,8 @@ class BBoxHead(nn.Layer):
     num_classes, bbox_weight; in_channels / spatial_scales are filled from the feature maps.
     ``plus_one`` (v0.1): the regression targets are coded with fluid's +1 widths, the inverse
     of ``RCNNBox(plus_one=True)``'s decoding (declared as ``box_coder_plus_one``).
+    ``loss_bbox_beta``: smooth-L1 beta of ``loss_bbox_reg`` (0: L1, 2.x; v0.1: 1.0, declared
+    as ``rcnn_loss_beta``).
     """
 
     __shared__ = ["num_classes"]
@@ -195,6 +199,7 @@ class BBoxHead(nn.Layer):
         spatial_scales: Sequence[float] = (0.0625,),
         in_channels: Sequence[int] | None = None,
         plus_one: bool = False,
+        loss_bbox_beta: float = 0.0,
     ):
         super().__init__()
         self.head = head
@@ -210,6 +215,9 @@ class BBoxHead(nn.Layer):
         self.plus_one = bool(plus_one)
         if self.plus_one:
             self.conventions["box_coder_plus_one"] = True
+        self.loss_bbox_beta = check_loss_beta(loss_bbox_beta, "BBoxHead")
+        if self.loss_bbox_beta > 0:
+            self.conventions["rcnn_loss_beta"] = self.loss_bbox_beta
         self.with_pool = with_pool
         self.num_classes = num_classes
         self.bbox_weight = [float(w) for w in bbox_weight]
@@ -287,6 +295,7 @@ class BBoxHead(nn.Layer):
             self.num_classes,
             self.bbox_weight,
             self.plus_one,
+            self.loss_bbox_beta,
         )
         return {"loss_bbox_cls": loss_cls, "loss_bbox_reg": loss_reg}
 
@@ -300,11 +309,13 @@ def rcnn_box_loss(
     num_classes: int,
     bbox_weight: Sequence[float],
     plus_one: bool = False,
+    beta: float = 0.0,
 ) -> tuple[paddle.Tensor, paddle.Tensor]:
     """The R-CNN box losses (module docstring): scores [R, C+1], deltas [R, 4C] class-specific
     or [R, 4] class-agnostic, rois / gt_boxes [R, 4], labels [R] (-1 ignored, ``num_classes``
-    background) -> (softmax cross-entropy mean over the labelled RoIs, summed L1 of the
-    foreground deltas against ``encode_deltas(roi, gt, bbox_weight, plus_one)`` / R)."""
+    background) -> (softmax cross-entropy mean over the labelled RoIs, summed smooth L1 (beta
+    0: L1) of the foreground deltas against ``encode_deltas(roi, gt, bbox_weight, plus_one)``
+    / R)."""
     labels = labels.astype("int64")
     valid = paddle.nonzero(labels >= 0).flatten()
     if valid.shape[0]:
@@ -323,4 +334,11 @@ def rcnn_box_loss(
     target = encode_deltas(
         paddle.gather(rois, fg), paddle.gather(gt_boxes, fg), bbox_weight, plus_one
     )  # [F, 4]
-    return loss_cls, (pred - target.detach()).abs().sum() / labels.shape[0]
+    return loss_cls, smooth_l1(pred - target.detach(), beta).sum() / labels.shape[0]
+
+
+def check_loss_beta(beta: float, owner: str) -> float:
+    """``beta`` as a float >= 0, else a one-line error naming ``<owner>.loss_bbox_beta``."""
+    if float(beta) < 0:
+        raise ValueError(f"{owner}.loss_bbox_beta must be >= 0 (0: L1), got {beta}")
+    return float(beta)

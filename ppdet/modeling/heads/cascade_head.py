@@ -43,7 +43,7 @@ from paddle.nn.initializer import Constant, Normal
 from ppdet.config.registry import register
 from ppdet.modeling.assigners.sampler import BBoxAssigner, split_rois
 from ppdet.modeling.coders.delta_bbox import decode_deltas
-from ppdet.modeling.heads.bbox_head import RoIAlign, TwoFCHead, rcnn_box_loss
+from ppdet.modeling.heads.bbox_head import RoIAlign, TwoFCHead, check_loss_beta, rcnn_box_loss
 from ppdet.modeling.postprocess.bbox import count_per_image, image_of_rows
 
 __all__ = ["CascadeHead", "CascadeTwoFCHead", "refine_rois"]
@@ -130,6 +130,7 @@ class CascadeHead(nn.Layer):
     bbox_assigner (``BBoxAssigner``, its ``cascade_iou`` gives the stage thresholds),
     num_classes, bbox_weight (one per stage), num_cascade_stages, stage_loss_weights;
     v0.1's test path: plus_one, refine_unclipped, scores_on_last_rois (module docstring);
+    loss_bbox_beta: smooth-L1 beta of every stage's ``loss_bbox_reg`` (0: L1, 2.x; v0.1: 1.0);
     reg_class_agnostic (true only), add_gt_as_proposals ([true, false, false] only) and
     in_channel are accepted for config compatibility.
     """
@@ -153,9 +154,11 @@ class CascadeHead(nn.Layer):
         in_channel: int | None = None,
         spatial_scales: Sequence[float] = (0.0625,),
         in_channels: Sequence[int] | None = None,
+        loss_bbox_beta: float = 0.0,
     ):
         super().__init__()
         self.plus_one = bool(plus_one)
+        self.loss_bbox_beta = check_loss_beta(loss_bbox_beta, "CascadeHead")
         self.refine_unclipped = bool(refine_unclipped)
         self.scores_on_last_rois = bool(scores_on_last_rois)
         n = int(num_cascade_stages)
@@ -177,6 +180,8 @@ class CascadeHead(nn.Layer):
             self.conventions["cascade_refine_unclipped"] = True
         if self.scores_on_last_rois:
             self.conventions["cascade_scores_on_last_rois"] = True
+        if self.loss_bbox_beta > 0:
+            self.conventions["rcnn_loss_beta"] = self.loss_bbox_beta
         self.bbox_assigner = bbox_assigner or BBoxAssigner(num_classes=num_classes)
         self.conventions.update(getattr(self.bbox_assigner, "conventions", {}))
         if len(self.bbox_assigner.cascade_iou) < n:
@@ -308,6 +313,7 @@ class CascadeHead(nn.Layer):
                 self.num_classes,
                 self.bbox_weight[k],
                 self.plus_one,  # v0.1: targets coded with +1 widths, as the stages decode
+                self.loss_bbox_beta,
             )
             losses[f"loss_bbox_cls_stage{k}"] = loss_cls * self.stage_loss_weights[k]
             losses[f"loss_bbox_reg_stage{k}"] = loss_reg * self.stage_loss_weights[k]

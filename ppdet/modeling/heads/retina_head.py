@@ -38,6 +38,7 @@ from ppdet.modeling.layers.norms import EPS, MOMENTUM, NORM_TYPES, build_norm, f
 from ppdet.modeling.losses.by_scale import losses_by_scale
 from ppdet.modeling.losses.focal_loss import FocalLoss
 from ppdet.modeling.losses.iou_loss import DIouLoss, GIoULoss, IoULoss, box_iou_loss
+from ppdet.modeling.losses.smooth_l1 import smooth_l1
 from ppdet.modeling.postprocess.bbox import MultiClassNMS
 from ppdet.modeling.postprocess.retina import flatten_level
 
@@ -226,14 +227,6 @@ def _build_plain(spec: Any, table: dict[str, type], key: str) -> Any:
         raise ValueError(f"{key}: {e}") from None
 
 
-def _smooth_l1(diff: paddle.Tensor, beta: float) -> paddle.Tensor:
-    """Elementwise smooth L1 of ``diff``; beta 0 is plain L1."""
-    absdiff = diff.abs()
-    if beta <= 0:
-        return absdiff
-    return paddle.where(absdiff < beta, 0.5 * absdiff * absdiff / beta, absdiff - 0.5 * beta)
-
-
 class BoxLoss:
     """The regression loss of a positive anchor, chosen by ``loss_bbox``.
 
@@ -307,7 +300,7 @@ class BoxLoss:
             pred = decode_deltas(deltas, anchors, weights, legacy_plus_one=plus_one)  # [P, 4]
             return self.loss_weight * box_iou_loss(pred, gt_boxes, self.mode, self.eps)
         target = encode_deltas(anchors, gt_boxes, weights, plus_one)  # [P, 4]
-        return self.loss_weight * _smooth_l1(deltas - target, self.beta).sum(axis=-1)
+        return self.loss_weight * smooth_l1(deltas - target, self.beta).sum(axis=-1)
 
 
 @register("head")
@@ -338,6 +331,9 @@ class RetinaHead(nn.Layer):
             whose post-process ``RetinaNetDetectionOutput`` decodes so); declared as the
             ``box_coder_plus_one`` convention, so a model whose post-process decodes otherwise
             is refused (``ppdet.modeling.conventions``).
+        num_pos_plus_one: divide both losses by the positives + 1 per image, summed over the
+            batch (fluid's retinanet_target_assign ``fg_num``, PaddleDetection v0.1; declared
+            as ``retina_num_pos_plus_one``); else by the positives (at least 1).
     """
 
     __shared__ = ["num_classes"]
@@ -357,6 +353,7 @@ class RetinaHead(nn.Layer):
         weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         in_channels: Sequence[int] = (256,),
         box_coder_plus_one: bool = False,
+        num_pos_plus_one: bool = False,
     ):
         super().__init__()
         if not 0 < prior_prob < 1:
@@ -381,6 +378,9 @@ class RetinaHead(nn.Layer):
         self.box_coder_plus_one = bool(box_coder_plus_one)
         self.conventions = {"box_coder_plus_one": self.box_coder_plus_one}
         self.conventions.update(getattr(self.bbox_assigner, "conventions", {}))  # training
+        self.num_pos_plus_one = bool(num_pos_plus_one)
+        if self.num_pos_plus_one:
+            self.conventions["retina_num_pos_plus_one"] = True
         bias = -math.log((1 - prior_prob) / prior_prob)
         self.build_predictors(self.conv_feat.feat_out, self.anchor_generator.num_anchors, bias)
 
@@ -458,7 +458,10 @@ class RetinaHead(nn.Layer):
         deltas = paddle.concat([flatten_level(x, 4) for x in bbox_deltas], axis=1)  # [B, N, 4]
         batch_size, num_anchors = logits.shape[0], anchors.shape[0]
         cls_target, gt_boxes, labels = self._targets(anchors, batch, batch_size)
-        num_pos = paddle.clip((labels == 1).astype("float32").sum(), min=1.0)
+        num_pos = (labels == 1).astype("float32").sum()
+        if self.num_pos_plus_one:  # fluid's fg_num: each image's positives + 1
+            num_pos = num_pos + float(batch_size)
+        num_pos = paddle.clip(num_pos, min=1.0)
         valid = (labels >= 0).astype(logits.dtype).unsqueeze(-1)  # [B, N, 1]
         loss_cls = self.loss_class(logits, cls_target, num_pos, weight=valid)
         pos = paddle.nonzero((labels == 1).flatten()).flatten()  # [P] into B * N

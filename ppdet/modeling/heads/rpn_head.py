@@ -8,7 +8,10 @@ weights and zero biases.
 Loss (``get_loss``), over the batch: anchors get ``RPNTargetAssign`` labels;
 ``loss_rpn_cls`` is the summed binary cross-entropy on the logits of the sampled anchors,
 ``loss_rpn_reg`` the summed L1 between predicted and target deltas of the positive anchors;
-both are divided by ``batch_size_per_im * B`` (256 per image).
+both are divided by ``batch_size_per_im * B`` (256 per image). PaddleDetection v0.1 (fluid)
+instead used smooth L1 with sigma 3 (``loss_bbox_beta: 0.1111``, beta = 1 / sigma^2) and
+divided both by the number of anchors actually sampled (``loss_norm: sampled``; fewer than
+256 per image when an image lacks negatives).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ppdet.modeling.anchors import AnchorGenerator
 from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
 from ppdet.modeling.heads.proposal_generator import ProposalGenerator
 from ppdet.modeling.heads.rpn_anchors import FluidAnchorGenerator
+from ppdet.modeling.losses.smooth_l1 import smooth_l1
 from ppdet.modeling.postprocess.retina import flatten_level
 
 __all__ = ["RPNFeat", "RPNHead"]
@@ -109,8 +113,12 @@ class RPNHead(nn.Layer):
     FluidAnchorGenerator`` for v0.1's anchors),
     rpn_target_assign (``RPNTargetAssign``), train_proposal / test_proposal
     (``ProposalGenerator``), in_channel (channels of the input maps; filled from the
-    backbone/neck), in_channels (the same as a list, filled by the architecture).
+    backbone/neck), in_channels (the same as a list, filled by the architecture);
+    loss_bbox_beta (smooth-L1 beta of ``loss_rpn_reg``; 0: L1, 2.x), loss_norm ("batch":
+    ``batch_size_per_im * B``, 2.x; "sampled": the number of sampled anchors, v0.1).
     """
+
+    LOSS_NORMS = ("batch", "sampled")
 
     def __init__(
         self,
@@ -120,9 +128,18 @@ class RPNHead(nn.Layer):
         test_proposal: dict | None = None,
         in_channel: int | None = None,
         in_channels: Sequence[int] = (1024,),
+        loss_bbox_beta: float = 0.0,
+        loss_norm: str = "batch",
     ):
         super().__init__()
         channels = int(in_channel if in_channel is not None else in_channels[0])
+        if loss_norm not in self.LOSS_NORMS:
+            raise ValueError(
+                f"RPNHead.loss_norm: {loss_norm!r} is not one of {', '.join(self.LOSS_NORMS)}"
+            )
+        if loss_bbox_beta < 0:
+            raise ValueError(f"RPNHead.loss_bbox_beta must be >= 0, got {loss_bbox_beta}")
+        self.loss_bbox_beta, self.loss_norm = float(loss_bbox_beta), loss_norm
         self.anchor_generator = _plain(
             AnchorGenerator,
             anchor_generator or {},
@@ -148,6 +165,10 @@ class RPNHead(nn.Layer):
         if self.test_proposal.pixel_offset:
             self.conventions["pixel_offset"] = True
         self.conventions.update(self.rpn_target_assign.conventions)  # training-side ones
+        if self.loss_bbox_beta > 0:
+            self.conventions["rpn_loss_beta"] = self.loss_bbox_beta
+        if loss_norm == "sampled":
+            self.conventions["rpn_loss_norm"] = "sampled"
         num_anchors = self.anchor_generator.num_anchors
         self.rpn_feat = RPNFeat(channels, channels)
         self.rpn_rois_score = _conv(channels, num_anchors, 1)
@@ -209,9 +230,12 @@ class RPNHead(nn.Layer):
             targets.append(tgt)
         labels = paddle.concat(labels)  # [B*N]
         targets = paddle.concat(targets)  # [B*N, 4]
-        norm = float(self.rpn_target_assign.batch_size_per_im * len(gt_boxes))
         valid = paddle.nonzero(labels >= 0).flatten()
         pos = paddle.nonzero(labels == 1).flatten()
+        if self.loss_norm == "sampled":
+            norm = float(max(valid.shape[0], 1))
+        else:
+            norm = float(self.rpn_target_assign.batch_size_per_im * len(gt_boxes))
         if valid.shape[0]:
             loss_cls = F.binary_cross_entropy_with_logits(
                 paddle.gather(logits, valid),
@@ -222,7 +246,7 @@ class RPNHead(nn.Layer):
             loss_cls = logits.sum() * 0.0
         if pos.shape[0]:
             diff = paddle.gather(pred, pos) - paddle.gather(targets, pos)
-            loss_reg = diff.abs().sum()
+            loss_reg = smooth_l1(diff, self.loss_bbox_beta).sum()
         else:
             loss_reg = pred.sum() * 0.0
         return {"loss_rpn_cls": loss_cls / norm, "loss_rpn_reg": loss_reg / norm}
