@@ -1,4 +1,4 @@
-"""Learning-rate schedule and optimizer from PaddleDetection-shaped config sections.
+r"""Learning-rate schedule and optimizer from PaddleDetection-shaped config sections.
 
 ```yaml
 LearningRate:
@@ -10,6 +10,8 @@ OptimizerBuilder:
   optimizer: {type: Momentum, momentum: 0.9}                      # or RMSProp, Adam, AdamW
   regularizer: {type: L2, factor: 0.0005}
   clip_grad_by_norm: null
+  param_rules:                     # optional, first match wins (e.g. PaddleDetection v0.1)
+  - {match: '^(neck|rpn_head)\..*\.bias$', lr_mult: 2.0, weight_decay: false}
 ```
 
 A key left out takes PaddleDetection 2.6's default (``LEARNING_RATE_DEFAULTS``,
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from typing import Any
 
 import paddle
@@ -329,6 +332,7 @@ OPTIMIZER_BUILDER_DEFAULTS: dict[str, Any] = {
     "clip_grad_by_norm": None,
     "clip_grad_by_value": None,
     "no_weight_decay_on_norm": False,
+    "param_rules": [],
 }
 _REGULARIZERS = {"L2": paddle.regularizer.L2Decay, "L1": paddle.regularizer.L1Decay}
 _NORM_TYPES = (
@@ -357,6 +361,66 @@ def norm_parameter_names(model: paddle.nn.Layer) -> set[str]:
     return names
 
 
+def _param_rules(rules: Any, root: str) -> list[tuple[re.Pattern, float, bool]]:
+    """The checked ``param_rules``: [(compiled ``match``, lr_mult, weight_decay)]."""
+    path = f"{root}.param_rules"
+    if not isinstance(rules, list):
+        raise ConfigError(f"{path}: expected a list of {{match, lr_mult, weight_decay}}")
+    out = []
+    for i, rule in enumerate(rules):
+        keys = {"match": (str,), "lr_mult": _NUMBER, "weight_decay": (bool,)}
+        rule = _check_keys(rule, f"{path}[{i}]", keys, ("match",))
+        try:
+            pattern = re.compile(rule["match"])
+        except re.error as e:
+            raise ConfigError(f"{path}[{i}].match: not a regular expression ({e})") from None
+        lr_mult = float(rule.get("lr_mult", 1.0))
+        if lr_mult < 0:
+            raise ConfigError(f"{path}[{i}].lr_mult must be >= 0, got {lr_mult}")
+        out.append((pattern, lr_mult, bool(rule.get("weight_decay", True))))
+    return out
+
+
+def param_groups(
+    model: paddle.nn.Layer,
+    rules: list[tuple[re.Pattern, float, bool]],
+    no_decay: set[str],
+    root: str = "OptimizerBuilder",
+) -> list[dict]:
+    """The trainable parameters of ``model`` grouped by (LR multiplier, weight decay on/off).
+
+    A parameter's multiplier is its own (``ParamAttr(learning_rate=...)``, 1 by default) unless
+    the first rule whose ``match`` finds its structured name (``neck.fpn_inner_res5_sum.bias``)
+    sets one; it is decayed unless its ``Parameter.name`` is in ``no_decay`` or that rule says
+    ``weight_decay: false``. Groups carry ``learning_rate`` (Paddle's per-group multiplier,
+    which replaces a parameter's own) and ``weight_decay: 0.0`` where not decayed. A rule that
+    matches no trainable parameter is a ConfigError (a typo would silently do nothing).
+    """
+    groups: dict[tuple[float, bool], list] = {}
+    used = [False] * len(rules)
+    for name, param in model.named_parameters():
+        if param.stop_gradient:
+            continue
+        lr_mult = float(param.optimize_attr.get("learning_rate", 1.0))
+        decay = param.name not in no_decay
+        for i, (pattern, rule_mult, rule_decay) in enumerate(rules):
+            if pattern.search(name):
+                used[i] = True
+                lr_mult, decay = rule_mult, decay and rule_decay
+                break
+        groups.setdefault((lr_mult, decay), []).append(param)
+    for i, (pattern, _, _) in enumerate(rules):
+        if not used[i]:
+            raise ConfigError(
+                f"{root}.param_rules[{i}].match: {pattern.pattern!r} matches no trainable "
+                "parameter of this model (names as in its state dict, e.g. neck.fpn_6.bias)"
+            )
+    return [
+        {"params": params, "learning_rate": lr_mult, **({} if decay else {"weight_decay": 0.0})}
+        for (lr_mult, decay), params in groups.items()
+    ]
+
+
 def build_optimizer(
     cfg_section: dict, lr: LRScheduler | float, model: paddle.nn.Layer | None
 ) -> paddle.optimizer.Optimizer | None:
@@ -370,7 +434,9 @@ def build_optimizer(
             (coupled decay, added to the gradient; not for AdamW, which takes
             ``optimizer.weight_decay``), ``clip_grad_by_norm`` (global-norm clip),
             ``clip_grad_by_value``, ``no_weight_decay_on_norm`` (bool: norm-layer parameters
-            get no decay). Keys left out: ``OPTIMIZER_BUILDER_DEFAULTS``.
+            get no decay), ``param_rules`` (``[{match: regex on state-dict names, lr_mult,
+            weight_decay: bool}]``, first match wins: per-parameter LR multipliers and decay,
+            see ``param_groups``). Keys left out: ``OPTIMIZER_BUILDER_DEFAULTS``.
         lr: the scheduler from ``build_lr`` (or a constant float).
         model: its trainable parameters are optimized; None only checks the section (None).
     Raises:
@@ -386,6 +452,7 @@ def build_optimizer(
             "clip_grad_by_norm": (int, float, type(None)),
             "clip_grad_by_value": (int, float, type(None)),
             "no_weight_decay_on_norm": (bool,),
+            "param_rules": (list,),
         },
     )
     sec = {**OPTIMIZER_BUILDER_DEFAULTS, **given}
@@ -426,31 +493,30 @@ def build_optimizer(
     elif sec["clip_grad_by_value"] is not None:
         bound = abs(float(sec["clip_grad_by_value"]))
         grad_clip = paddle.nn.ClipGradByValue(max=bound, min=-bound)
+    rules = _param_rules(sec["param_rules"], root)
     if model is None:
         return None
 
-    params = [p for p in model.parameters() if not p.stop_gradient]
-    skip_norm = sec["no_weight_decay_on_norm"]
-    norm_names = norm_parameter_names(model) if skip_norm else set()
-
-    if opt_type == "AdamW":
+    no_decay = norm_parameter_names(model) if sec["no_weight_decay_on_norm"] else set()
+    groups = param_groups(model, rules, no_decay, root)
+    if len(groups) == 1 and groups[0]["learning_rate"] == 1.0 and "weight_decay" not in groups[0]:
+        groups = groups[0]["params"]  # one plain list: no per-parameter settings at all
+    if opt_type == "AdamW":  # decay by name, so that groups only carry LR multipliers
+        undecayed = set()
+        for g in groups if isinstance(groups[0], dict) else []:
+            if g.pop("weight_decay", None) is not None:
+                undecayed.update(p.name for p in g["params"])
         return paddle.optimizer.AdamW(
             learning_rate=lr,
-            parameters=params,
+            parameters=groups,
             weight_decay=float(opt_args.pop("weight_decay", 0.01)),
-            apply_decay_param_fun=(lambda name: name not in norm_names) if skip_norm else None,
+            apply_decay_param_fun=(lambda name: name not in undecayed) if undecayed else None,
             grad_clip=grad_clip,
             **opt_args,
         )
-    if skip_norm and regularizer is not None:
-        # Param groups: a group-level weight_decay of 0.0 overrides the optimizer's.
-        decayed = [p for p in params if p.name not in norm_names]
-        plain = [p for p in params if p.name in norm_names]
-        groups = [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
-        params = [g for g in groups if g["params"]]
     return _OPTIMIZERS[opt_type](
         learning_rate=lr,
-        parameters=params,
+        parameters=groups,
         weight_decay=regularizer,
         grad_clip=grad_clip,
         **opt_args,

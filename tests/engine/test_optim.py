@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from ppdet.engine.optim import build_lr, build_optimizer
+from ppdet.engine.optim import build_lr, build_optimizer, norm_parameter_names, param_groups
 
 
 def lr_values(sched, n):
@@ -190,6 +190,80 @@ def test_no_weight_decay_on_norm(opt_type):
     zero_grad_step(model, opt)
     np.testing.assert_allclose(model.fc.weight.numpy(), 0.95 * w0, rtol=1e-6)
     np.testing.assert_allclose(model.bn.weight.numpy(), [2.0, 2.0])
+
+
+def one_step(model, opt):
+    """One plain-SGD step on loss sum(fc(ones)): d loss / d bias = [2, 2] (batch of 2)."""
+    model(paddle.ones([2, 3])).sum().backward()
+    opt.step()
+    opt.clear_grad()
+
+
+def test_param_rules_set_lr_multiplier_and_decay():
+    """v0.1's biases: twice the LR and no weight decay; other parameters unchanged."""
+    paddle.seed(1)
+    model = Net(with_norm=False)
+    cfg = {
+        "optimizer": {"type": "Momentum", "momentum": 0.0},
+        "regularizer": {"type": "L2", "factor": 0.5},
+        "param_rules": [{"match": r"\.bias$", "lr_mult": 2.0, "weight_decay": False}],
+    }
+    opt = build_optimizer(cfg, constant_lr(0.1), model)
+    w0, b0 = model.fc.weight.numpy().copy(), model.fc.bias.numpy().copy()
+    one_step(model, opt)
+    # bias: -2 x 0.1 x grad 2, no decay; weight: -0.1 x (grad 2 + 0.5 w)
+    np.testing.assert_allclose(model.fc.bias.numpy(), b0 - 0.4, rtol=1e-6)
+    np.testing.assert_allclose(model.fc.weight.numpy(), w0 - 0.1 * (2 + 0.5 * w0), rtol=1e-5)
+
+
+def test_param_rules_first_match_wins_and_own_multipliers_survive():
+    paddle.seed(1)
+    model = Net()
+    model.bn.weight.optimize_attr["learning_rate"] = 0.5  # as ParamAttr(learning_rate=0.5)
+    cfg = {
+        "optimizer": {"type": "Momentum", "momentum": 0.0},
+        "regularizer": None,
+        "no_weight_decay_on_norm": True,
+        "param_rules": [
+            {"match": r"^fc\.bias$", "lr_mult": 3.0},
+            {"match": r"bias$", "lr_mult": 10.0},  # fc.bias matched above: not 10
+        ],
+    }
+    build_optimizer(cfg, constant_lr(0.1), model)  # checks the section, builds the groups
+    norms = norm_parameter_names(model)
+    rules = [(re.compile(r["match"]), r["lr_mult"], True) for r in cfg["param_rules"]]
+    groups = param_groups(model, rules, norms)
+    named = {id(p): n for n, p in model.named_parameters()}
+    got = {
+        named[id(p)]: (g["learning_rate"], "weight_decay" not in g)
+        for g in groups
+        for p in g["params"]
+    }
+    # fc.bias 3 (the first rule), bn.bias 10, bn.weight keeps its own 0.5; norms not decayed
+    assert got == {
+        "fc.weight": (1.0, True),
+        "fc.bias": (3.0, True),
+        "bn.weight": (0.5, False),
+        "bn.bias": (10.0, False),
+    }
+
+
+@pytest.mark.parametrize(
+    "rules, message",
+    [
+        ([{"match": "^nothing$"}], r"param_rules\[0\].match: '\^nothing\$' matches no trainable"),
+        ([{"match": "("}], r"param_rules\[0\].match: not a regular expression"),
+        ([{"match": "bias", "lr": 2}], r"param_rules\[0\]"),
+        ([{"match": "bias", "lr_mult": -1}], r"lr_mult must be >= 0"),
+        ({"match": "bias"}, r"OptimizerBuilder.param_rules"),
+    ],
+)
+def test_param_rules_errors(rules, message):
+    from ppdet.config.errors import ConfigError
+
+    cfg = {"optimizer": {"type": "Momentum"}, "param_rules": rules}
+    with pytest.raises(ConfigError, match=message):
+        build_optimizer(cfg, constant_lr(0.1), Net())
 
 
 def test_optimizer_follows_scheduler_and_clips():

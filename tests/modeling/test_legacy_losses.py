@@ -1,7 +1,8 @@
-"""PaddleDetection v0.1's training-loss forms, as config options of the heads (defaults stay
-2.x's): smooth L1 with fluid's sigma (``loss_bbox_beta``: RPN sigma 3, R-CNN sigma 1), the RPN
-losses averaged over the sampled anchors (``loss_norm: sampled``) and RetinaNet's losses divided
-by fluid's fg_num (each image's positives + 1, ``num_pos_plus_one``). Hand-computed values."""
+"""PaddleDetection v0.1's training settings as config options (defaults stay 2.x's): smooth L1
+with fluid's sigma (``loss_bbox_beta``: RPN sigma 3, R-CNN sigma 1), the RPN losses averaged over
+the sampled anchors (``loss_norm: sampled``), RetinaNet's losses divided by fluid's fg_num (each
+image's positives + 1, ``num_pos_plus_one``), and v0.1's per-parameter learning rates
+(``OptimizerBuilder.param_rules``). Hand-computed values."""
 
 from __future__ import annotations
 
@@ -99,3 +100,52 @@ def test_retinanet_fg_num_plus_one_per_image():
     ratio = num_pos / (num_pos + 2)  # 2 images: fluid's fg_num adds one per image
     for key in ("loss_cls", "loss_reg"):
         assert float(b[key]) == pytest.approx(float(a[key]) * ratio, rel=1e-5)
+
+
+# ---------------------------------------------------------------- v0.1's per-parameter LRs
+
+
+def _settings(config: str) -> dict[str, tuple[float, bool]]:
+    """{trainable parameter: (LR multiplier, weight decay on)} as the config's optimizer sets."""
+    from pathlib import Path
+
+    import ppdet
+    from ppdet.engine.optim import _param_rules, param_groups
+
+    cfg = ppdet.load_config(str(Path(__file__).resolve().parents[2] / "configs" / config))
+    model = ppdet.build_model(cfg)
+    rules = _param_rules(cfg["OptimizerBuilder"]["param_rules"], "OptimizerBuilder")
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {
+        names[id(p)]: (g["learning_rate"], "weight_decay" not in g)
+        for g in param_groups(model, rules, set())
+        for p in g["params"]
+    }
+
+
+@pytest.mark.parametrize(
+    "config, doubled",
+    [
+        ("faster_rcnn_r50_fpn_1x.yml", 15),  # 8 FPN, 3 RPN, fc6/fc7/score/delta
+        ("faster_rcnn_r50_1x.yml", 5),  # C4: 3 RPN, score/delta (res5 is frozen)
+        ("mask_rcnn_r50_fpn_1x.yml", 21),  # + 4 mask convs, deconv, logits
+        ("retinanet_r50_fpn_1x.yml", 18),  # 8 FPN (P6 on C5, P7), 8 tower convs, 2 outputs
+    ],
+)
+def test_v01_biases_learn_at_twice_the_lr_without_decay(config, doubled):
+    settings = _settings(config)
+    biases = {n: s for n, s in settings.items() if s != (1.0, True)}
+    assert len(biases) == doubled and set(biases.values()) == {(2.0, False)}
+    assert all(n.endswith(".bias") for n in biases)
+    assert all(s == (1.0, True) for n, s in settings.items() if n.startswith("backbone."))
+
+
+def test_v01_cascade_stage_heads_learn_at_one_over_their_loss_weight():
+    settings = _settings("cascade_rcnn_r50_fpn_1x.yml")
+    for k, scale in enumerate((1.0, 2.0, 4.0)):  # 1 / [1, 0.5, 0.25]
+        assert settings[f"bbox_head.head.{k}.fc6.weight"] == (scale, True)
+        assert settings[f"bbox_head.bbox_score_stage{k}.weight"] == (scale, True)
+        assert settings[f"bbox_head.bbox_delta_stage{k}.bias"] == (2 * scale, False)
+        assert settings[f"bbox_head.head.{k}.fc7.bias"] == (2 * scale, False)
+    assert settings["neck.fpn_res2_sum.bias"] == (2.0, False)
+    assert settings["rpn_head.rpn_rois_score.weight"] == (1.0, True)
