@@ -499,13 +499,13 @@ def build_optimizer(
 
     no_decay = norm_parameter_names(model) if sec["no_weight_decay_on_norm"] else set()
     groups = param_groups(model, rules, no_decay, root)
-    if len(groups) == 1 and groups[0]["learning_rate"] == 1.0 and "weight_decay" not in groups[0]:
+    undecayed = {p.name for g in groups if "weight_decay" in g for p in g["params"]}
+    if opt_type == "AdamW":  # AdamW decays by name: its groups only carry LR multipliers
+        for g in groups:
+            g.pop("weight_decay", None)
+    if len(groups) == 1 and groups[0]["learning_rate"] == 1.0 and not undecayed:
         groups = groups[0]["params"]  # one plain list: no per-parameter settings at all
-    if opt_type == "AdamW":  # decay by name, so that groups only carry LR multipliers
-        undecayed = set()
-        for g in groups if isinstance(groups[0], dict) else []:
-            if g.pop("weight_decay", None) is not None:
-                undecayed.update(p.name for p in g["params"])
+    if opt_type == "AdamW":
         return paddle.optimizer.AdamW(
             learning_rate=lr,
             parameters=groups,

@@ -28,10 +28,10 @@ from ppdet.config.registry import register
 from ppdet.modeling.assigners.sampler import BBoxAssigner
 from ppdet.modeling.backbones.resnet import ResConvNorm, ResStage
 from ppdet.modeling.coders.delta_bbox import encode_deltas
-from ppdet.modeling.losses.smooth_l1 import smooth_l1
+from ppdet.modeling.losses.smooth_l1 import check_beta, smooth_l1
 from ppdet.ops.roi import distribute_fpn_proposals, roi_align
 
-__all__ = ["BBoxHead", "RoIAlign", "Res5Head", "TwoFCHead", "check_loss_beta", "rcnn_box_loss"]
+__all__ = ["BBoxHead", "RoIAlign", "Res5Head", "TwoFCHead", "rcnn_box_loss"]
 
 
 class RoIAlign:
@@ -215,7 +215,7 @@ class BBoxHead(nn.Layer):
         self.plus_one = bool(plus_one)
         if self.plus_one:
             self.conventions["box_coder_plus_one"] = True
-        self.loss_bbox_beta = check_loss_beta(loss_bbox_beta, "BBoxHead")
+        self.loss_bbox_beta = check_beta(loss_bbox_beta, "BBoxHead.loss_bbox_beta")
         if self.loss_bbox_beta > 0:
             self.conventions["rcnn_loss_beta"] = self.loss_bbox_beta
         self.with_pool = with_pool
@@ -335,10 +335,3 @@ def rcnn_box_loss(
         paddle.gather(rois, fg), paddle.gather(gt_boxes, fg), bbox_weight, plus_one
     )  # [F, 4]
     return loss_cls, smooth_l1(pred - target.detach(), beta).sum() / labels.shape[0]
-
-
-def check_loss_beta(beta: float, owner: str) -> float:
-    """``beta`` as a float >= 0, else a one-line error naming ``<owner>.loss_bbox_beta``."""
-    if float(beta) < 0:
-        raise ValueError(f"{owner}.loss_bbox_beta must be >= 0 (0: L1), got {beta}")
-    return float(beta)

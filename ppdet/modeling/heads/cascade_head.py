@@ -43,7 +43,8 @@ from paddle.nn.initializer import Constant, Normal
 from ppdet.config.registry import register
 from ppdet.modeling.assigners.sampler import BBoxAssigner, split_rois
 from ppdet.modeling.coders.delta_bbox import decode_deltas
-from ppdet.modeling.heads.bbox_head import RoIAlign, TwoFCHead, check_loss_beta, rcnn_box_loss
+from ppdet.modeling.heads.bbox_head import RoIAlign, TwoFCHead, rcnn_box_loss
+from ppdet.modeling.losses.smooth_l1 import check_beta
 from ppdet.modeling.postprocess.bbox import count_per_image, image_of_rows
 
 __all__ = ["CascadeHead", "CascadeTwoFCHead", "refine_rois"]
@@ -158,7 +159,7 @@ class CascadeHead(nn.Layer):
     ):
         super().__init__()
         self.plus_one = bool(plus_one)
-        self.loss_bbox_beta = check_loss_beta(loss_bbox_beta, "CascadeHead")
+        self.loss_bbox_beta = check_beta(loss_bbox_beta, "CascadeHead.loss_bbox_beta")
         self.refine_unclipped = bool(refine_unclipped)
         self.scores_on_last_rois = bool(scores_on_last_rois)
         n = int(num_cascade_stages)

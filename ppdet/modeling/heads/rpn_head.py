@@ -29,7 +29,7 @@ from ppdet.modeling.anchors import AnchorGenerator
 from ppdet.modeling.assigners.rpn_target import RPNTargetAssign
 from ppdet.modeling.heads.proposal_generator import ProposalGenerator
 from ppdet.modeling.heads.rpn_anchors import FluidAnchorGenerator
-from ppdet.modeling.losses.smooth_l1 import smooth_l1
+from ppdet.modeling.losses.smooth_l1 import check_beta, smooth_l1
 from ppdet.modeling.postprocess.retina import flatten_level
 
 __all__ = ["RPNFeat", "RPNHead"]
@@ -137,9 +137,8 @@ class RPNHead(nn.Layer):
             raise ValueError(
                 f"RPNHead.loss_norm: {loss_norm!r} is not one of {', '.join(self.LOSS_NORMS)}"
             )
-        if loss_bbox_beta < 0:
-            raise ValueError(f"RPNHead.loss_bbox_beta must be >= 0, got {loss_bbox_beta}")
-        self.loss_bbox_beta, self.loss_norm = float(loss_bbox_beta), loss_norm
+        self.loss_bbox_beta = check_beta(loss_bbox_beta, "RPNHead.loss_bbox_beta")
+        self.loss_norm = loss_norm
         self.anchor_generator = _plain(
             AnchorGenerator,
             anchor_generator or {},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import paddle
 
-__all__ = ["smooth_l1"]
+__all__ = ["check_beta", "smooth_l1"]
 
 
 def smooth_l1(diff: paddle.Tensor, beta: float) -> paddle.Tensor:
@@ -15,3 +15,10 @@ def smooth_l1(diff: paddle.Tensor, beta: float) -> paddle.Tensor:
     if beta <= 0:
         return absdiff
     return paddle.where(absdiff < beta, 0.5 * absdiff * absdiff / beta, absdiff - 0.5 * beta)
+
+
+def check_beta(beta: float, key: str) -> float:
+    """``beta`` as a float >= 0, else a one-line error naming the config ``key``."""
+    if float(beta) < 0:
+        raise ValueError(f"{key} must be >= 0 (0: L1), got {beta}")
+    return float(beta)
